@@ -1,0 +1,254 @@
+"""The two commands on the experiment's own command line; a thin layer over spec and engine.
+
+``python my_exp.py ray_sweep [with] grid.yaml [UPDATE...] [options]`` and the same for
+``tune_with``: the plugin hands argv here before Sacred's docopt sees it, so Sacred
+never loads the sweep file as config updates. Bad input ends in one line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sacred import Experiment
+from sacred.arg_parser import get_config_updates
+
+from .display import format_table, format_value, varying_keys
+from .plugin import COMMANDS
+from .spec import SpecError, load_grid, load_space
+from .spec.grid import flatten
+
+USAGE = """\
+Usage:
+  {prog} ray_sweep [with] GRID.yaml [UPDATE...] [options]
+  {prog} tune_with [with] SPACE.yaml [UPDATE...] [options]
+
+ray_sweep runs every trial of a grid file as a Sacred run on Ray; tune_with runs a
+Ray Tune search whose trials are Sacred runs. UPDATEs (key=value) and named configs
+after the file apply to every trial.
+
+Sweep options:
+  --dry-run         print the trials (or the search space) and exit; nothing runs
+  --resume          continue the sweep of the same name: completed trials are kept
+  --address ADDR    join this Ray cluster (default: sweep.address, RAY_ADDRESS,
+                    else a local Ray is started)
+  --sort KEY        sort the final table by this metric (default: sweep.metric,
+                    else the trial's result)
+  -h --help         show this help
+
+Sacred's own options (-m, -F, -c, -n, -l, -b, -C, ...) are accepted and apply to
+every trial; see `{prog} --help`.
+"""
+
+OWN_VALUE_OPTIONS = ("--address", "--sort")
+OWN_FLAGS = ("--dry-run", "--resume", "--help", "-h")
+# Sacred options that make no sense for a sweep, with why.
+DROPPED = {
+    "--id": "each trial gets its own id",
+    "--queue": "a sweep runs its trials, it does not queue them",
+    "--print-config": "use --dry-run to see the trials",
+    "--pdb": "trials run on Ray workers without a terminal",
+}
+
+
+@dataclass
+class SweepRequest:
+    """Everything the command line asked for, parsed and checked for form."""
+
+    command: str
+    program: str
+    spec_path: str = ""
+    updates: dict = field(default_factory=dict)
+    named_configs: tuple = ()
+    options: dict = field(default_factory=dict)
+    dry_run: bool = False
+    resume: bool = False
+    address: Optional[str] = None
+    sort: Optional[str] = None
+    help: bool = False
+    warnings: list = field(default_factory=list)
+
+
+def _sacred_options(ex: Experiment) -> dict:
+    """Map every short and long flag of the experiment's Sacred options to (long flag, takes value)."""
+    table = {}
+    for opt in ex.all_cli_options:
+        long_flag = opt.get_flag()
+        short_flag = opt.get_short_flag()
+        takes_value = not getattr(opt, "is_flag", getattr(opt, "arg", None) is None)
+        for flag in (short_flag, long_flag):
+            if flag:
+                table[flag] = (long_flag, takes_value)
+    return table
+
+
+def find_command(ex: Experiment, argv: list) -> Optional[int]:
+    """Index in argv of ray_sweep/tune_with if that is the command, else None."""
+    options = _sacred_options(ex)
+    i = 1
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("-") and token != "-":
+            flag = token.split("=", 1)[0]
+            if "=" not in token and options.get(flag, (None, False))[1]:
+                i += 1
+            i += 1
+            continue
+        return i if token in COMMANDS else None
+    return None
+
+
+def parse(ex: Experiment, argv: list) -> SweepRequest:
+    """Parse argv (with argv[0] the program) for one of the two sweep commands."""
+    index = find_command(ex, argv)
+    if index is None:
+        raise SpecError("command line", "", "no ray_sweep or tune_with command found")
+    req = SweepRequest(command=argv[index], program=os.path.basename(argv[0] or "my_exp.py"))
+    options = _sacred_options(ex)
+    tokens = argv[1:index] + argv[index + 1:]
+    positional: list = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.startswith("-") or token == "-":
+            positional.append(token)
+            continue
+        flag, has_value, value = token.partition("=")
+        if flag in OWN_FLAGS:
+            if has_value:
+                raise SpecError("command line", flag, "takes no value")
+            if flag in ("-h", "--help"):
+                req.help = True
+            else:
+                setattr(req, flag[2:].replace("-", "_"), True)
+            continue
+        takes_value = flag in OWN_VALUE_OPTIONS or options.get(flag, (None, False))[1]
+        if flag not in OWN_VALUE_OPTIONS and flag not in options:
+            raise SpecError("command line", flag, f"unknown option; see {req.program} {req.command} --help")
+        if takes_value and not has_value:
+            if i >= len(tokens):
+                raise SpecError("command line", flag, "needs a value")
+            value = tokens[i]
+            i += 1
+        elif not takes_value and has_value:
+            raise SpecError("command line", flag, "takes no value")
+        if flag in OWN_VALUE_OPTIONS:
+            setattr(req, flag[2:], value)
+            continue
+        long_flag = options[flag][0]
+        if long_flag in DROPPED:
+            req.warnings.append(f"ignoring {flag}: {DROPPED[long_flag]}")
+            continue
+        if long_flag == "--help":
+            req.help = True
+            continue
+        req.options[long_flag] = value if takes_value else True
+    if req.help:
+        return req
+    positional = [p for p in positional if p != "with"]
+    if not positional:
+        raise SpecError(
+            "command line", req.command,
+            f"needs a sweep file: {req.program} {req.command} with {'grid' if req.command == 'ray_sweep' else 'space'}.yaml",
+        )
+    spec_file, rest = positional[0], positional[1:]
+    if "=" in spec_file:
+        raise SpecError("command line", req.command, f"the sweep file comes first, before updates like {spec_file}")
+    req.spec_path = os.path.abspath(spec_file)
+    try:
+        nested, named = get_config_updates(rest)
+    except Exception as e:
+        raise SpecError("command line", "", f"cannot parse updates {' '.join(rest)!r}: {e}") from None
+    req.updates = flatten(nested, "command line", "")
+    req.named_configs = tuple(named)
+    return req
+
+
+def print_trials(grid, out=sys.stdout) -> None:
+    """The --dry-run table of a grid: index, variant, and the values that vary."""
+    trials = grid.trials
+    values = [t.values for t in trials]
+    keys = varying_keys(values)
+    has_variants = any(t.variant for t in trials)
+    common = {k: v for k, v in values[0].items() if k not in keys}
+    print(f"sweep {grid.settings.name!r} from {grid.source}", file=out)
+    if common:
+        shown = ", ".join(f"{k}={format_value(v)}" for k, v in common.items())
+        print(f"every trial: {shown}", file=out)
+    headers = ["#"] + (["variant"] if has_variants else []) + keys + ["key"]
+
+    def row(t):
+        v = t.values
+        return [t.index] + ([t.variant] if has_variants else []) + [v.get(k) for k in keys] + [t.key]
+
+    limit = 1000
+    if len(trials) <= limit:
+        print(format_table(headers, [row(t) for t in trials]), file=out)
+    else:
+        head = format_table(headers, [row(t) for t in trials[:limit - 10]] + [row(t) for t in trials[-10:]])
+        lines = head.splitlines()
+        cut = 2 + limit - 10
+        lines.insert(cut, f"... {len(trials) - limit:,} more trials (sacred_ray.load_trials lists them all)")
+        print("\n".join(lines), file=out)
+    print(f"{len(trials)} trials", file=out)
+
+
+def print_space(space, out=sys.stdout) -> None:
+    """The --dry-run view of a space file: each variant's space and the Tune settings."""
+    s = space.settings
+    print(f"search {s.name!r} from {space.source}", file=out)
+    for v in space.variants:
+        title = f"variant {v.name}" if v.name else "space"
+        rows = [[k, d.describe()] for k, d in v.space.items()]
+        rows += [[k, f"fixed {format_value(val)}"] for k, val in v.fixed.items()]
+        print(f"\n{title}:", file=out)
+        print(format_table(["key", "distribution"], rows, max_width=60), file=out)
+    scheduler = s.scheduler + (f" {s.scheduler_options}" if s.scheduler_options else "")
+    search = s.search + (f" {s.search_options}" if s.search_options else "")
+    print("\ntune:", file=out)
+    settings = [
+        ["metric", f"{s.metric} ({s.mode})"], ["search", search], ["scheduler", scheduler],
+        ["num_samples", s.num_samples], ["max_concurrent_trials", s.max_concurrent_trials or "as resources allow"],
+        ["resources per trial", s.resources.describe()], ["time_budget_s", s.time_budget_s],
+        ["max_failures", s.max_failures],
+    ]
+    print(format_table(["setting", "value"], settings, max_width=60), file=out)
+    if s.search in ("random", "grid"):
+        total = s.num_samples * sum(v.grid_size for v in space.variants)
+    else:
+        total = s.num_samples
+    print(f"{total} trials", file=out)
+
+
+def main(ex: Experiment, argv: list) -> int:
+    """Run one of the two commands; returns the process exit status."""
+    from .checks import check_grid, check_space
+
+    try:
+        req = parse(ex, argv)
+        if req.help:
+            print(USAGE.format(prog=req.program))
+            return 0
+        for w in req.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if req.command == "ray_sweep":
+            spec = load_grid(req.spec_path, req.updates, req.named_configs)
+            check_grid(ex, spec, req.updates)
+        else:
+            spec = load_space(req.spec_path, req.updates, req.named_configs)
+            check_space(ex, spec, req.updates)
+        for w in spec.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if req.dry_run:
+            (print_trials if req.command == "ray_sweep" else print_space)(spec)
+            return 0
+        from .engine.launch import launch
+
+        return launch(ex, req, spec)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,103 @@
+"""Give a plain ``sacred.Experiment`` the ``ray_sweep`` and ``tune_with`` commands.
+
+Importing ``sacred_ray`` adds one method, ``Experiment.distribute``, to Sacred's
+``Experiment`` class (nothing else of Sacred is changed). Either form enables the
+commands; both work directly under ``@ex.automain``::
+
+    @ex.automain
+    @ex.distribute(num_cpus=1, num_gpus=0.5)   # or bare: @ex.distribute
+    def main(...): ...
+
+    sacred_ray.distribute(ex, num_cpus=1)      # anywhere before automain runs
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+from sacred import Experiment
+
+from .spec import Resources
+from .spec.settings import resources_from_ray_kwargs
+
+COMMANDS = ("ray_sweep", "tune_with")
+
+
+def ray_sweep():
+    """Run every trial of a grid file as a Sacred run on Ray (see: ray_sweep --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
+def tune_with():
+    """Run a Ray Tune search whose trials are Sacred runs (see: tune_with --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
+_NOT_FROM_SACRED = (
+    "ray_sweep and tune_with run from the experiment's command line "
+    "(python my_exp.py ray_sweep with grid.yaml) or from sacred_ray.run_sweep / "
+    "sacred_ray.run_tune, not through Experiment.run"
+)
+
+
+def trial_resources(ex: Experiment) -> Resources:
+    """The per-trial resources given to ``distribute`` (empty when none were)."""
+    return getattr(ex, "_sacred_ray_resources", Resources())
+
+
+def distribute(ex: Experiment, **resources: Any) -> Experiment:
+    """Enable ``ray_sweep`` and ``tune_with`` on ``ex``; ``resources`` apply to every trial.
+
+    ``resources`` are Ray's names: ``num_cpus``, ``num_gpus`` (fractions allowed),
+    ``memory`` (bytes or a size like ``"2GiB"``) and ``resources`` (custom, a dict).
+    A sweep file's ``sweep.resources`` / ``tune.resources`` override them. Calling it
+    again only updates the resources.
+    """
+    if not isinstance(ex, Experiment):
+        raise TypeError(f"distribute() takes a sacred.Experiment, got {type(ex).__name__}")
+    ex._sacred_ray_resources = resources_from_ray_kwargs(resources)
+    if getattr(ex, "_sacred_ray_enabled", False):
+        return ex
+    ex._sacred_ray_enabled = True
+    sacred_commandline = ex.run_commandline
+
+    @functools.wraps(sacred_commandline)
+    def run_commandline(argv=None):
+        from .cli import find_command, main
+
+        argv = _argv(argv)
+        if find_command(ex, argv) is not None:
+            raise SystemExit(main(ex, argv))
+        return sacred_commandline(argv)
+
+    ex.run_commandline = run_commandline
+    for command in (ray_sweep, tune_with):
+        if command.__name__ not in ex.commands:
+            ex.command(command, unobserved=True)
+    return ex
+
+
+def _argv(argv):
+    import sys
+
+    from sacred.utils import ensure_wellformed_argv
+
+    return list(ensure_wellformed_argv(sys.argv if argv is None else argv))
+
+
+def _distribute_method(self: Experiment, function: Optional[Callable] = None, /, **resources: Any):
+    """``@ex.distribute`` or ``@ex.distribute(num_cpus=1, ...)``: see ``sacred_ray.distribute``."""
+    if function is not None:
+        if resources or not callable(function):
+            raise TypeError("use @ex.distribute or @ex.distribute(num_cpus=..., num_gpus=...)")
+        distribute(self)
+        return function
+    distribute(self, **resources)
+    return lambda f: f
+
+
+def install() -> None:
+    """Add ``distribute`` to ``sacred.Experiment`` (done once, on import of sacred_ray)."""
+    if getattr(Experiment, "distribute", None) is not _distribute_method:
+        Experiment.distribute = _distribute_method

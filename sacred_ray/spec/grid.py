@@ -1,0 +1,476 @@
+"""The grid-file language of ``ray_sweep``: fixed, grid, zip, random, seeds, exclude, variants.
+
+``load_grid`` turns a file (or a dict) into the exact list of trials it means. It
+imports neither Ray nor Sacred: a trial is only data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .distributions import (
+    DISTRIBUTIONS,
+    GENERATORS,
+    SAMPLED,
+    Distribution,
+    expand_generator,
+    parse_distribution,
+)
+from .errors import SpecError
+from .settings import SweepSettings, parse_sweep_settings
+from .trial import Trial, identity, trial_key
+from .yaml_file import read_yaml
+
+GRID_SECTIONS = ("fixed", "grid", "zip", "random", "seeds", "exclude", "variants")
+TOP_SECTIONS = GRID_SECTIONS + ("sweep",)
+MAX_TRIALS = 1_000_000
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass
+class GridSpec:
+    """A grid file, resolved: its trials, how to run them, and what to warn about."""
+
+    source: str
+    trials: list
+    settings: SweepSettings
+    raw: dict
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
+class _Level:
+    fixed: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    zips: list = field(default_factory=list)
+    samples: Optional[int] = None
+    random_seed: int = 0
+    params: dict = field(default_factory=dict)
+    seeds: Optional[list] = None
+    exclude: list = field(default_factory=list)
+
+    def keys(self) -> set:
+        keys = set(self.fixed) | set(self.grid) | set(self.params)
+        for group in self.zips:
+            keys |= set(group)
+        return keys
+
+    def drop(self, keys: set) -> None:
+        """Forget this level's definition of ``keys`` (a child level redefines them)."""
+        for k in keys:
+            self.fixed.pop(k, None)
+            self.grid.pop(k, None)
+            self.params.pop(k, None)
+        self.zips = [
+            {k: v for k, v in group.items() if k not in keys} for group in self.zips
+        ]
+        self.zips = [g for g in self.zips if g]
+
+
+def is_named_key(key: str) -> bool:
+    return key.startswith("+")
+
+
+def check_key(key: Any, source: str, where: str) -> str:
+    if not isinstance(key, str):
+        raise SpecError(source, where, f"key {key!r} must be a config path like optimizer.lr")
+    if is_named_key(key):
+        if len(key) < 2:
+            raise SpecError(source, where, "'+' needs a label, e.g. +size: [small, large]")
+        return key
+    if not _KEY.match(key):
+        raise SpecError(
+            source, where,
+            f"{key!r} is not a config path; write dotted names like optimizer.lr",
+        )
+    return key
+
+
+def _named_value(value: Any, source: str, where: str) -> tuple:
+    """A named-config value: one name or a list of names applied together."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise SpecError(
+            source, where,
+            f"named configs are given by name, e.g. small or [small, fast], got {value!r}",
+        )
+    return tuple(names)
+
+
+def _generator(value: Any) -> Optional[str]:
+    if isinstance(value, dict) and len(value) == 1:
+        (name,) = value
+        if name in GENERATORS:
+            return name
+    return None
+
+
+def flatten(mapping: Any, source: str, where: str, leaf=None) -> dict:
+    """Flatten nested mappings to dotted keys, stopping at ``leaf(value)`` values."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise SpecError(source, where, f"expected a mapping of config paths, got {mapping!r}")
+    out: dict = {}
+    for key, value in mapping.items():
+        key = check_key(key, source, where)
+        if (
+            isinstance(value, dict)
+            and value
+            and not is_named_key(key)
+            and not (leaf and leaf(value))
+        ):
+            for sub, subvalue in flatten(value, source, f"{where}: {key}", leaf).items():
+                out[f"{key}.{sub}"] = subvalue
+        else:
+            out[key] = value
+    return out
+
+
+def _axis(key: str, value: Any, source: str, where: str) -> list:
+    gen = _generator(value)
+    if gen is not None:
+        values = expand_generator(gen, value[gen], source, f"{where}: {key}: {gen}")
+    elif isinstance(value, dict):
+        raise SpecError(
+            source, f"{where}: {key}",
+            f"unknown value generator {sorted(map(str, value))}; accepted: {', '.join(GENERATORS)}",
+        )
+    elif isinstance(value, list):
+        values = value
+    else:
+        values = [value]
+    if not values:
+        raise SpecError(source, f"{where}: {key}", "empty list; an axis needs at least one value")
+    if is_named_key(key):
+        return [_named_value(v, source, f"{where}: {key}") for v in values]
+    return values
+
+
+def _fixed(mapping: Any, source: str, where: str) -> dict:
+    out = {}
+    for key, value in flatten(mapping, source, where, leaf=_generator).items():
+        if is_named_key(key):
+            out[key] = _named_value(value, source, f"{where}: {key}")
+        elif _generator(value) == "value":
+            out[key] = value["value"]
+        elif _generator(value):
+            raise SpecError(source, f"{where}: {key}", "a generator makes an axis; move it to grid")
+        else:
+            out[key] = value
+    return out
+
+
+def _zip(raw: Any, source: str, where: str) -> list:
+    groups = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, group in enumerate(groups):
+        here = where if not isinstance(raw, list) else f"{where}[{i}]"
+        if not isinstance(group, dict) or not group:
+            raise SpecError(source, here, "expected a mapping of keys to equal-length lists")
+        axes = {k: _axis(k, v, source, here) for k, v in flatten(group, source, here, leaf=_generator).items()}
+        lengths = {k: len(v) for k, v in axes.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+            raise SpecError(source, here, f"zipped lists must have equal length ({detail})")
+        out.append(axes)
+    return out
+
+
+def _seeds(raw: Any, source: str, where: str) -> list:
+    if isinstance(raw, bool) or raw is None:
+        raise SpecError(source, where, f"seeds is a count or a list of integers, got {raw!r}")
+    if isinstance(raw, int):
+        if raw < 1:
+            raise SpecError(source, where, f"seeds must be at least 1, got {raw}")
+        return list(range(raw))
+    if isinstance(raw, list) and raw and all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        if len(set(raw)) != len(raw):
+            raise SpecError(source, where, "seeds lists a seed twice; list each seed once")
+        return list(raw)
+    raise SpecError(source, where, f"seeds is a count or a non-empty list of integers, got {raw!r}")
+
+
+def _random(raw: Any, level: _Level, source: str, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, "expected a mapping with samples, seed and params")
+    unknown = set(raw) - {"samples", "seed", "params"}
+    if unknown:
+        raise SpecError(source, f"{where}: {sorted(map(str, unknown))[0]}", "unknown key; accepted: samples, seed, params")
+    if "samples" in raw:
+        samples = raw["samples"]
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise SpecError(source, f"{where}: samples", f"must be a whole number of at least 1, got {samples!r}")
+        level.samples = samples
+    if "seed" in raw:
+        seed = raw["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise SpecError(source, f"{where}: seed", f"must be an integer, got {seed!r}")
+        level.random_seed = seed
+
+    def is_dist(v):
+        return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in DISTRIBUTIONS
+
+    params = flatten(raw.get("params"), source, f"{where}: params", leaf=is_dist)
+    for key, value in params.items():
+        dist = parse_distribution(value, source, f"{where}: params: {key}", SAMPLED + ("value",))
+        if is_named_key(key):
+            for cat in dist.args if dist.name == "choice" else []:
+                _named_value(cat, source, f"{where}: params: {key}")
+            if dist.name not in ("choice", "value"):
+                raise SpecError(source, f"{where}: params: {key}", "named configs are drawn with choice: [a, b]")
+        level.params[key] = dist
+
+
+def _exclude(raw: Any, source: str, where: str) -> list:
+    rules = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not rule:
+            raise SpecError(source, f"{where}[{i}]", "each rule is a mapping of keys to values, e.g. {optimizer.lr: 0.1}")
+        out.append(flatten(rule, source, f"{where}[{i}]"))
+    return out
+
+
+def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
+    """A child level: the parent's everything, with the child's keys replacing them."""
+    child = _Level(
+        fixed=dict(parent.fixed), grid=dict(parent.grid), zips=[dict(g) for g in parent.zips],
+        samples=parent.samples, random_seed=parent.random_seed, params=dict(parent.params),
+        seeds=parent.seeds, exclude=list(parent.exclude),
+    )
+    prefix = f"{where}: " if where else ""
+    fixed = _fixed(raw.get("fixed"), source, f"{prefix}fixed")
+    grid_raw = raw.get("grid")
+    if "grid" in raw and (not isinstance(grid_raw, dict) or not grid_raw):
+        raise SpecError(source, f"{prefix}grid", "expected a non-empty mapping of keys to lists")
+    grid = {
+        k: _axis(k, v, source, f"{prefix}grid")
+        for k, v in flatten(grid_raw, source, f"{prefix}grid", leaf=_generator).items()
+    }
+    zips = _zip(raw["zip"], source, f"{prefix}zip") if "zip" in raw else []
+    new_random = _Level()
+    if "random" in raw:
+        _random(raw["random"], new_random, source, f"{prefix}random")
+
+    sections = [("fixed", fixed), ("grid", grid), ("random", new_random.params)]
+    sections += [("zip", g) for g in zips]
+    seen: dict = {}
+    for name, keys in sections:
+        for k in keys:
+            if k in seen:
+                raise SpecError(source, f"{prefix}{name}: {k}", f"also set in {seen[k]}; set each key in one place")
+            seen[k] = name
+    child.drop(set(seen))
+    child.fixed.update(fixed)
+    child.grid.update(grid)
+    child.zips.extend(zips)
+    child.params.update(new_random.params)
+    if "random" in raw:
+        if new_random.samples is not None:
+            child.samples = new_random.samples
+        if "seed" in raw["random"]:
+            child.random_seed = new_random.random_seed
+    if "seeds" in raw:
+        child.seeds = _seeds(raw["seeds"], source, f"{prefix}seeds")
+    if "exclude" in raw:
+        child.exclude.extend(_exclude(raw["exclude"], source, f"{prefix}exclude"))
+    return child
+
+
+def _leaves(raw: dict, parent: _Level, source: str, where: str, variant: Optional[str]):
+    """Yield (variant path, level) for every leaf of the variant tree."""
+    allowed = TOP_SECTIONS if not where else GRID_SECTIONS
+    for key in raw:
+        if key not in allowed:
+            hint = "; 'sweep' belongs at the top level" if key == "sweep" else ""
+            raise SpecError(
+                source, f"{where + ': ' if where else ''}{key}",
+                f"unknown key; accepted: {', '.join(allowed)}{hint}",
+            )
+    level = _merge(parent, raw, source, where)
+    variants = raw.get("variants")
+    if variants is None:
+        yield variant, level
+        return
+    prefix = f"{where}: " if where else ""
+    if not isinstance(variants, dict) or not variants:
+        raise SpecError(source, f"{prefix}variants", "expected a mapping of variant names to sub-sweeps")
+    for name, sub in variants.items():
+        if not isinstance(name, str) or not name:
+            raise SpecError(source, f"{prefix}variants", f"variant names are strings, got {name!r}")
+        if sub is None:
+            sub = {}
+        if not isinstance(sub, dict):
+            raise SpecError(source, f"{prefix}variants: {name}", "a variant is a mapping like {fixed: {model: LSTM}}")
+        path = name if variant is None else f"{variant}/{name}"
+        yield from _leaves(sub, level, source, f"{prefix}variants: {name}", path)
+
+
+def _size(level: _Level) -> int:
+    n = math.prod(len(v) for v in level.grid.values())
+    n *= math.prod(len(next(iter(g.values()))) for g in level.zips)
+    n *= level.samples or 1
+    return n * len(level.seeds or [None])
+
+
+def _matches(trial_values: dict, rule: dict) -> bool:
+    for key, wanted in rule.items():
+        if key not in trial_values:
+            return False
+        have = trial_values[key]
+        options = wanted if isinstance(wanted, list) and not isinstance(have, list) else [wanted]
+        if not any(_same(have, w) for w in options):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _draw(level: _Level, point: dict, variant: Optional[str]) -> list:
+    """``samples`` draws of every random parameter for one grid point.
+
+    Every parameter has its own stream, seeded by the random seed, its key and the
+    grid point, so adding a grid value or a parameter leaves other draws unchanged.
+    """
+    if not level.params:
+        return [{}]
+    columns = {}
+    for key, dist in level.params.items():
+        rng = random.Random(f"{level.random_seed}|{variant}|{key}|{identity(point, (), None)}")
+        columns[key] = [dist.sample(rng) for _ in range(level.samples or 1)]
+    return [{k: col[i] for k, col in columns.items()} for i in range(level.samples or 1)]
+
+
+def _expand(level: _Level, variant: Optional[str]):
+    axes = [[{k: v} for v in values] for k, values in level.grid.items()]
+    axes += [
+        [dict(zip(group, row)) for row in zip(*group.values())] for group in level.zips
+    ]
+    for combo in itertools.product(*axes):
+        point: dict = {}
+        for part in combo:
+            point.update(part)
+        for draw in _draw(level, point, variant):
+            values = {**level.fixed, **point}
+            for k, v in draw.items():
+                values[k] = _named_value(v, "", "") if is_named_key(k) else v
+            for seed in level.seeds or [None]:
+                yield values, seed
+
+
+def build_trials(
+    levels: list,
+    source: str,
+    overrides: Optional[dict] = None,
+    named_configs: tuple = (),
+) -> tuple:
+    """Expand resolved levels into numbered, keyed, de-duplicated trials."""
+    total = sum(_size(level) for _, level in levels)
+    if total > MAX_TRIALS:
+        raise SpecError(source, "", f"means {total:,} trials, more than {MAX_TRIALS:,}; split the sweep or use random sampling")
+    overrides = overrides or {}
+    trials, seen, warnings = [], {}, []
+    excluded = 0
+    for variant, level in levels:
+        for values, seed in _expand(level, variant):
+            updates, named = {}, {}
+            for k, v in values.items():
+                if is_named_key(k):
+                    named[k] = v
+                elif k == "seed":
+                    seed = v
+                else:
+                    updates[k] = v
+            updates.update(overrides)
+            if "seed" in updates:
+                seed = updates.pop("seed")
+            if named_configs:
+                named["+command line"] = tuple(named_configs)
+            probe = Trial(0, variant, updates, named, seed)
+            if any(_matches(probe.values, rule) for rule in level.exclude):
+                excluded += 1
+                continue
+            ident = identity(updates, probe.named_configs, seed)
+            if ident in seen:
+                seen[ident][1] += 1
+                continue
+            key = trial_key(updates, probe.named_configs, seed)
+            trial = Trial(len(trials), variant, updates, named, seed, key)
+            seen[ident] = [trial, 0]
+            trials.append(trial)
+    dropped = sum(n for _, n in seen.values())
+    if dropped:
+        warnings.append(f"{source}: dropped {dropped} duplicate trial(s) that run the same config as another trial")
+    if not trials:
+        why = f" (exclude removed all {excluded})" if excluded else ""
+        raise SpecError(source, "", f"gives no trials{why}; loosen exclude or add values")
+    return trials, warnings
+
+
+def _check_exclude_keys(levels: list, source: str) -> None:
+    for variant, level in levels:
+        known = level.keys() | {"seed"}
+        for i, rule in enumerate(level.exclude):
+            for key in rule:
+                if key not in known and not any(key.startswith(k + ".") for k in known):
+                    raise SpecError(
+                        source, f"exclude[{i}]: {key}",
+                        "is not swept or fixed in this file, so the rule can never match; fix the key",
+                    )
+
+
+def load_grid(
+    spec: Union[str, os.PathLike, dict],
+    overrides: Optional[dict] = None,
+    named_configs: tuple = (),
+    source: Optional[str] = None,
+) -> GridSpec:
+    """Resolve a grid file (path or already-parsed dict) into its trials.
+
+    ``overrides`` (dotted keys) and ``named_configs`` come from the command line and
+    apply to every trial, over what the file says.
+    """
+    if isinstance(spec, dict):
+        raw, source = spec, source or "<spec>"
+    else:
+        path = os.fspath(spec)
+        raw, source = read_yaml(path), source or os.path.basename(path)
+    if raw is None:
+        raise SpecError(source, "", "is empty; give at least a grid: or fixed: section")
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", f"must be a mapping of sections ({', '.join(TOP_SECTIONS)}), got {type(raw).__name__}")
+    if "space" in raw or "tune" in raw:
+        raise SpecError(source, "space" if "space" in raw else "tune", "is a tune_with section; run this file with tune_with, or use grid: for ray_sweep")
+    settings = parse_sweep_settings(raw.get("sweep"), source, default_name=_default_name(source))
+    levels = list(_leaves(raw, _Level(), source, "", None))
+    for variant, level in levels:
+        if level.params and level.samples is None:
+            level.samples = 1
+        if level.samples and not level.params:
+            where = f"variants: {variant}: random" if variant else "random"
+            raise SpecError(source, where, "samples without params; add params: {name: {uniform: [0, 1]}}")
+        if level.seeds and ("seed" in level.keys()):
+            raise SpecError(source, "seeds", "the file also sets 'seed'; use one of seeds: or seed")
+    _check_exclude_keys(levels, source)
+    trials, warnings = build_trials(levels, source, overrides, named_configs)
+    return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings)
+
+
+def _default_name(source: str) -> str:
+    stem = os.path.splitext(os.path.basename(source))[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "sweep"
+
+
+__all__ = ["GridSpec", "load_grid", "Distribution"]

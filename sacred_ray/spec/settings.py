@@ -1,0 +1,295 @@
+"""The how-to-run sections: ``sweep`` (ray_sweep) and ``tune`` (tune_with), and resources."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import SpecError
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of a Ray node. ``memory`` is in bytes."""
+
+    cpu: Optional[float] = None
+    gpu: Optional[float] = None
+    memory: Optional[int] = None
+    custom: dict = field(default_factory=dict)
+
+    def merged_over(self, base: "Resources") -> "Resources":
+        """These resources, falling back to ``base`` for what they leave unset."""
+        return Resources(
+            cpu=base.cpu if self.cpu is None else self.cpu,
+            gpu=base.gpu if self.gpu is None else self.gpu,
+            memory=base.memory if self.memory is None else self.memory,
+            custom={**base.custom, **self.custom},
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.cpu is not None:
+            parts.append(f"cpu={self.cpu:g}")
+        if self.gpu:
+            parts.append(f"gpu={self.gpu:g}")
+        if self.memory:
+            parts.append(f"memory={self.memory / 2**20:.0f}MiB")
+        parts += [f"{k}={v:g}" for k, v in self.custom.items()]
+        return ", ".join(parts) or "default"
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_memory(value: Any, source: str, where: str) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", value)
+        if m and m.group(2).lower() in _UNITS:
+            try:
+                return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            except ValueError:
+                pass
+    raise SpecError(source, where, f"memory is bytes or a size like 2GiB or 512MB, got {value!r}")
+
+
+def _positive_number(value: Any, source: str, where: str, allow_zero: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        floor = "at least 0" if allow_zero else "above 0"
+        raise SpecError(source, where, f"must be a number {floor}, got {value!r}")
+    return value
+
+
+def parse_resources(raw: Any, source: str, where: str) -> Resources:
+    """``{cpu, gpu, memory, custom}`` from a spec file."""
+    if raw is None:
+        return Resources()
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, "expected a mapping like {cpu: 1, gpu: 0.5}")
+    allowed = ("cpu", "gpu", "memory", "custom")
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(source, f"{where}: {key}", f"unknown resource; accepted: {', '.join(allowed)} (custom: {{name: amount}})")
+    custom = raw.get("custom") or {}
+    if not isinstance(custom, dict):
+        raise SpecError(source, f"{where}: custom", "expected a mapping of resource names to amounts")
+    for name, amount in custom.items():
+        _positive_number(amount, source, f"{where}: custom: {name}")
+    gpu = raw.get("gpu")
+    if gpu is not None:
+        _positive_number(gpu, source, f"{where}: gpu")
+        if gpu > 1 and not float(gpu).is_integer():
+            raise SpecError(source, f"{where}: gpu", f"a fraction of a GPU must be below 1; above 1 use whole GPUs, got {gpu}")
+    cpu = raw.get("cpu")
+    if cpu is not None:
+        _positive_number(cpu, source, f"{where}: cpu")
+    memory = raw.get("memory")
+    return Resources(
+        cpu=cpu, gpu=gpu,
+        memory=parse_memory(memory, source, f"{where}: memory") if memory is not None else None,
+        custom=dict(custom),
+    )
+
+
+def resources_from_ray_kwargs(kwargs: dict, where: str = "distribute") -> Resources:
+    """``num_cpus=1, num_gpus=0.5, memory=..., resources={...}`` as Ray spells them."""
+    allowed = {"num_cpus", "num_gpus", "memory", "resources"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(f"{where}() got unknown resource {sorted(unknown)[0]!r}; accepted: {', '.join(sorted(allowed))}")
+    raw = {"cpu": kwargs.get("num_cpus"), "gpu": kwargs.get("num_gpus"),
+           "memory": kwargs.get("memory"), "custom": kwargs.get("resources")}
+    try:
+        return parse_resources({k: v for k, v in raw.items() if v is not None}, "", where)
+    except SpecError as e:
+        raise TypeError(str(e)) from None
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _check(raw: dict, key: str, kind, source: str, where: str, what: str):
+    value = raw[key]
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise SpecError(source, f"{where}: {key}", f"must be {what}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How to run a sweep (never what): the ``sweep`` section of a grid file."""
+
+    name: str
+    max_concurrent: Optional[int] = None
+    resources: Resources = field(default_factory=Resources)
+    retries: int = 0
+    timeout: Optional[float] = None
+    address: Optional[str] = None
+    runtime_env: dict = field(default_factory=dict)
+    dir: Optional[str] = None
+    metric: Optional[str] = None
+    mode: Optional[str] = None
+    fail_fast: bool = False
+
+
+SWEEP_KEYS = ("name", "max_concurrent", "resources", "retries", "timeout", "address",
+              "runtime_env", "dir", "metric", "mode", "fail_fast")
+
+
+def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
+    out: dict = {}
+    if "name" in raw:
+        name = _check(raw, "name", str, source, where, "a name of letters, digits, _ . -")
+        if not _NAME.match(name):
+            raise SpecError(source, f"{where}: name", f"{name!r} may hold only letters, digits, _ . - (it names a folder)")
+        out["name"] = name
+    else:
+        out["name"] = default_name
+    if raw.get("address") is not None:
+        out["address"] = _check(raw, "address", str, source, where, "a Ray address like auto or ray://host:10001")
+    if raw.get("runtime_env") is not None:
+        out["runtime_env"] = _check(raw, "runtime_env", dict, source, where, "a mapping (Ray's runtime_env)")
+    if raw.get("dir") is not None:
+        out["dir"] = _check(raw, "dir", str, source, where, "a folder path")
+    if raw.get("resources") is not None:
+        out["resources"] = parse_resources(raw["resources"], source, f"{where}: resources")
+    if raw.get("mode") is not None:
+        mode = raw["mode"]
+        if mode not in ("min", "max"):
+            raise SpecError(source, f"{where}: mode", f"must be min or max, got {mode!r}")
+        out["mode"] = mode
+    if raw.get("metric") is not None:
+        out["metric"] = _check(raw, "metric", str, source, where, "a metric name logged with _run.log_scalar, or result")
+    return out
+
+
+def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSettings:
+    where = "sweep"
+    if raw is None:
+        return SweepSettings(name=default_name)
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, f"expected a mapping with keys {', '.join(SWEEP_KEYS)}")
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(SWEEP_KEYS)}")
+    out = _common(raw, source, where, default_name)
+    if raw.get("max_concurrent") is not None:
+        n = _check(raw, "max_concurrent", int, source, where, "a whole number of at least 1")
+        if n < 1:
+            raise SpecError(source, f"{where}: max_concurrent", f"must be at least 1, got {n}")
+        out["max_concurrent"] = n
+    if raw.get("retries") is not None:
+        n = _check(raw, "retries", int, source, where, "a whole number of at least 0")
+        if n < 0:
+            raise SpecError(source, f"{where}: retries", f"must be at least 0, got {n}")
+        out["retries"] = n
+    if raw.get("timeout") is not None:
+        t = _check(raw, "timeout", float, source, where, "seconds above 0")
+        if t <= 0:
+            raise SpecError(source, f"{where}: timeout", f"must be seconds above 0, got {t}")
+        out["timeout"] = float(t)
+    if raw.get("fail_fast") is not None:
+        out["fail_fast"] = _check(raw, "fail_fast", bool, source, where, "true or false")
+    return SweepSettings(**out)
+
+
+SEARCHERS = ("random", "grid", "optuna", "hyperopt")
+SCHEDULERS: dict = {
+    "fifo": (),
+    "asha": ("max_t", "grace_period", "reduction_factor", "brackets", "time_attr"),
+    "hyperband": ("max_t", "reduction_factor", "time_attr"),
+    "median": ("grace_period", "min_samples_required", "min_time_slice", "hard_stop", "time_attr"),
+}
+TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",
+             "resources", "time_budget_s", "max_failures", "name", "dir", "address", "runtime_env")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """How to run a Tune search: the ``tune`` section of a space file."""
+
+    name: str
+    metric: str = "result"
+    mode: str = "max"
+    num_samples: int = 10
+    search: str = "random"
+    search_options: dict = field(default_factory=dict)
+    scheduler: str = "fifo"
+    scheduler_options: dict = field(default_factory=dict)
+    max_concurrent_trials: Optional[int] = None
+    resources: Resources = field(default_factory=Resources)
+    time_budget_s: Optional[float] = None
+    max_failures: int = 0
+    dir: Optional[str] = None
+    address: Optional[str] = None
+    runtime_env: dict = field(default_factory=dict)
+
+
+def _typed(raw: Any, source: str, where: str, accepted: tuple) -> tuple:
+    """``name`` or ``{type: name, option: value}`` -> (name, options)."""
+    if isinstance(raw, str):
+        name, options = raw, {}
+    elif isinstance(raw, dict) and isinstance(raw.get("type"), str):
+        options = {k: v for k, v in raw.items() if k != "type"}
+        name = raw["type"]
+    else:
+        raise SpecError(source, where, f"expected a name or {{type: name, ...}}; accepted: {', '.join(accepted)}")
+    if name not in accepted:
+        raise SpecError(source, where, f"unknown {where.split(': ')[-1]} {name!r}; accepted: {', '.join(accepted)}")
+    return name, options
+
+
+def parse_tune_settings(raw: Any, source: str, default_name: str) -> TuneSettings:
+    where = "tune"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, f"expected a mapping with keys {', '.join(TUNE_KEYS)}")
+    for key in raw:
+        if key not in TUNE_KEYS:
+            raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(TUNE_KEYS)}")
+    out = _common(raw, source, where, default_name)
+    if raw.get("num_samples") is not None:
+        n = _check(raw, "num_samples", int, source, where, "a whole number of at least 1")
+        if n < 1:
+            raise SpecError(source, f"{where}: num_samples", f"must be at least 1, got {n}")
+        out["num_samples"] = n
+    if raw.get("max_concurrent_trials") is not None:
+        n = _check(raw, "max_concurrent_trials", int, source, where, "a whole number of at least 1")
+        if n < 1:
+            raise SpecError(source, f"{where}: max_concurrent_trials", f"must be at least 1, got {n}")
+        out["max_concurrent_trials"] = n
+    if raw.get("max_failures") is not None:
+        n = _check(raw, "max_failures", int, source, where, "a whole number of at least 0")
+        out["max_failures"] = n
+    if raw.get("time_budget_s") is not None:
+        t = _check(raw, "time_budget_s", float, source, where, "seconds above 0")
+        if t <= 0:
+            raise SpecError(source, f"{where}: time_budget_s", f"must be seconds above 0, got {t}")
+        out["time_budget_s"] = float(t)
+    if raw.get("search") is not None:
+        name, options = _typed(raw["search"], source, f"{where}: search", SEARCHERS)
+        for k in options:
+            if k not in ("seed",):
+                raise SpecError(source, f"{where}: search: {k}", "unknown option; accepted: type, seed")
+        out["search"], out["search_options"] = name, options
+    if raw.get("scheduler") is not None:
+        name, options = _typed(raw["scheduler"], source, f"{where}: scheduler", tuple(SCHEDULERS))
+        for k, v in options.items():
+            if k not in SCHEDULERS[name]:
+                accepted = ", ".join(SCHEDULERS[name]) or "none"
+                raise SpecError(source, f"{where}: scheduler: {k}", f"unknown option for {name}; accepted: {accepted}")
+            if k != "time_attr" and k != "hard_stop" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                raise SpecError(source, f"{where}: scheduler: {k}", f"must be a number above 0, got {v!r}")
+        out["scheduler"], out["scheduler_options"] = name, options
+    return TuneSettings(**out)

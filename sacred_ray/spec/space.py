@@ -1,0 +1,165 @@
+"""The space-file language of ``tune_with``: fixed, space, variants, tune.
+
+A space file describes a search, not a list: ``load_space`` resolves it into one
+``SpaceVariant`` per leaf of the variant tree (what each may set and sample) and the
+Tune settings. The engine compiles that into Tune's param_space; nothing here
+imports Ray or Sacred.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
+from .errors import SpecError
+from .grid import _default_name, _fixed, _named_value, check_key, flatten, is_named_key
+from .settings import TuneSettings, parse_tune_settings
+from .yaml_file import read_yaml
+
+SPACE_SECTIONS = ("fixed", "space", "variants")
+TOP_SECTIONS = SPACE_SECTIONS + ("tune",)
+SPACE_DISTRIBUTIONS = tuple(DISTRIBUTIONS)
+
+
+@dataclass
+class SpaceVariant:
+    """One leaf of the variant tree: constants and distributions, by dotted key."""
+
+    name: Optional[str]
+    fixed: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
+
+    @property
+    def grid_size(self) -> int:
+        n = 1
+        for dist in self.space.values():
+            if dist.name == "grid":
+                n *= len(dist.args)
+        return n
+
+
+@dataclass
+class SpaceSpec:
+    source: str
+    variants: list
+    settings: TuneSettings
+    raw: dict
+    warnings: list = field(default_factory=list)
+
+    @property
+    def keys(self) -> list:
+        """Every key any variant sets or samples, in file order."""
+        seen: dict = {}
+        for v in self.variants:
+            for k in list(v.fixed) + list(v.space):
+                seen[k] = True
+        return list(seen)
+
+
+def _is_dist(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+
+
+def _space(raw, source: str, where: str) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise SpecError(source, where, "expected a non-empty mapping of config paths to distributions")
+    out = {}
+    for key, value in flatten(raw, source, where, leaf=lambda v: _is_dist(v) or not v).items():
+        check_key(key, source, where)
+        dist = parse_distribution(value, source, f"{where}: {key}", SPACE_DISTRIBUTIONS)
+        if is_named_key(key):
+            if dist.name not in ("choice", "grid", "value"):
+                raise SpecError(source, f"{where}: {key}", "named configs are searched with choice: [...] or grid: [...]")
+            cats = dist.args if dist.name != "value" else dist.args
+            dist = Distribution(dist.name, tuple(_named_value(c, source, f"{where}: {key}") for c in cats))
+        out[key] = dist
+    return out
+
+
+def _leaves(raw: dict, fixed: dict, space: dict, source: str, where: str, variant):
+    allowed = TOP_SECTIONS if not where else SPACE_SECTIONS
+    prefix = f"{where}: " if where else ""
+    for key in raw:
+        if key not in allowed:
+            hint = " ('grid', 'zip' and 'random' are ray_sweep sections; use space: with {grid: [...]} or a distribution)" if key in ("grid", "zip", "random", "seeds", "exclude") else ""
+            raise SpecError(source, f"{prefix}{key}", f"unknown key; accepted: {', '.join(allowed)}{hint}")
+    new_fixed = _fixed(raw.get("fixed"), source, f"{prefix}fixed")
+    new_space = _space(raw.get("space"), source, f"{prefix}space")
+    both = set(new_fixed) & set(new_space)
+    if both:
+        raise SpecError(source, f"{prefix}space: {sorted(both)[0]}", "also set in fixed; set each key in one place")
+    fixed = {k: v for k, v in fixed.items() if k not in new_space}
+    space = {k: v for k, v in space.items() if k not in new_fixed}
+    fixed.update(new_fixed)
+    space.update(new_space)
+    variants = raw.get("variants")
+    if variants is None:
+        yield SpaceVariant(variant, fixed, space)
+        return
+    if not isinstance(variants, dict) or not variants:
+        raise SpecError(source, f"{prefix}variants", "expected a mapping of variant names to sub-spaces")
+    for name, sub in variants.items():
+        if not isinstance(name, str) or not name:
+            raise SpecError(source, f"{prefix}variants", f"variant names are strings, got {name!r}")
+        sub = sub or {}
+        if not isinstance(sub, dict):
+            raise SpecError(source, f"{prefix}variants: {name}", "a variant is a mapping like {fixed: {model: LSTM}}")
+        path = name if variant is None else f"{variant}/{name}"
+        yield from _leaves(sub, dict(fixed), dict(space), source, f"{prefix}variants: {name}", path)
+
+
+def load_space(
+    spec: Union[str, os.PathLike, dict],
+    overrides: Optional[dict] = None,
+    named_configs: tuple = (),
+    source: Optional[str] = None,
+) -> SpaceSpec:
+    """Resolve a space file (path or dict) into its variants and Tune settings.
+
+    ``overrides`` (dotted keys) and ``named_configs`` come from the command line;
+    an override fixes a key the file would search.
+    """
+    if isinstance(spec, dict):
+        raw, source = spec, source or "<spec>"
+    else:
+        path = os.fspath(spec)
+        raw, source = read_yaml(path), source or os.path.basename(path)
+    if raw is None:
+        raise SpecError(source, "", "is empty; give at least a space: section")
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", f"must be a mapping of sections ({', '.join(TOP_SECTIONS)}), got {type(raw).__name__}")
+    for section in ("grid", "zip", "random", "sweep"):
+        if section in raw:
+            raise SpecError(source, section, "is a ray_sweep section; run this file with ray_sweep, or write the search under space:")
+    settings = parse_tune_settings(raw.get("tune"), source, _default_name(source))
+    variants = list(_leaves(raw, {}, {}, source, "", None))
+    warnings = []
+    overrides = dict(overrides or {})
+    for v in variants:
+        for key, value in overrides.items():
+            if key in v.space:
+                warnings.append(f"{source}: {key}={value!r} from the command line replaces the file's search over {key}")
+            v.space.pop(key, None)
+            v.fixed[key] = value
+        if named_configs:
+            v.fixed["+command line"] = tuple(named_configs)
+    if not any(v.space for v in variants) and len(variants) < 2:
+        raise SpecError(source, "space", "nothing to search; add space: {name: {uniform: [0, 1]}} or use ray_sweep")
+    search = settings.search
+    for v in variants:
+        for key, dist in v.space.items():
+            where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
+            if search == "grid" and dist.name not in ("grid", "value", "choice"):
+                raise SpecError(source, where, f"search: grid enumerates only grid/choice values, not {dist.name}; use search: random")
+            if search in ("optuna", "hyperopt") and dist.name == "grid":
+                raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
+    if search == "grid":
+        for v in variants:
+            v.space = {k: Distribution("grid", d.args) if d.name == "choice" else d for k, d in v.space.items()}
+    if "num_samples" not in (raw.get("tune") or {}) and search == "grid":
+        settings = TuneSettings(**{**settings.__dict__, "num_samples": 1})
+    return SpaceSpec(source=source, variants=variants, settings=settings, raw=raw, warnings=warnings)

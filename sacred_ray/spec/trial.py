@@ -1,0 +1,76 @@
+"""A trial: one Sacred run that a sweep asks for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def nest(dotted: dict) -> dict:
+    """``{"a.b": 1, "c": 2}`` -> ``{"a": {"b": 1}, "c": 2}`` (later keys win)."""
+    out: dict = {}
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the experiment: what to change, which named configs, which seed.
+
+    ``updates`` maps dotted config paths to values in the order the file gives them;
+    ``named`` maps each ``+label`` of the file to the named configs it applies.
+    ``key`` is derived from what the trial runs (updates, named configs, seed), so
+    the same trial has the same key in every sweep that contains it.
+    """
+
+    index: int
+    variant: Optional[str]
+    updates: dict = field(default_factory=dict)
+    named: dict = field(default_factory=dict)
+    seed: Optional[int] = None
+    key: str = ""
+
+    @property
+    def named_configs(self) -> tuple:
+        return tuple(name for names in self.named.values() for name in names)
+
+    @property
+    def config_updates(self) -> dict:
+        """Nested config updates for ``Experiment.run`` (the seed included)."""
+        updates = nest(self.updates)
+        if self.seed is not None:
+            updates["seed"] = self.seed
+        return updates
+
+    @property
+    def values(self) -> dict:
+        """Everything this trial sets, flat, for display and matching."""
+        out: dict = dict(self.updates)
+        for label, names in self.named.items():
+            out[label] = names[0] if len(names) == 1 else list(names)
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
+
+def trial_key(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:
+    payload = {"updates": updates, "named_configs": list(named_configs), "seed": seed}
+    return hashlib.sha1(_canonical(payload).encode()).hexdigest()[:12]
+
+
+def identity(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:
+    return _canonical([updates, list(named_configs), seed])

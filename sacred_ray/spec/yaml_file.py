@@ -1,0 +1,75 @@
+"""Safe YAML loading that refuses duplicate keys instead of keeping the last one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from .errors import SpecError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that raises on a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise _DuplicateKey(key, key_node.start_mark.line + 1)
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line):
+        super().__init__(key, line)
+        self.key = key
+        self.line = line
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text with a safe loader; every problem is a one-line SpecError."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise SpecError(
+            source, f"line {e.line}", f"key {e.key!r} is given twice; keep one of them"
+        ) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = (e.problem or e.context or "invalid YAML").strip()
+        raise SpecError(source, where, f"not valid YAML: {problem}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(source, "", f"not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def read_yaml(path: str) -> Any:
+    """Read and parse a YAML file; a missing or unreadable file is a SpecError."""
+    name = os.path.basename(path)
+    if not os.path.exists(path):
+        raise SpecError(path, "", "no such file; check the path of the sweep file")
+    if os.path.isdir(path):
+        raise SpecError(path, "", "is a directory; give the path of a YAML sweep file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(path, "", f"cannot be read ({e.__class__.__name__}); check the file") from None
+    return parse_yaml(text, name)
