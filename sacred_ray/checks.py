@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from sacred import Experiment
 from sacred.initialize import create_run

@@ -420,7 +420,7 @@ def build_trials(
 
 
 def _check_exclude_keys(levels: list, source: str) -> None:
-    for variant, level in levels:
+    for _variant, level in levels:
         known = level.keys() | {"seed"}
         for i, rule in enumerate(level.exclude):
             for key in rule:

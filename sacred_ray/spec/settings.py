@@ -18,7 +18,7 @@ class Resources:
     memory: Optional[int] = None
     custom: dict = field(default_factory=dict)
 
-    def merged_over(self, base: "Resources") -> "Resources":
+    def merged_over(self, base: Resources) -> Resources:
         """These resources, falling back to ``base`` for what they leave unset."""
         return Resources(
             cpu=base.cpu if self.cpu is None else self.cpu,

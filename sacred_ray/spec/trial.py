@@ -69,7 +69,7 @@ class Trial:
 
 def trial_key(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:
     payload = {"updates": updates, "named_configs": list(named_configs), "seed": seed}
-    return hashlib.sha1(_canonical(payload).encode()).hexdigest()[:12]
+    return hashlib.sha1(_canonical(payload).encode(), usedforsecurity=False).hexdigest()[:12]
 
 
 def identity(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:

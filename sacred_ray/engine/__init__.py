@@ -1,0 +1,1 @@
+"""The driver side: runs trials on Ray and records them through the user's observers."""

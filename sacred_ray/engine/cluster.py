@@ -1,0 +1,86 @@
+"""Joining or starting Ray, shipping the experiment's folder, and checking resource requests."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+from ..spec import Resources, SpecError
+
+DEFAULT_EXCLUDES = [".git", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
+
+
+def runtime_env_for(experiment_dir: str, user_env: dict, excludes: list) -> dict:
+    """The experiment's folder as Ray's working_dir, with the user's runtime_env merged in."""
+    env = {"working_dir": experiment_dir, "excludes": DEFAULT_EXCLUDES + excludes}
+    for key, value in (user_env or {}).items():
+        if key == "excludes":
+            env["excludes"] = env["excludes"] + list(value)
+        else:
+            env[key] = value
+    if env.get("working_dir") is None:
+        env.pop("working_dir")
+        env.pop("excludes", None)
+    return env
+
+
+def connect(address: Optional[str], runtime_env: dict) -> None:
+    """Join the cluster at ``address`` (or RAY_ADDRESS); otherwise Ray's own rule applies:
+    join the cluster running on this machine, else start a private local one."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs = dict(log_to_driver=False, logging_level="error", runtime_env=runtime_env or None)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address in (None, "local"):
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as e:
+        raise SpecError("ray", "address", f"cannot reach a Ray cluster at {address!r} ({e}); check --address / RAY_ADDRESS") from None
+    except ValueError as e:
+        if "include_dashboard" not in str(e):
+            raise
+        kwargs.pop("include_dashboard")
+        ray.init(address=address, **kwargs)
+
+
+def ray_request(res: Resources) -> dict:
+    """A Resources record as keyword arguments of ``.options()`` on a Ray task."""
+    out: dict = {"num_cpus": 1 if res.cpu is None else res.cpu}
+    if res.gpu:
+        out["num_gpus"] = res.gpu
+    if res.memory:
+        out["memory"] = res.memory
+    if res.custom:
+        out["resources"] = dict(res.custom)
+    return out
+
+
+def _needs(request: dict) -> dict:
+    need = {"CPU": request.get("num_cpus", 1), "GPU": request.get("num_gpus", 0), "memory": request.get("memory", 0)}
+    need.update(request.get("resources", {}))
+    return {k: v for k, v in need.items() if v}
+
+
+def check_feasible(request: dict, source: str, where: str) -> int:
+    """Refuse a per-trial request no alive node can meet; return how many trials fit at once."""
+    import ray
+
+    need = _needs(request)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    fits = 0
+    for node in nodes:
+        per_node = [math.floor(node.get(k, 0) / v + 1e-9) for k, v in need.items()]
+        fits += min(per_node) if per_node else 0
+    if fits == 0:
+        largest = max(nodes, key=lambda n: n.get("CPU", 0), default={})
+        have = ", ".join(f"{k}={largest.get(k, 0):g}" for k in need) if largest else "no nodes"
+        wanted = ", ".join(f"{k}={v:g}" for k, v in need.items())
+        raise SpecError(
+            source, where,
+            f"no node of the Ray cluster can run a trial that needs {wanted} (largest node: {have}); "
+            f"lower the request or add nodes",
+        )
+    return fits

@@ -1,0 +1,166 @@
+"""Replays one trial's relayed events into that trial's own observer instances.
+
+Mirrors what ``sacred.run.Run`` does with its observers: priority order, the first
+assigned id given to the others, failures after start logged and the observer
+skipped, final events always attempted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import traceback
+from typing import Any, Optional
+
+log = logging.getLogger("sacred_ray")
+
+
+class TrialRecorder:
+    """The driver's record of one trial attempt, written through its observers."""
+
+    def __init__(self, observers: list, base_dir: Optional[str] = None):
+        self.observers = sorted(observers, key=lambda o: -getattr(o, "priority", 0))
+        self.base_dir = base_dir
+        self.run_id: Any = None
+        self.started = False
+        self.finished = False
+        self.status: Optional[str] = None
+        self.info: dict = {}
+        self.captured_out = ""
+        self.metrics: dict = {}  # name -> last value
+        self.metric_steps: dict = {}  # name -> number of values logged
+        self.errors: list = []
+        self._failed: list = []
+        self._tmp: Optional[str] = None
+
+    # -- events ---------------------------------------------------------------
+    def start(self, payload: dict) -> dict:
+        ex_info = dict(payload["ex_info"])
+        if self.base_dir and self._sources_present(ex_info):
+            ex_info["base_dir"] = self.base_dir
+        _id = payload.get("_id")
+        try:
+            for obs in self.observers:
+                assigned = obs.started_event(
+                    ex_info=ex_info, command=payload["command"], host_info=payload["host_info"],
+                    start_time=payload["start_time"], config=payload["config"],
+                    meta_info=payload["meta_info"], _id=_id,
+                )
+                if _id is None:
+                    _id = assigned
+        except Exception as e:
+            self.errors.append(f"observer {type(obs).__name__} failed to start the run: {e}")
+            return {"error": f"{type(obs).__name__} failed at started_event: {e.__class__.__name__}: {e}"}
+        self.run_id = _id
+        self.started = True
+        return {"_id": _id}
+
+    def _sources_present(self, ex_info: dict) -> bool:
+        return all(os.path.exists(os.path.join(self.base_dir, name)) for name, _ in ex_info.get("sources", []))
+
+    def heartbeat(self, payload: dict) -> None:
+        if not self.started:
+            return
+        for key, value in payload["info"].items():
+            if key != "metrics":
+                self.info[key] = value
+        out = payload["out"]
+        self.captured_out = out["replace"] if "replace" in out else self.captured_out + out["append"]
+        metrics = payload["metrics"]
+        for name, series in metrics.items():
+            if series["values"]:
+                self.metrics[name] = series["values"][-1]
+                self.metric_steps[name] = self.metric_steps.get(name, 0) + len(series["values"])
+        for obs in self.observers:
+            if metrics:
+                self._safe(obs, "log_metrics", metrics_by_name=metrics, info=self.info)
+            self._safe(
+                obs, "heartbeat_event", info=self.info, captured_out=self.captured_out,
+                beat_time=payload["beat_time"], result=payload["result"],
+            )
+
+    def artifact(self, payload: dict) -> None:
+        if not self.started or payload["content"] is None:
+            return
+        path = self._materialize(payload["filename"], payload["content"])
+        for obs in self.observers:
+            self._safe(obs, "artifact_event", name=payload["name"], filename=path,
+                       metadata=payload["metadata"], content_type=payload["content_type"])
+
+    def resource(self, payload: dict) -> None:
+        if not self.started:
+            return
+        filename = payload["filename"]
+        if not os.path.exists(filename):
+            if payload["content"] is None:
+                return
+            filename = self._materialize(os.path.basename(filename), payload["content"])
+        for obs in self.observers:
+            self._safe(obs, "resource_event", filename=filename)
+
+    def final(self, event: Optional[tuple], status_override: Optional[str] = None, reason: Optional[str] = None) -> None:
+        """Close the run: the worker's final event, or one the driver makes up."""
+        if self.finished:
+            return
+        self.finished = True
+        if event is None:
+            event = ("failed", {"fail_time": _now(), "fail_trace": [reason or "the trial ended without a final event"]})
+        kind, payload = event
+        if status_override and status_override != "FAILED":
+            stop = payload.get("stop_time") or payload.get("interrupt_time") or payload.get("fail_time") or _now()
+            kind, payload = "interrupted", {"interrupt_time": stop, "status": status_override}
+        if reason and kind == "interrupted":
+            self.info["sacred_ray"] = {**self.info.get("sacred_ray", {}), "stop_reason": reason}
+            self._resave_info()
+        self.status = {"completed": "COMPLETED", "failed": "FAILED"}.get(kind, payload.get("status"))
+        if not self.started:
+            self._cleanup()
+            return
+        method = f"{kind}_event"
+        for obs in self.observers:
+            try:
+                getattr(obs, method)(**payload)
+            except Exception:
+                self.errors.append(f"observer {type(obs).__name__} failed at {method}: {traceback.format_exc(limit=1).strip()}")
+        for obs in self.observers:
+            self._safe(obs, "join")
+        self._cleanup()
+
+    def _resave_info(self) -> None:
+        """A last heartbeat, so the observers store the info that explains the stop."""
+        for obs in self.observers:
+            self._safe(obs, "heartbeat_event", info=self.info, captured_out=self.captured_out,
+                       beat_time=_now(), result=None)
+
+    # -- helpers --------------------------------------------------------------
+    def _safe(self, obs, method: str, **kwargs) -> None:
+        if obs in self._failed:
+            return
+        try:
+            getattr(obs, method)(**kwargs)
+        except Exception as e:
+            self._failed.append(obs)
+            self.errors.append(f"observer {type(obs).__name__} failed at {method}: {e}")
+            log.warning("observer %s failed at %s: %s", type(obs).__name__, method, e)
+
+    def _materialize(self, name: str, content: bytes) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="sacred_ray_files_")
+        folder = tempfile.mkdtemp(dir=self._tmp)
+        path = os.path.join(folder, os.path.basename(name) or "file")
+        with open(path, "wb") as f:
+            f.write(content)
+        return path
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _now():
+    import datetime
+
+    return datetime.datetime.utcnow()

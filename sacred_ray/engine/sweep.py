@@ -1,0 +1,508 @@
+"""ray_sweep's driver: every trial a Sacred run in a Ray task, from a bounded window.
+
+The driver submits at most ``window`` tasks at a time, relays each trial's events to
+that trial's own observer instances, owns retries (Ray's are off: every retry would
+be a new Sacred run), stops trials over their timeout, and records every attempt in
+the sweep folder's ledger the moment it ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sacred import Experiment
+
+from ..spec import GridSpec, SpecError, Trial
+from ..worker.runner import ExperimentRef, run_trial
+from .cluster import check_feasible, connect, ray_request, runtime_env_for
+from .folder import SweepFolder, jsonable
+from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
+from .progress import Progress
+from .recorder import TrialRecorder
+from .report import summarize
+
+log = logging.getLogger("sacred_ray")
+
+POLL_SECONDS = 0.25
+GRACE_SECONDS = 10.0
+
+
+@dataclass
+class TrialResult:
+    """How one trial ended (its last attempt), as recorded by the observers."""
+
+    trial: Trial
+    status: str
+    run_id: Any = None
+    result: Any = None
+    metrics: dict = field(default_factory=dict)
+    duration: Optional[float] = None
+    node: dict = field(default_factory=dict)
+    error: Optional[str] = None
+    attempts: int = 1
+    config: Optional[dict] = None
+
+
+@dataclass
+class SweepResult:
+    """Every trial's result, in trial order, and where the sweep's files are."""
+
+    name: str
+    folder: str
+    results: list
+    interrupted: Optional[str] = None
+    observer_errors: list = field(default_factory=list)
+    exit_code: int = 0
+    report: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "COMPLETED" for r in self.results)
+
+    @property
+    def counts(self) -> dict:
+        return dict(collections.Counter(r.status for r in self.results))
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C or SIGTERM reached the driver; ``code`` is the exit status to use."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class _Attempt:
+    trial: Trial
+    attempt: int
+    token: str
+    recorder: TrialRecorder
+    ref: Any = None
+    submitted: float = 0.0
+    started: Optional[float] = None
+    end: Optional[dict] = None
+    stop_status: Optional[str] = None
+    stop_reason: Optional[str] = None
+    cancel_sent: float = 0.0
+    config: Optional[dict] = None
+
+
+def experiment_ref(ex: Experiment) -> tuple:
+    """How workers find ``ex``: its module file (relative to the shipped folder) and variable."""
+    import sys
+
+    if ex.mainfile is None:
+        raise SpecError("experiment", ex.path, "was defined interactively; define it in a .py file to sweep it")
+    path = ex.mainfile.filename
+    attribute = None
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) and os.path.abspath(module.__file__) == path:
+            for name, value in vars(module).items():
+                if value is ex:
+                    attribute = name
+                    break
+        if attribute:
+            break
+    if attribute is None:
+        raise SpecError("experiment", ex.path, f"is not a module-level variable of {path}; define it as ex = Experiment(...)")
+    folder = os.path.dirname(path)
+    return ExperimentRef(attribute=attribute, path=path, relative_path=os.path.basename(path)), folder
+
+
+class SweepDriver:
+    def __init__(self, ex: Experiment, grid: GridSpec, trials: list, options: dict, folder: SweepFolder,
+                 resources: dict, window: int, progress: Progress, relay, ref: ExperimentRef, base_dir: str):
+        self.ex = ex
+        self.grid = grid
+        self.settings = grid.settings
+        self.trials = trials
+        self.folder = folder
+        self.resources = resources
+        self.window = window
+        self.progress = progress
+        self.relay = relay
+        self.ref = ref
+        self.base_dir = base_dir
+        observer_options, worker_options = split_options(options)
+        self.prototypes = build_prototypes(ex, observer_options, failure_dir=folder.file("failed_saves"))
+        self.worker_options = self._worker_options(worker_options)
+        self.queue = collections.deque((t, 1) for t in trials)
+        self.inflight: dict = {}  # task ref -> _Attempt
+        self.by_token: dict = {}
+        self.results: dict = {}
+        self.observer_errors: list = []
+        self.stopping: Optional[str] = None
+        self._remote = None
+
+    def _worker_options(self, options: dict) -> dict:
+        options = dict(options)
+        if options.get("--capture") not in ("no", "sys"):
+            options["--capture"] = "sys"  # fd capture would dup2 the Ray worker's own fds
+        if not options.get("--comment"):
+            options["--comment"] = f"sweep {self.settings.name}"
+        return options
+
+    # -- submitting -----------------------------------------------------------
+    def _submit(self, trial: Trial, attempt: int) -> None:
+        import ray
+
+        if self._remote is None:
+            self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.resources)
+        token = f"{trial.key}:{attempt}:{trial.index}"
+        recorder = TrialRecorder(observers_for_trial(self.prototypes), base_dir=self.base_dir)
+        job = {
+            "token": token,
+            "config_updates": trial.config_updates,
+            "named_configs": list(trial.named_configs),
+            "options": self.worker_options,
+            "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
+                                    "variant": trial.variant, "attempt": attempt}},
+        }
+        att = _Attempt(trial, attempt, token, recorder, submitted=time.monotonic())
+        att.ref = self._remote.remote(self.ref, job, self.relay)
+        self.inflight[att.ref] = att
+        self.by_token[token] = att
+
+    # -- events ---------------------------------------------------------------
+    def _handle(self, events: list) -> None:
+        answers = {}
+        for token, kind, payload in events:
+            att = self.by_token.get(token)
+            if att is None:
+                if kind == "start":
+                    answers[token] = {"error": "this trial attempt was already given up by the sweep driver"}
+                continue
+            rec = att.recorder
+            if kind == "start":
+                if self.stopping or att.stop_status:
+                    answers[token] = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
+                    continue
+                answers[token] = rec.start(payload)
+                att.started = time.monotonic()
+                att.config = payload.get("config")
+            elif kind == "heartbeat":
+                rec.heartbeat(payload)
+            elif kind == "artifact":
+                rec.artifact(payload)
+            elif kind == "resource":
+                rec.resource(payload)
+            elif kind == "end":
+                att.end = payload
+                rec.final(payload["final"], status_override=att.stop_status, reason=att.stop_reason)
+        if answers:
+            self.relay.answer.remote(answers)
+
+    # -- finishing ------------------------------------------------------------
+    def _finish(self, att: _Attempt, outcome: Optional[dict], crash: Optional[str]) -> None:
+        self.by_token.pop(att.token, None)
+        rec = att.recorder
+        if not rec.finished:
+            reason = att.stop_reason or crash or "the trial ended without reporting"
+            rec.final(None if not att.stop_status else ("interrupted", {"interrupt_time": None, "status": att.stop_status}),
+                      status_override=att.stop_status, reason=reason)
+        status = rec.status or "FAILED"
+        if not rec.started and att.stop_status:
+            status = att.stop_status
+        error = None
+        if status != "COMPLETED":
+            error = att.stop_reason or crash or (outcome or {}).get("error") or (rec.errors[-1] if rec.errors else None)
+        node = (outcome or {}).get("node") or (att.end or {}).get("outcome", {}).get("node") or {}
+        duration = time.monotonic() - att.started if att.started else None
+        self.observer_errors.extend(rec.errors)
+        retry = (status == "FAILED" and att.attempt <= self.settings.retries and not self.stopping)
+        self.folder.record({
+            "key": att.trial.key, "index": att.trial.index, "variant": att.trial.variant,
+            "attempt": att.attempt, "status": status, "run_id": rec.run_id,
+            "result": (outcome or {}).get("result"), "metrics": rec.metrics,
+            "duration": round(duration, 3) if duration is not None else None,
+            "node": node.get("node_ip"), "node_id": node.get("node_id"), "error": error,
+            "retrying": retry, "time": time.time(),
+        })
+        self.results[att.trial.index] = TrialResult(
+            trial=att.trial, status=status, run_id=rec.run_id, result=(outcome or {}).get("result"),
+            metrics=dict(rec.metrics), duration=duration, node=node, error=error, attempts=att.attempt,
+            config=att.config,
+        )
+        if retry:
+            self.queue.appendleft((att.trial, att.attempt + 1))
+        elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
+            self.stop(f"fail_fast: trial {att.trial.index} failed")
+
+    def stop(self, reason: str, status: str = "INTERRUPTED", force: bool = False) -> None:
+        """Stop every trial in flight and run no more; they end recorded as ``status``."""
+        import ray
+
+        self.stopping = self.stopping or reason
+        for trial, _attempt in self.queue:
+            self.results.setdefault(trial.index, TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}"))
+        self.queue.clear()
+        for ref, att in self.inflight.items():
+            if not att.stop_status:
+                att.stop_status, att.stop_reason = status, reason
+            if force or not att.cancel_sent:
+                att.cancel_sent = time.monotonic()
+                try:
+                    ray.cancel(ref, force=force)
+                except Exception as e:  # already finished
+                    log.debug("cancel %s: %s", att.token, e)
+
+    def _check_timeouts(self) -> None:
+        import ray
+
+        timeout = self.settings.timeout
+        now = time.monotonic()
+        for ref, att in self.inflight.items():
+            if timeout and att.started and not att.stop_status and now - att.started > timeout:
+                att.stop_status, att.stop_reason = "TIMEOUT", f"timed out after {timeout:g}s"
+                att.cancel_sent = now
+                ray.cancel(ref, force=False)
+            elif att.cancel_sent and now - att.cancel_sent > GRACE_SECONDS and not att.end:
+                att.cancel_sent = now
+                try:
+                    ray.cancel(ref, force=True)  # the trial ignored the interrupt
+                except Exception as e:
+                    log.debug("force cancel %s: %s", att.token, e)
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> None:
+        import ray
+
+        poll = self.relay.poll.remote(POLL_SECONDS)
+        while self.queue or self.inflight:
+            while self.queue and len(self.inflight) < self.window and not self.stopping:
+                self._submit(*self.queue.popleft())
+            refs = list(self.inflight)
+            ready, _ = ray.wait([poll] + refs, num_returns=1, timeout=1.0)
+            done = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs and ready else []
+            if poll in ready or done:
+                self._handle(ray.get(poll))
+                poll = self.relay.poll.remote(POLL_SECONDS)
+            for ref in done:
+                att = self.inflight.pop(ref)
+                outcome, crash = self._outcome(ref)
+                tries = 0
+                while outcome is not None and att.end is None and tries < 40:
+                    self._handle(ray.get(poll))
+                    poll = self.relay.poll.remote(POLL_SECONDS)
+                    tries += 1
+                self._finish(att, outcome, crash)
+            self._check_timeouts()
+            self._report()
+        self._handle(ray.get(poll))
+
+    def _outcome(self, ref) -> tuple:
+        import ray
+        from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
+
+        try:
+            return ray.get(ref), None
+        except TaskCancelledError:
+            return None, "cancelled before it started"
+        except WorkerCrashedError as e:
+            return None, f"worker died: {_first_line(e)}"
+        except RayTaskError as e:
+            return None, f"worker error: {_first_line(e)}"
+        except Exception as e:  # OOM kills, lost nodes, ...
+            return None, f"worker died: {e.__class__.__name__}: {_first_line(e)}"
+
+    def _report(self) -> None:
+        failed = sum(1 for r in self.results.values() if r.status != "COMPLETED")
+        running = sum(1 for a in self.inflight.values() if a.started and not a.end)
+        self.progress.update(len(self.results), running, failed)
+
+    def interrupt(self, reason: str, second: bool = False) -> None:
+        """After Ctrl-C: stop trials, keep relaying until they are recorded (or give up)."""
+        import ray
+
+        self.stop(reason)
+        deadline = time.monotonic() + GRACE_SECONDS
+        try:
+            poll = self.relay.poll.remote(POLL_SECONDS)
+            while self.inflight and time.monotonic() < deadline and not second:
+                refs = list(self.inflight)
+                done, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
+                self._handle(ray.get(poll))
+                poll = self.relay.poll.remote(POLL_SECONDS)
+                for ref in done:
+                    att = self.inflight.pop(ref)
+                    outcome, crash = self._outcome(ref)
+                    if outcome is not None and att.end is None:
+                        self._handle(ray.get(poll))
+                        poll = self.relay.poll.remote(POLL_SECONDS)
+                    self._finish(att, outcome, crash)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for ref, att in list(self.inflight.items()):
+                self.inflight.pop(ref)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception as e:
+                    log.debug("cancel %s: %s", att.token, e)
+                self._finish(att, None, reason)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else e.__class__.__name__
+
+
+class _Signals:
+    """Turn SIGTERM into an interrupt with exit status 143 (Ctrl-C: 130)."""
+
+    def __enter__(self):
+        self.previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            raise SweepInterrupted(143, "SIGTERM")
+
+        try:
+            signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def run_sweep(
+    ex: Experiment,
+    spec,
+    updates: Optional[dict] = None,
+    named_configs: tuple = (),
+    options: Optional[dict] = None,
+    address: Optional[str] = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: Optional[list] = None,
+    sort: Optional[str] = None,
+) -> SweepResult:
+    """Run every trial of a grid (a path, a dict, or a resolved GridSpec) on Ray.
+
+    ``options`` are Sacred's command-line flags by long name (``{"--file_storage":
+    "runs", "--mongo_db": "localhost:27017:sweeps"}``); observers in ``ex.observers``
+    record the trials too. Returns every trial's result; raises SpecError on bad input
+    before anything starts.
+    """
+    import ray
+
+    from ..checks import check_grid
+    from ..plugin import trial_resources
+    from ..spec import load_grid
+    from ..spec.grid import flatten
+
+    options = dict(options or {})
+    if isinstance(spec, GridSpec):
+        grid = spec
+    else:
+        overrides = flatten(updates or {}, "updates", "")
+        grid = load_grid(spec, overrides, tuple(named_configs))
+        check_grid(ex, grid, overrides)
+    check_observer_flags(options)
+    if "--file_storage" in options:
+        options["--file_storage"] = os.path.abspath(options["--file_storage"])
+    settings = grid.settings
+    ref, experiment_dir = experiment_ref(ex)
+    folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
+    resources = trial_resources(ex)
+    resources = settings.resources.merged_over(resources)
+    request = ray_request(resources)
+
+    folder = SweepFolder(folder_path, resume=resume)
+    trials = grid.trials
+    previous: dict = {}
+    if resume:
+        for entry in folder.read_ledger():
+            previous[entry.get("key")] = entry
+        trials = [t for t in trials if previous.get(t.key, {}).get("status") != "COMPLETED"]
+    folder.write_spec(command or [], None, grid.raw, grid.trials)
+    if folder.moved_aside:
+        print(f"an earlier sweep in {_rel(folder_path)} was moved to {_rel(folder.moved_aside)} (use --resume to continue one)")
+    results = []
+    if resume:
+        kept = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
+        for t in kept:
+            e = previous[t.key]
+            results.append(TrialResult(trial=t, status="COMPLETED", run_id=e.get("run_id"), result=e.get("result"),
+                                       metrics=e.get("metrics") or {}, duration=e.get("duration"),
+                                       node={"node_ip": e.get("node")}))
+        if not trials:
+            print(f"resume: all {len(grid.trials)} trials of {settings.name!r} are already COMPLETED; nothing to run")
+            folder.close()
+            return SweepResult(settings.name, folder.path, sorted(results, key=lambda r: r.trial.index))
+        print(f"resume: {len(kept)} trials already COMPLETED, {len(trials)} to run")
+
+    excludes = []
+    for path in (folder_path, options.get("--file_storage")):
+        if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
+            excludes.append("/" + os.path.relpath(path, experiment_dir))
+    runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    bar = Progress(len(trials), settings.name, enabled=progress)
+    driver = None
+    started_ray = not ray.is_initialized()
+    interrupted = None
+    try:
+        with _Signals():
+            try:
+                if started_ray:
+                    connect(address or settings.address, runtime_env)
+                capacity = check_feasible(request, grid.source, "sweep: resources")
+                window = settings.max_concurrent or capacity + max(1, capacity // 2)
+                from .relay import Relay
+
+                relay = Relay.options(max_concurrency=max(1000, 4 * window)).remote()
+                driver = SweepDriver(ex, grid, trials, options, folder, request, window, bar, relay, ref,
+                                     experiment_dir)
+                driver.run()
+            except KeyboardInterrupt:
+                interrupted = SweepInterrupted(130, "Ctrl-C")
+            except SweepInterrupted as e:
+                interrupted = e
+            if interrupted is not None and driver is not None:
+                bar.close()
+                print(f"\n{interrupted.reason}: stopping {len(driver.inflight)} running trial(s) "
+                      f"(press Ctrl-C again to stop at once)", flush=True)
+                try:
+                    driver.interrupt(f"sweep interrupted ({interrupted.reason})")
+                except (KeyboardInterrupt, SweepInterrupted):
+                    driver.interrupt(f"sweep interrupted ({interrupted.reason})", second=True)
+    finally:
+        bar.close()
+        folder.close()
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+    if driver is not None:
+        results += list(driver.results.values())
+    done = {r.trial.index for r in results}
+    for t in trials:
+        if t.index not in done:
+            results.append(TrialResult(trial=t, status="INTERRUPTED", error="not run"))
+    out = SweepResult(settings.name, folder.path, sorted(results, key=lambda r: r.trial.index),
+                      interrupted=interrupted.reason if interrupted else None,
+                      observer_errors=driver.observer_errors if driver else [])
+    out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
+    report_folder = SweepFolder(folder.path, resume=True)
+    try:
+        out.report = summarize(out, sort or settings.metric, settings.mode, report_folder)
+    finally:
+        report_folder.close()
+    return out
+
+
+def _rel(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+__all__ = ["SweepResult", "TrialResult", "run_sweep", "redact", "jsonable"]

@@ -1,0 +1,116 @@
+"""Run one trial as an ordinary Sacred run on a Ray worker.
+
+The experiment is rebuilt from its module (imported by file path under a private
+name, once per worker process), never shipped: Experiments cannot be pickled, and a
+by-value copy from ``__main__`` fails at run time (../shared/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sacred import Experiment
+
+from .observer import RayObserver
+
+_EXPERIMENTS: dict = {}
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    """Where a worker finds the experiment: a module file (or module name) and a variable."""
+
+    attribute: str
+    path: Optional[str] = None
+    relative_path: Optional[str] = None
+    module: Optional[str] = None
+
+    def locate(self) -> str:
+        """The module file to import here: the shipped copy in the working dir when present."""
+        if self.relative_path and os.path.isfile(self.relative_path):
+            return os.path.abspath(self.relative_path)
+        if self.path and os.path.isfile(self.path):
+            return self.path
+        raise FileNotFoundError(
+            f"experiment module {self.relative_path or self.path!r} is not on this worker "
+            f"(cwd {os.getcwd()}); ship it with sweep.runtime_env.working_dir"
+        )
+
+
+def load_experiment(ref: ExperimentRef) -> Experiment:
+    """Import the experiment's module (cached per process) and return the Experiment."""
+    if ref in _EXPERIMENTS:
+        return _EXPERIMENTS[ref]
+    if ref.module:
+        module = importlib.import_module(ref.module)
+    else:
+        path = ref.locate()
+        name = "sacred_ray_experiment_" + hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:10]
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    ex = getattr(module, ref.attribute, None)
+    if not isinstance(ex, Experiment):
+        raise LookupError(f"{ref.attribute!r} in {ref.module or ref.path} is not a sacred.Experiment")
+    _EXPERIMENTS[ref] = ex
+    return ex
+
+
+def node_info() -> dict:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
+    """Run one trial attempt; every event goes to the driver through ``relay``.
+
+    ``job`` holds ``token``, ``config_updates``, ``named_configs``, ``options``
+    (Sacred flags, observer flags removed) and ``meta_info``. Returns the outcome;
+    the final event has been delivered to the relay before this returns.
+    """
+    observer = RayObserver(relay, job["token"])
+    outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node_info()}
+    saved: list = []
+    ex = None
+    try:
+        ex = load_experiment(ref)
+        saved, ex.observers = ex.observers, [observer]
+        run = ex.run(
+            config_updates=job["config_updates"],
+            named_configs=job["named_configs"],
+            info={"ray": outcome["node"]},
+            meta_info=job["meta_info"],
+            options=job["options"],
+        )
+        outcome.update(status="COMPLETED", result=run.result)
+    except KeyboardInterrupt:
+        outcome.update(status="INTERRUPTED", error="interrupted")
+    except BaseException as e:  # the user's code may raise anything, SystemExit included
+        outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
+    finally:
+        if ex is not None:
+            ex.observers = saved
+            ex.current_run = None
+    outcome["run_id"] = observer.run_id
+    observer.join()
+    import ray
+
+    ray.get(relay.post.remote(job["token"], "end", {"final": observer.final, "outcome": _portable(outcome)}))
+    return outcome
+
+
+def _portable(outcome: dict) -> dict:
+    """The outcome without the result object (it travels in the task's return value)."""
+    return {k: v for k, v in outcome.items() if k != "result"}
