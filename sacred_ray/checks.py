@@ -17,6 +17,7 @@ from sacred import Experiment
 from sacred.initialize import create_run
 
 from .spec import SpecError
+from .spec.distributions import DISTRIBUTIONS, GENERATORS
 
 CONFIG_FILE_EXTENSIONS = (".json", ".yaml", ".yml", ".pickle", ".pkl", ".jsonpickle")
 SECTIONS = ("fixed", "grid", "zip", "random", "exclude", "space")
@@ -74,7 +75,12 @@ def _has(mapping: dict, key: str) -> bool:
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    candidates = list(candidates)
+    head, _, last = word.rpartition(".")
+    typo = difflib.get_close_matches(last, GENERATORS + tuple(DISTRIBUTIONS), n=1, cutoff=0.7)
+    if head in candidates and typo:
+        return f"; did you mean {{{typo[0]}: ...}} for {head!r}?"
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

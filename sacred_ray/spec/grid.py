@@ -104,6 +104,14 @@ def _named_value(value: Any, source: str, where: str) -> tuple:
     return tuple(names)
 
 
+def is_distribution(value: Any) -> bool:
+    """``{name: args}`` with non-mapping args: a distribution (maybe a misspelt one)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (name, args), = value.items()
+    return name in DISTRIBUTIONS or not isinstance(args, dict)
+
+
 def _generator(value: Any) -> Optional[str]:
     if isinstance(value, dict) and len(value) == 1:
         (name,) = value
@@ -215,10 +223,7 @@ def _random(raw: Any, level: _Level, source: str, where: str) -> None:
             raise SpecError(source, f"{where}: seed", f"must be an integer, got {seed!r}")
         level.random_seed = seed
 
-    def is_dist(v):
-        return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in DISTRIBUTIONS
-
-    params = flatten(raw.get("params"), source, f"{where}: params", leaf=is_dist)
+    params = flatten(raw.get("params"), source, f"{where}: params", leaf=is_distribution)
     for key, value in params.items():
         dist = parse_distribution(value, source, f"{where}: params: {key}", SAMPLED + ("value",))
         if is_named_key(key):

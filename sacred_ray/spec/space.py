@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
 from .errors import SpecError
-from .grid import _default_name, _fixed, _named_value, check_key, flatten, is_named_key
+from .grid import _default_name, _fixed, _named_value, check_key, flatten, is_distribution, is_named_key
 from .settings import TuneSettings, parse_tune_settings
 from .yaml_file import read_yaml
 
@@ -58,17 +58,13 @@ class SpaceSpec:
         return list(seen)
 
 
-def _is_dist(value) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
-
-
 def _space(raw, source: str, where: str) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not raw:
         raise SpecError(source, where, "expected a non-empty mapping of config paths to distributions")
     out = {}
-    for key, value in flatten(raw, source, where, leaf=lambda v: _is_dist(v) or not v).items():
+    for key, value in flatten(raw, source, where, leaf=lambda v: is_distribution(v) or not v).items():
         check_key(key, source, where)
         dist = parse_distribution(value, source, f"{where}: {key}", SPACE_DISTRIBUTIONS)
         if is_named_key(key):

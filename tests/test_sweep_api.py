@@ -1,0 +1,169 @@
+"""ray_sweep from Python, on a private local Ray: what the user's observers record."""
+
+import mongomock
+import mongomock.gridfs
+import pytest
+from sacred.observers import MongoObserver, RunObserver
+
+import sacred_ray
+from sacred_ray.engine.sweep import run_sweep
+
+
+class Recording(RunObserver):
+    """An observer added in code: remembers every event it receives, per instance."""
+
+    instances = []
+
+    def __init__(self):
+        self.events = []
+        Recording.instances.append(self)
+
+    def __copy__(self):
+        clone = Recording()
+        return clone
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        self.events.append(("started", config, meta_info))
+        return f"rec-{config['x']}"
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        self.events.append(("heartbeat", dict(info), captured_out))
+
+    def log_metrics(self, metrics_by_name, info):
+        self.events.append(("metrics", metrics_by_name))
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None):
+        with open(filename) as f:
+            self.events.append(("artifact", name, f.read()))
+
+    def completed_event(self, stop_time, result):
+        self.events.append(("completed", result))
+
+    def failed_event(self, fail_time, fail_trace):
+        self.events.append(("failed", "".join(fail_trace)))
+
+
+@pytest.fixture
+def mongo_db():
+    mongomock.gridfs.enable_gridfs_integration()
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        import pymongo
+
+        yield pymongo.MongoClient("localhost", 27017)["sweeps"]
+
+
+def test_observer_added_in_code_gets_every_trial(ray_session, toy, tmp_path):
+    Recording.instances.clear()
+    toy.observers.append(Recording())
+    try:
+        spec = {"grid": {"x": [1.0, 2.0, 3.0]}, "fixed": {"artifact": True},
+                "sweep": {"dir": str(tmp_path / "sw"), "name": "code-observer"}}
+        result = run_sweep(toy, spec, progress=False)
+    finally:
+        toy.observers.clear()
+    assert result.ok and result.exit_code == 0
+    used = [obs for obs in Recording.instances[1:] if obs.events]
+    assert len(used) == 3  # a fresh instance per trial, the prototype itself untouched
+    assert Recording.instances[0].events == []
+    for obs in used:
+        kinds = [e[0] for e in obs.events]
+        assert kinds[0] == "started" and kinds[-1] == "completed"
+        config = obs.events[0][1]
+        artifact = [e for e in obs.events if e[0] == "artifact"]
+        assert artifact == [("artifact", "out.txt", f"artifact of x={config['x']}")]
+        last_beat = [e for e in obs.events if e[0] == "heartbeat"][-1]
+        assert f"hello from x={config['x']}" in last_beat[2]
+        # the trial saw the id the driver's observer assigned
+        assert last_beat[1]["seen_id"] == f"rec-{config['x']}"
+        assert obs.events[-1][1] == -((config["x"] - 2) ** 2)
+    assert sorted(r.run_id for r in result.results) == ["rec-1.0", "rec-2.0", "rec-3.0"]
+
+
+def test_mongo_records_runs_as_omniboard_reads_them(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0, 3.0], "+size": ["big", "small"]}, "fixed": {"steps": 4},
+            "sweep": {"dir": str(tmp_path / "sw"), "name": "mongo"}}
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0
+    runs = list(mongo_db.runs.find())
+    assert len(runs) == 4
+    assert {r["_id"] for r in runs} == {r.run_id for r in result.results}
+    for run in runs:
+        assert run["status"] == "COMPLETED"
+        assert run["meta"]["sweep"]["name"] == "mongo"
+        assert run["meta"]["comment"] == "sweep mongo"
+        cfg = run["config"]
+        expected_y = 10 if run["meta"]["named_configs"] == ["big"] else -10
+        assert cfg["y"] == expected_y and cfg["steps"] == 4
+        assert run["result"] == -((cfg["x"] - 2) ** 2) + expected_y
+        assert f"hello from x={cfg['x']}" in run["captured_out"]
+        assert run["info"]["ray"]["pid"] > 0 and run["info"]["ray"]["node_id"]
+        assert run["info"]["seen_id"] == run["_id"]
+        assert run["host"]["hostname"]
+        # Omniboard follows info.metrics to the metrics collection
+        (link,) = run["info"]["metrics"]
+        metric = mongo_db.metrics.find_one({"_id": mongomock.ObjectId(link["id"])})
+        assert metric["name"] == "loss" and metric["run_id"] == run["_id"]
+        assert metric["steps"] == [0, 1, 2, 3]
+        assert metric["values"][-1] == pytest.approx((cfg["x"] - 2) ** 2 + 0.25)
+        assert run["experiment"]["sources"]  # the source file reached GridFS
+
+
+def test_failing_trial_is_failed_with_traceback_and_the_sweep_goes_on(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0, 2.0, 3.0]}, "exclude": [], "variants": {
+        "ok": {}, "bad": {"fixed": {"fail": True}, "grid": {"x": [5.0]}}},
+        "sweep": {"dir": str(tmp_path / "sw"), "name": "failing"}}
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 1
+    assert result.counts == {"COMPLETED": 3, "FAILED": 1}
+    failed = mongo_db.runs.find_one({"status": "FAILED"})
+    assert failed["config"]["x"] == 5.0
+    assert "ValueError: boom x=5.0" in "".join(failed["fail_trace"])
+    assert mongo_db.runs.count_documents({"status": "COMPLETED"}) == 3
+    assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
+
+
+def test_two_hundred_trivial_trials_are_two_hundred_runs(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": {"range": [200]}}, "fixed": {"steps": 1},
+            "sweep": {"dir": str(tmp_path / "sw"), "name": "many"}}
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0
+    runs = list(mongo_db.runs.find({}, {"_id": 1, "config.x": 1, "status": 1}))
+    assert len(runs) == 200
+    assert len({r["_id"] for r in runs}) == 200
+    assert sorted(r["config"]["x"] for r in runs) == list(range(200))
+    assert {r["status"] for r in runs} == {"COMPLETED"}
+
+
+def test_infeasible_resources_are_refused_before_any_trial(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0]}, "sweep": {"dir": str(tmp_path / "sw"), "resources": {"gpu": 1}}}
+    with pytest.raises(sacred_ray.SpecError, match="no node of the Ray cluster can run a trial that needs .*GPU=1"):
+        run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert mongo_db.runs.count_documents({}) == 0
+
+
+def test_max_concurrent_bounds_trials_in_flight(ray_session, toy, tmp_path):
+    spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0]}, "fixed": {"sleep": 0.3},
+            "sweep": {"dir": str(tmp_path / "sw"), "max_concurrent": 1}}
+    obs_dir = tmp_path / "runs"
+    result = run_sweep(toy, spec, options={"--file_storage": str(obs_dir)}, progress=False)
+    assert result.exit_code == 0
+    import json
+
+    spans = []
+    for run_id in (r.run_id for r in result.results):
+        run = json.loads((obs_dir / str(run_id) / "run.json").read_text())
+        spans.append((run["start_time"], run["stop_time"]))
+    spans.sort()
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        assert start >= stop  # never two trials at once
+
+
+def test_mongo_observer_in_code_is_copied_per_trial(ray_session, toy, tmp_path, mongo_db):
+    toy.observers.append(MongoObserver.create(url="localhost:27017", db_name="sweeps"))
+    try:
+        spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0]}, "sweep": {"dir": str(tmp_path / "sw")}}
+        result = run_sweep(toy, spec, progress=False)
+    finally:
+        toy.observers.clear()
+    assert result.exit_code == 0
+    assert sorted(r["config"]["x"] for r in mongo_db.runs.find({"status": "COMPLETED"})) == [1.0, 2.0, 3.0, 4.0]
