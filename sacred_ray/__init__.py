@@ -28,7 +28,27 @@ def load_trials(experiment, spec, updates=None, named_configs=()) -> list:
     return grid.trials
 
 
+_LAZY = {
+    "run_sweep": ("sacred_ray.engine.sweep", "run_sweep"),
+    "SweepResult": ("sacred_ray.engine.sweep", "SweepResult"),
+    "TrialResult": ("sacred_ray.engine.sweep", "TrialResult"),
+    "run_tune": ("sacred_ray.engine.tune", "run_tune"),
+    "TuneResult": ("sacred_ray.engine.tune", "TuneResult"),
+    "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),
+}
+
+
+def __getattr__(name):
+    """Ray-dependent parts load on first use, so a dry run never imports Ray."""
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'sacred_ray' has no attribute {name!r}")
+
+
 __all__ = [
-    "GridSpec", "Resources", "SpaceSpec", "SpecError", "Trial", "distribute",
-    "load_grid", "load_space", "load_trials",
+    "GridSpec", "RayObserver", "Resources", "SpaceSpec", "SpecError", "SweepResult", "Trial", "TrialResult",
+    "TuneResult", "distribute", "load_grid", "load_space", "load_trials", "run_sweep", "run_tune",
 ]

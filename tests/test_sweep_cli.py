@@ -1,0 +1,105 @@
+"""ray_sweep through the command line on a private local Ray, read back from the observers."""
+
+import csv
+import json
+import os
+
+from conftest import EXAMPLES, read_dump, run_cli, write
+
+GRID = """\
+fixed:
+  steps: 4
+grid:
+  x: [1.0, 2.0, 3.0]
+variants:
+  fine: {}
+  broken:
+    fixed: {fail: true}
+    grid: {x: [7.0]}
+sweep:
+  name: toy-sweep
+"""
+
+
+def runs_in(folder):
+    out = {}
+    for name in os.listdir(folder):
+        if name.isdigit():
+            run = json.loads((folder / name / "run.json").read_text())
+            run["config"] = json.loads((folder / name / "config.json").read_text())
+            run["info"] = json.loads((folder / name / "info.json").read_text())
+            run["cout"] = (folder / name / "cout.txt").read_text()
+            metrics = folder / name / "metrics.json"
+            run["metrics"] = json.loads(metrics.read_text()) if metrics.exists() else {}
+            out[name] = run
+    return out
+
+
+def test_file_storage_sweep_records_every_trial_and_the_sweep_folder(workdir):
+    write(workdir / "grid.yaml", GRID)
+    proc = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "-c", "mine"], cwd=workdir)
+    assert proc.returncode == 1, proc.stderr  # one trial fails
+    runs = runs_in(workdir / "runs")
+    assert len(runs) == 4
+    by_x = {r["config"]["x"]: r for r in runs.values()}
+    for x in (1.0, 2.0, 3.0):
+        run = by_x[x]
+        assert run["status"] == "COMPLETED"
+        assert run["result"] == -((x - 2) ** 2)
+        assert run["meta"]["comment"] == "mine"
+        assert run["meta"]["sweep"]["name"] == "toy-sweep" and run["meta"]["sweep"]["variant"] == "fine"
+        assert f"hello from x={x}" in run["cout"]
+        assert run["metrics"]["loss"]["steps"] == [0, 1, 2, 3]
+        assert run["info"]["ray"]["node_id"]
+    bad = by_x[7.0]
+    assert bad["status"] == "FAILED" and "ValueError: boom x=7.0" in "".join(bad["fail_trace"])
+
+    folder = workdir / "sweeps" / "toy-sweep"
+    ledger = [json.loads(line) for line in (folder / "ledger.jsonl").read_text().splitlines()]
+    assert sorted(e["status"] for e in ledger) == ["COMPLETED"] * 3 + ["FAILED"]
+    assert {str(e["run_id"]) for e in ledger} == set(runs)
+    with open(folder / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]
+    assert float(rows[0]["result"]) == 0.0  # sorted best first: x=2
+    assert "x: 2.0" in (folder / "best.yaml").read_text()
+    # the end of the output: the table, the best trial, the counts
+    assert "best: trial 1" in proc.stdout
+    assert "4 trials: 3 COMPLETED, 1 FAILED" in proc.stdout
+    # progress lines (not a terminal here), and no Ray noise or trial output on the driver
+    assert "[4/4] done 3, running 0, failed 1" in proc.stderr
+    assert "hello from" not in proc.stdout + proc.stderr
+
+
+def test_mongo_sweep_lands_in_the_runs_and_metrics_collections(workdir, tmp_path):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 3.0]\n  +size: [big, small]\nfixed: {artifact: true}\n")
+    dump = tmp_path / "mongo.json"
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", "localhost:27017:sweeps"], cwd=workdir, mongo_dump=dump)
+    assert proc.returncode == 0, proc.stderr
+    db = read_dump(dump, "sweeps")
+    assert len(db["runs"]) == 4 and len(db["metrics"]) == 4
+    metric_ids = {m["_id"] for m in db["metrics"]}
+    for run in db["runs"]:
+        assert run["status"] == "COMPLETED"
+        assert run["meta"]["comment"] == "sweep grid"
+        (link,) = run["info"]["metrics"]
+        assert link["id"] in metric_ids
+        assert run["info"]["seen_id"] == run["_id"]
+        assert f"hello from x={run['config']['x']}" in run["captured_out"]
+        (artifact,) = run["artifacts"]
+        assert artifact["name"] == "out.txt"
+    files = {f["filename"]: f["data"] for f in db["files"]}
+    for run in db["runs"]:
+        assert files[f"artifact://runs/{run['_id']}/out.txt"] == f"artifact of x={run['config']['x']}"
+
+
+def test_readme_main_command_runs_the_digits_sweep(tmp_path):
+    proc = run_cli([os.path.join(EXAMPLES, "digits.py"), "ray_sweep", "with", os.path.join(EXAMPLES, "grid.yaml"),
+                    "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = runs_in(tmp_path / "runs")
+    assert len(runs) == 10
+    assert {r["status"] for r in runs.values()} == {"COMPLETED"}
+    assert all(len(r["metrics"]["val_accuracy"]["values"]) == 10 for r in runs.values())
+    assert max(r["result"] for r in runs.values()) > 0.9  # the best digits model is a real model
+    assert "10 trials: 10 COMPLETED" in proc.stdout
