@@ -30,6 +30,7 @@ class Progress:
         self.interval = interval
         self.started = time.monotonic()
         self._last_line = 0.0
+        self.extra = ""
         self._bar = None
         if enabled and self.stream.isatty():
             from tqdm import tqdm
@@ -39,13 +40,14 @@ class Progress:
         elif enabled:
             print(f"{label}: {total} trials", file=self.stream, flush=True)
 
-    def update(self, done: int, running: int, failed: int) -> None:
+    def update(self, done: int, running: int, failed: int, extra: str = "") -> None:
         if not self.enabled:
             return
         step = done - self.done
         self.done, self.running, self.failed = done, running, failed
+        self.extra = extra
         if self._bar is not None:
-            self._bar.set_postfix_str(f"running {running}, failed {failed}", refresh=False)
+            self._bar.set_postfix_str(f"running {running}, failed {failed}{extra}", refresh=False)
             self._bar.update(step) if step else self._bar.refresh()
             return
         now = time.monotonic()
@@ -59,7 +61,7 @@ class Progress:
         if 0 < self.done < self.total:
             eta = f", eta {_duration(elapsed / self.done * (self.total - self.done))}"
         return (f"[{self.done}/{self.total}] done {self.done - self.failed}, running {self.running}, "
-                f"failed {self.failed}, elapsed {_duration(elapsed)}{eta}")
+                f"failed {self.failed}{self.extra}, elapsed {_duration(elapsed)}{eta}")
 
     def close(self) -> None:
         if self._bar is not None:

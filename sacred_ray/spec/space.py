@@ -159,3 +159,79 @@ def load_space(
     if "num_samples" not in (raw.get("tune") or {}) and search == "grid":
         settings = TuneSettings(**{**settings.__dict__, "num_samples": 1})
     return SpaceSpec(source=source, variants=variants, settings=settings, raw=raw, warnings=warnings)
+
+
+PRIMITIVE = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A space file laid out for Tune: one cell per (variant, grid point).
+
+    Tune's own generator enumerates ``cell`` with grid_search and samples the cell's
+    variant's distributions; define-by-run searchers (Optuna) pick a ``variant`` and
+    suggest its parameters under ``param_name``. ``decode`` turns the config Tune
+    hands a trial back into what Sacred runs. Pure data: picklable, no Ray.
+    """
+
+    variants: tuple
+    cells: tuple  # (variant index, {grid key: value})
+    seed: int = 0
+
+    @classmethod
+    def of(cls, space: SpaceSpec) -> SearchPlan:
+        cells = []
+        for i, v in enumerate(space.variants):
+            grid = [(k, d.args) for k, d in v.space.items() if d.name == "grid"]
+            points = [{}]
+            for key, options in grid:
+                points = [{**p, key: o} for p in points for o in options]
+            cells += [(i, p) for p in points]
+        seed = space.settings.search_options.get("seed", 0)
+        return cls(tuple(space.variants), tuple(cells), int(seed or 0))
+
+    def sampled(self, variant_index: int) -> dict:
+        v = self.variants[variant_index]
+        return {k: d for k, d in v.space.items() if d.name != "grid"}
+
+    def sample_cell(self, cell: int, draw: int) -> dict:
+        """Values of a cell's sampled parameters for the ``draw``-th trial of that cell."""
+        import random
+
+        variant_index, _ = self.cells[cell]
+        out = {}
+        for key, dist in self.sampled(variant_index).items():
+            rng = random.Random(f"{self.seed}|{cell}|{key}|{draw}")
+            out[key] = dist.sample(rng)
+        return out
+
+    def param_name(self, variant_index: int, key: str) -> str:
+        """One Optuna parameter per key, unless variants give the key different distributions."""
+        dist = self.variants[variant_index].space[key]
+        others = [v.space.get(key) for v in self.variants if key in v.space]
+        if all(o == dist for o in others):
+            return key
+        return f"{self.variants[variant_index].name}/{key}"
+
+    def decode(self, config: dict) -> tuple:
+        """(variant name, dotted updates, named configs) for the config of one Tune trial."""
+        if "cell" in config:
+            variant_index, grid = self.cells[config["cell"]]
+            values = {**grid, **dict(config.get("params") or {})}
+        else:
+            variant_index = int(config.get("variant_index", 0))
+            values = {}
+            for key, dist in self.sampled(variant_index).items():
+                raw = config[self.param_name(variant_index, key)]
+                if dist.name == "choice" and not all(isinstance(c, PRIMITIVE) for c in dist.args):
+                    raw = dist.args[raw]
+                values[key] = raw
+        variant = self.variants[variant_index]
+        values = {**variant.fixed, **values}
+        updates, named = {}, []
+        for key, value in values.items():
+            if key.startswith("+"):
+                named.extend(value if isinstance(value, tuple) else (value,))
+            else:
+                updates[key] = value
+        return variant.name, updates, tuple(named)

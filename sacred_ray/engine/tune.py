@@ -1,0 +1,455 @@
+"""tune_with's driver: a Ray Tune search whose trials are Sacred runs.
+
+The space file compiles to a Tune param_space (Tune's generator) or a define-by-run
+function (Optuna); trials run ``SacredTrainable``; a router thread relays their Sacred
+events to fresh observer instances while ``Tuner.fit`` runs in the main thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sacred import Experiment
+
+from ..spec import SpaceSpec, SpecError
+from ..spec.space import PRIMITIVE, SearchPlan
+from .cluster import check_feasible, connect, ray_request, runtime_env_for
+from .folder import SweepFolder, jsonable
+from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
+from .progress import Progress
+from .recorder import TrialRecorder
+from .sweep import POLL_SECONDS, experiment_ref
+
+OPTUNA_UNSUPPORTED = ("randn", "qrandn")
+
+
+@dataclass
+class TuneResult:
+    """The search's outcome: the best trial, every Tune trial's row, and every Sacred run."""
+
+    name: str
+    folder: str
+    metric: str
+    mode: str
+    best: Optional[dict]
+    trials: list
+    runs: list
+    exit_code: int = 0
+    report: str = ""
+    observer_errors: list = field(default_factory=list)
+
+
+def _searcher_available(name: str, source: str) -> None:
+    if name == "optuna":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise SpecError(source, "tune: search", 'optuna is not installed; pip install "sacred-ray[optuna]"') from None
+    if name == "hyperopt":
+        raise SpecError(source, "tune: search", "hyperopt is not supported yet; use optuna (conditional spaces work there) or random")
+
+
+def _check_for_searcher(space: SpaceSpec) -> None:
+    search = space.settings.search
+    _searcher_available(search, space.source)
+    if search == "optuna":
+        for v in space.variants:
+            for key, dist in v.space.items():
+                if dist.name in OPTUNA_UNSUPPORTED:
+                    where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
+                    raise SpecError(space.source, where, f"optuna cannot sample {dist.name}; use uniform or search: random")
+
+
+def _suggest(trial, name: str, dist):
+    a = dist.args
+    n = dist.name
+    if n == "value":
+        return a[0]
+    if n == "choice":
+        if all(isinstance(c, PRIMITIVE) for c in a):
+            return trial.suggest_categorical(name, list(a))
+        return trial.suggest_categorical(name, list(range(len(a))))
+    if n == "uniform":
+        return trial.suggest_float(name, a[0], a[1])
+    if n == "quniform":
+        return trial.suggest_float(name, a[0], a[1], step=a[2])
+    if n in ("loguniform", "qloguniform"):
+        x = trial.suggest_float(name, a[0], a[1], log=True)
+        return round(x / a[2]) * a[2] if n == "qloguniform" else x
+    if n == "randint":
+        return trial.suggest_int(name, a[0], a[1] - 1)
+    if n == "qrandint":
+        return trial.suggest_int(name, a[0], a[1], step=a[2] if len(a) > 2 else 1)
+    if n in ("lograndint", "qlograndint"):
+        x = trial.suggest_int(name, a[0], a[1] - (1 if n == "lograndint" else 0), log=True)
+        return int(round(x / a[2]) * a[2]) if n == "qlograndint" else x
+    raise ValueError(f"optuna cannot sample {n}")
+
+
+def compile_search(plan: SearchPlan, settings):
+    """(param_space, search_alg) for Tune, from a search plan."""
+    from ray import tune
+
+    if settings.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        names = [v.name for v in plan.variants]
+
+        def define_by_run(trial):
+            index = names.index(trial.suggest_categorical("variant", names)) if len(names) > 1 else 0
+            for key, dist in plan.sampled(index).items():
+                _suggest(trial, plan.param_name(index, key), dist)
+            return {"variant_index": index}
+
+        seed = settings.search_options.get("seed")
+        return {}, OptunaSearch(space=define_by_run, metric=settings.metric, mode=settings.mode, seed=seed)
+
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    draws = collections.Counter()
+
+    def sample(spec):
+        cell = spec.config["cell"]
+        draws[cell] += 1
+        return plan.sample_cell(cell, draws[cell] - 1)
+
+    space = {"cell": tune.grid_search(list(range(len(plan.cells)))), "params": tune.sample_from(sample)}
+    return space, BasicVariantGenerator(random_state=plan.seed)
+
+
+def make_scheduler(settings):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    options = dict(settings.scheduler_options)
+    kind = settings.scheduler
+    if kind == "asha":
+        return ASHAScheduler(**options)
+    if kind == "hyperband":
+        return HyperBandScheduler(**options)
+    if kind == "median":
+        return MedianStoppingRule(**options)
+    return FIFOScheduler()
+
+
+class _Router(threading.Thread):
+    """Relays trial events to observers while Tune runs; one Sacred run = one recorder."""
+
+    def __init__(self, relay, prototypes: list, base_dir: str, folder: SweepFolder):
+        super().__init__(name="sacred-ray-relay", daemon=True)
+        self.relay = relay
+        self.prototypes = prototypes
+        self.base_dir = base_dir
+        self.folder = folder
+        self.recorders: dict = {}
+        self.runs: list = []
+        self.observer_errors: list = []
+        self.finish = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        import ray
+
+        try:
+            poll = self.relay.poll.remote(POLL_SECONDS)
+            while True:
+                events = ray.get(poll)
+                if self.finish.is_set() and not events:
+                    break
+                poll = self.relay.poll.remote(POLL_SECONDS)
+                self.handle(events)
+        except BaseException as e:  # keep the driver informed instead of dying silently
+            self.error = e
+
+    def handle(self, events: list) -> None:
+        answers = {}
+        for token, kind, payload in events:
+            rec = self.recorders.get(token)
+            if kind == "start":
+                rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir)
+                rec.token = token
+                rec.config = payload.get("config")
+                rec.began = time.time()
+                answers[token] = rec.start(payload)
+            elif rec is None:
+                continue
+            elif kind == "heartbeat":
+                rec.heartbeat(payload)
+            elif kind == "artifact":
+                rec.artifact(payload)
+            elif kind == "resource":
+                rec.resource(payload)
+            elif kind == "end":
+                rec.final(payload["final"])
+                self._record(rec, payload["outcome"].get("error"), payload["outcome"].get("node"))
+        if answers:
+            self.relay.answer.remote(answers)
+
+    def _record(self, rec: TrialRecorder, error: Optional[str], node: Optional[dict]) -> None:
+        trial_id = rec.token.split(":")[0]
+        stop_reason = (rec.info.get("tune") or {}).get("stop_reason")
+        entry = {"trial_id": trial_id, "run_id": rec.run_id, "status": rec.status or "FAILED",
+                 "reason": stop_reason if rec.status == "INTERRUPTED" else error, "metrics": rec.metrics,
+                 "steps": rec.metric_steps, "duration": round(time.time() - rec.began, 3), "config": rec.config,
+                 "node": (node or {}).get("node_ip"), "time": time.time()}
+        self.runs.append(entry)
+        self.observer_errors.extend(rec.errors)
+        self.folder.record({k: v for k, v in entry.items() if k != "config"})
+
+    def close_unfinished(self, reason: str) -> None:
+        for rec in self.recorders.values():
+            if not rec.finished:
+                rec.final(None, reason=reason)
+                self._record(rec, reason, None)
+
+
+class _ProgressCallback:
+    """Feeds Tune's trial events to the progress line."""
+
+    def __new__(cls, *args, **kwargs):
+        from ray.tune import Callback
+
+        class ProgressCallback(Callback):
+            def __init__(self, progress: Progress, metric: str, mode: str):
+                self.progress = progress
+                self.metric, self.mode = metric, mode
+                self.running, self.done, self.failed = set(), set(), set()
+                self.best = None
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self.running.add(trial.trial_id)
+                self._show()
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                value = result.get(self.metric)
+                if isinstance(value, (int, float)):
+                    if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+                        self.best = value
+                self._show()
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self.running.discard(trial.trial_id)
+                self.done.add(trial.trial_id)
+                self._show()
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self.running.discard(trial.trial_id)
+                self.done.add(trial.trial_id)
+                self.failed.add(trial.trial_id)
+                self._show()
+
+            def _show(self):
+                best = f", best {self.metric} {self.best:.4g}" if self.best is not None else ""
+                self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
+
+        return ProgressCallback(*args, **kwargs)
+
+
+def expected_trials(space: SpaceSpec, plan: SearchPlan) -> int:
+    s = space.settings
+    return s.num_samples * (len(plan.cells) if s.search in ("random", "grid") else 1)
+
+
+def run_tune(
+    ex: Experiment,
+    spec,
+    updates: Optional[dict] = None,
+    named_configs: tuple = (),
+    options: Optional[dict] = None,
+    address: Optional[str] = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: Optional[list] = None,
+) -> TuneResult:
+    """Run a Tune search over a space file (path, dict or SpaceSpec); every trial is a Sacred run.
+
+    ``options`` are Sacred's flags by long name, as for ``run_sweep``. Returns the best
+    trial and a row per trial; writes ``best.yaml`` into the sweep folder.
+    """
+    import ray
+    from ray import tune
+
+    from ..checks import check_space
+    from ..plugin import trial_resources
+    from ..spec import load_space
+    from ..spec.grid import flatten
+    from ..worker.trainable import SacredTrainable
+
+    options = dict(options or {})
+    if isinstance(spec, SpaceSpec):
+        space = spec
+    else:
+        overrides = flatten(updates or {}, "updates", "")
+        space = load_space(spec, overrides, tuple(named_configs))
+        check_space(ex, space, overrides)
+    _check_for_searcher(space)
+    check_observer_flags(options)
+    if "--file_storage" in options:
+        options["--file_storage"] = os.path.abspath(options["--file_storage"])
+    settings = space.settings
+    plan = SearchPlan.of(space)
+    ref, experiment_dir = experiment_ref(ex)
+    folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
+    tune_dir = os.path.join(folder_path, "tune")
+    resuming = resume and os.path.isdir(tune_dir)
+    folder = SweepFolder(folder_path, resume=resume)
+    folder.write_spec(command or [], None, space.raw, [])
+    if folder.moved_aside:
+        print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
+    resources = settings.resources.merged_over(trial_resources(ex))
+    request = ray_request(resources)
+    observer_options, worker_options = split_options(options)
+    if worker_options.get("--capture") not in ("no", "sys"):
+        worker_options["--capture"] = "sys"
+    worker_options.setdefault("--comment", f"sweep {settings.name}")
+    if not worker_options.get("--comment"):
+        worker_options["--comment"] = f"sweep {settings.name}"
+    prototypes = build_prototypes(ex, observer_options, failure_dir=folder.file("failed_saves"))
+
+    excludes = []
+    for path in (folder_path, options.get("--file_storage")):
+        if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
+            excludes.append("/" + os.path.relpath(path, experiment_dir))
+    runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    runtime_env.setdefault("env_vars", {})["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+    started_ray = not ray.is_initialized()
+    bar = Progress(expected_trials(space, plan), settings.name, enabled=progress)
+    router = None
+    exit_code = 0
+    try:
+        if started_ray:
+            connect(address or settings.address, runtime_env)
+        check_feasible(request, space.source, "tune: resources")
+        from .relay import Relay
+
+        relay = Relay.options(max_concurrency=1000).remote()
+        router = _Router(relay, prototypes, experiment_dir, folder)
+        router.start()
+        job = {"ref": ref, "relay": relay, "plan": plan, "options": worker_options, "metric": settings.metric,
+               "scheduler": settings.scheduler, "max_t": settings.scheduler_options.get("max_t", 100)
+               if settings.scheduler in ("asha", "hyperband") else None, "name": settings.name}
+        pg = {"cpu": request.get("num_cpus", 1)}
+        if request.get("num_gpus"):
+            pg["gpu"] = request["num_gpus"]
+        if request.get("memory"):
+            pg["memory"] = request["memory"]
+        pg.update(request.get("resources", {}))
+        trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), pg)
+        callback = _ProgressCallback(bar, settings.metric, settings.mode)
+        if resuming:
+            tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
+        else:
+            param_space, search_alg = compile_search(plan, settings)
+            tuner = tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+                    search_alg=search_alg, scheduler=make_scheduler(settings),
+                    max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
+                    reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name="tune", storage_path=folder_path, verbose=0, callbacks=[callback],
+                    failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
+            )
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        exit_code = 130
+        grid = None
+    finally:
+        bar.close()
+        if router is not None:
+            router.finish.set()
+            router.join(timeout=30)
+            router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
+        folder.close()
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+    if router is not None and router.error is not None:
+        raise router.error
+    return _result(space, plan, folder_path, grid, router.runs if router else [], exit_code,
+                   router.observer_errors if router else [])
+
+
+def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: list, exit_code: int,
+            observer_errors: list) -> TuneResult:
+    from ..display import format_table, format_value, varying_keys
+
+    s = space.settings
+    by_trial: dict = collections.defaultdict(list)
+    for run in runs:
+        by_trial[run["trial_id"]].append(run)
+    rows = []
+    for result in (grid or []):
+        config = result.config or {}
+        trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "").split("_")[1:2]
+        trial_id = trial_id[0] if isinstance(trial_id, list) and trial_id else trial_id
+        try:
+            variant, updates, named = plan.decode(config)
+        except (KeyError, IndexError, TypeError):
+            continue
+        values = dict(updates)
+        if named:
+            values["+named"] = named[0] if len(named) == 1 else list(named)
+        trial_runs = by_trial.get(trial_id, [])
+        last = trial_runs[-1] if trial_runs else {}
+        metric_value = (result.metrics or {}).get(s.metric)
+        rows.append({"trial_id": trial_id, "variant": variant, "values": values, "metric": metric_value,
+                     "status": last.get("status", "ERROR" if result.error else "?"), "run_id": last.get("run_id"),
+                     "runs": [r["run_id"] for r in trial_runs], "reason": last.get("reason"),
+                     "iterations": (result.metrics or {}).get("training_iteration"), "config": last.get("config")})
+    ok = [r for r in rows if isinstance(r["metric"], (int, float)) and r["status"] == "COMPLETED"]
+    ok.sort(key=lambda r: r["metric"], reverse=s.mode == "max")
+    rest = [r for r in rows if r not in ok]
+    ranked = ok + rest
+    best = ok[0] if ok else None
+    folder = SweepFolder(folder_path, resume=True)
+    lines = []
+    try:
+        keys = varying_keys([r["values"] for r in ranked]) if len(ranked) > 1 else list(ranked[0]["values"]) if ranked else []
+        has_variants = any(r["variant"] for r in ranked)
+        headers = ["trial"] + (["variant"] if has_variants else []) + keys + ["status", s.metric, "iters", "run id"]
+        table = [[r["trial_id"]] + ([r["variant"]] if has_variants else []) + [r["values"].get(k) for k in keys]
+                 + [r["status"], r["metric"], r["iterations"], r["run_id"]] for r in ranked]
+        folder.write_summary(["trial_id", "variant", "status", s.metric, "iterations", "run_id", "runs", "reason"] + keys,
+                             [[r["trial_id"], r["variant"], r["status"], r["metric"], r["iterations"], r["run_id"],
+                               r["runs"], r["reason"]] + [r["values"].get(k) for k in keys] for r in ranked])
+        lines.append(format_table(headers, table[:10]))
+        if len(table) > 10:
+            lines.append(f"... {len(table) - 10} more in {folder.file('summary.csv')}")
+        if best is not None:
+            shown = ", ".join(f"{k}={format_value(v)}" for k, v in best["values"].items())
+            lines.append(f"best: trial {best['trial_id']} (run {best['run_id']}), {s.metric} = {format_value(best['metric'])}: {shown}")
+            if best.get("config") is not None:
+                folder.write_best(best["config"], f"config of the best trial ({s.metric} {s.mode}): run {best['run_id']}, "
+                                                  f"trial {best['trial_id']}; load with: with {folder.file('best.yaml')}")
+                lines.append(f"best config: {folder.file('best.yaml')}")
+        counts = collections.Counter(r["status"] for r in runs)
+        shown_counts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder_path}")
+    finally:
+        folder.close()
+    failed = any(r["status"] == "FAILED" for r in runs)
+    if exit_code == 0 and failed:
+        exit_code = 1
+    return TuneResult(s.name, folder_path, s.metric, s.mode, best, ranked, runs, exit_code, "\n".join(lines),
+                      observer_errors)
+
+
+def run_tune_cli(ex: Experiment, req, space) -> int:
+    import sys
+
+    result = run_tune(ex, space, options=req.options, address=req.address, resume=req.resume,
+                      command=[redact(a) for a in sys.argv])
+    print(result.report)
+    return result.exit_code
+
+
+__all__ = ["TuneResult", "run_tune", "jsonable"]

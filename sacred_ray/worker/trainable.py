@@ -1,0 +1,195 @@
+"""SacredTrainable: a Ray Tune trial that is one Sacred run (or, if Tune restarts it, several).
+
+The Sacred run executes in a thread of the trial's actor. Each ``_run.log_scalar`` of
+the tune metric becomes one Tune result at once (no waiting for Sacred's heartbeat)
+and the run pauses there until Tune asks for the next result, so a scheduler's stop
+lands exactly at a report: the run then ends INTERRUPTED with the reason in its
+info, and every metric up to that point recorded (see ../shared/DESIGN.md on why a
+function trainable cannot stop this cleanly).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import queue
+import threading
+import uuid
+from typing import Any, Optional
+
+from ray import tune
+from sacred.utils import SacredInterrupt
+
+from ..spec.trial import nest
+from .observer import RayObserver
+from .runner import load_experiment, node_info
+
+JOIN_SECONDS = 30.0
+SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "fifo": "Tune"}
+
+
+class StoppedByTune(SacredInterrupt):
+    """Raised inside the trial's run when Tune stops it; Sacred records INTERRUPTED."""
+
+    STATUS = "INTERRUPTED"
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+class SacredTrainable(tune.Trainable):
+    """Runs the experiment for one Tune trial config; ``job`` comes from ``tune.with_parameters``."""
+
+    def setup(self, config: dict, job: Optional[dict] = None):
+        self.job = job
+        self._start(config)
+
+    # -- the run in its thread ------------------------------------------------
+    def _start(self, config: dict) -> None:
+        self.reports: queue.Queue = queue.Queue()
+        self.go_on = threading.Event()
+        self.stop_reason: Optional[str] = None
+        self.finishing = False
+        self.latest: dict = {}
+        self.last_step = 0
+        self.reported = 0
+        plan = self.job["plan"]
+        variant, updates, named = plan.decode(config)
+        self.token = f"{self.trial_id}:{uuid.uuid4().hex[:8]}"
+        self.thread = threading.Thread(target=self._run, args=(variant, updates, named), daemon=True,
+                                       name=f"sacred-run-{self.trial_id}")
+        self.thread.start()
+
+    def _run(self, variant: Optional[str], updates: dict, named: tuple) -> None:
+        import ray
+
+        job = self.job
+        relay = job["relay"]
+        observer = RayObserver(relay, self.token)
+        outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node_info()}
+        ex = saved = None
+        try:
+            ex = load_experiment(job["ref"])
+            saved, ex.observers = ex.observers, [observer]
+            tune_info = {"trial_id": self.trial_id, "experiment": job["name"]}
+            run = ex._create_run(
+                config_updates=nest(updates), named_configs=list(named),
+                info={"ray": node_info(), "tune": tune_info},
+                meta_info={"sweep": {"name": job["name"], "trial": self.trial_id, "variant": variant},
+                           "tune": tune_info},
+                options=job["options"],
+            )
+            self.sacred_run = run
+            run.log_scalar = self._tap(run, run.log_scalar)
+            result = run()
+            outcome.update(status="COMPLETED", result=result)
+        except StoppedByTune as e:
+            outcome.update(status="INTERRUPTED", error=str(e))
+        except BaseException as e:  # the user's code may raise anything
+            outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
+        finally:
+            if ex is not None:
+                ex.observers = saved
+                ex.current_run = None
+            try:
+                observer.join()
+                ray.get(relay.post.remote(self.token, "end", {"final": observer.final, "outcome": {
+                    k: v for k, v in outcome.items() if k != "result"}}))
+            finally:
+                self.reports.put(("end", outcome))
+
+    def _tap(self, run, log_scalar):
+        metric = self.job["metric"]
+
+        def log_scalar_and_report(metric_name, value, step=None):
+            log_scalar(metric_name, value, step)
+            if self.stop_reason:
+                raise StoppedByTune(self.stop_reason)
+            number = _number(value)
+            if number is None:
+                return
+            self.latest[metric_name] = number
+            if metric_name != metric:
+                return
+            self.reported += 1
+            self.last_step = step if step is not None else self.reported - 1
+            if self.finishing:  # past the scheduler's budget: stop here
+                self.stop_reason = self._reason("stopped")
+                raise StoppedByTune(self.stop_reason)
+            self.go_on.clear()
+            self.reports.put(("report", dict(self.latest), self.last_step))
+            self.go_on.wait()
+            if self.stop_reason:
+                run.info.setdefault("tune", {})["stop_reason"] = self.stop_reason
+                raise StoppedByTune(self.stop_reason)
+
+        return log_scalar_and_report
+
+    def _reason(self, verb: str) -> str:
+        scheduler = SCHEDULER_NAMES.get(self.job["scheduler"], self.job["scheduler"])
+        return f"{verb} by {scheduler} at step {self.last_step}"
+
+    # -- Tune's side ----------------------------------------------------------
+    def step(self) -> dict:
+        self.go_on.set()  # Tune wants the next result: let the run continue
+        kind, payload, *rest = self.reports.get()
+        if kind == "report":
+            return {**payload, "step": rest[0]}
+        status = payload["status"]
+        if status == "FAILED":
+            raise RuntimeError(f"the trial's Sacred run failed: {payload['error']}")
+        if status != "COMPLETED":
+            raise RuntimeError(f"the trial's Sacred run ended {status}: {payload['error']}")
+        final = dict(self.latest)
+        metric = self.job["metric"]
+        result = payload["result"]
+        if isinstance(result, dict):
+            final.update({k: v for k, v in ((k, _number(v)) for k, v in result.items()) if v is not None})
+        elif _number(result) is not None:
+            final["result"] = _number(result)
+        if metric not in final:
+            raise RuntimeError(
+                f"the trial never logged {metric!r}: log it with _run.log_scalar({metric!r}, value) "
+                f"or return it from main, or set tune.metric")
+        final["done"] = True
+        final["step"] = self.last_step
+        return final
+
+    def save_checkpoint(self, checkpoint_dir: str) -> Optional[dict]:
+        # A paused trial (HyperBand) restarts from scratch as a new Sacred run.
+        return {"note": "sacred-ray trials restart from scratch; this checkpoint holds no state"}
+
+    def load_checkpoint(self, checkpoint) -> None:
+        return None
+
+    def _stop_current(self) -> None:
+        thread = getattr(self, "thread", None)
+        if thread is None or not thread.is_alive():
+            return
+        max_t = self.job.get("max_t")
+        if max_t and self.iteration >= max_t:
+            self.finishing = True  # the scheduler's budget is used up: the run may end on its own
+        else:
+            self.stop_reason = self._reason("stopped")
+            sacred_run = getattr(self, "sacred_run", None)
+            if sacred_run is not None:
+                sacred_run.info.setdefault("tune", {})["stop_reason"] = self.stop_reason
+        self.go_on.set()
+        thread.join(JOIN_SECONDS)
+        if thread.is_alive():  # the run is not logging: interrupt it where it is
+            self.stop_reason = self.stop_reason or self._reason("stopped")
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(StoppedByTune))
+            thread.join(JOIN_SECONDS)
+
+    def cleanup(self) -> None:
+        self._stop_current()
+
+    def reset_config(self, new_config: dict) -> bool:
+        self._stop_current()
+        self._start(new_config)
+        return True
