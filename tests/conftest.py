@@ -52,18 +52,42 @@ def ray_session():
     """One private local Ray for the in-process tests (Ray start costs seconds)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
+             runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
     yield ray
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def toy():
-    """The toy experiment imported in this process (the driver) from a fixed path."""
+def import_experiment(name):
+    """An experiment of tests/experiments imported in this process (the driver)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("toy_experiment", os.path.join(EXPERIMENTS, "toy.py"))
+    spec = importlib.util.spec_from_file_location(f"{name}_experiment", os.path.join(EXPERIMENTS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
-    sys.modules["toy_experiment"] = module
+    sys.modules[f"{name}_experiment"] = module
     spec.loader.exec_module(module)
     return module.ex
+
+
+@pytest.fixture(scope="session")
+def toy():
+    return import_experiment("toy")
+
+
+@pytest.fixture(scope="session")
+def curves():
+    return import_experiment("curves")
+
+
+@pytest.fixture
+def mongo_db():
+    """mongomock standing in for a MongoDB server at localhost:27017, database 'sweeps'."""
+    import mongomock
+    import mongomock.gridfs
+
+    mongomock.gridfs.enable_gridfs_integration()
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        import pymongo
+
+        yield pymongo.MongoClient("localhost", 27017)["sweeps"]

@@ -1,7 +1,6 @@
 """ray_sweep from Python, on a private local Ray: what the user's observers record."""
 
 import mongomock
-import mongomock.gridfs
 import pytest
 from sacred.observers import MongoObserver, RunObserver
 
@@ -41,15 +40,6 @@ class Recording(RunObserver):
 
     def failed_event(self, fail_time, fail_trace):
         self.events.append(("failed", "".join(fail_trace)))
-
-
-@pytest.fixture
-def mongo_db():
-    mongomock.gridfs.enable_gridfs_integration()
-    with mongomock.patch(servers=(("localhost", 27017),)):
-        import pymongo
-
-        yield pymongo.MongoClient("localhost", 27017)["sweeps"]
 
 
 def test_observer_added_in_code_gets_every_trial(ray_session, toy, tmp_path):

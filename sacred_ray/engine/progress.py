@@ -63,6 +63,10 @@ class Progress:
         return (f"[{self.done}/{self.total}] done {self.done - self.failed}, running {self.running}, "
                 f"failed {self.failed}{self.extra}, elapsed {_duration(elapsed)}{eta}")
 
+    def __getstate__(self):
+        # Tune pickles its callbacks with the experiment state; a copy shows nothing.
+        return {**self.__dict__, "stream": None, "_bar": None, "enabled": False}
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

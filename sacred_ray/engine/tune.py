@@ -91,23 +91,31 @@ def _suggest(trial, name: str, dist):
     raise ValueError(f"optuna cannot sample {n}")
 
 
+class DefineByRun:
+    """Optuna's define-by-run space: pick a variant, then suggest only that variant's parameters."""
+
+    def __init__(self, plan: SearchPlan):
+        self.plan = plan
+
+    def __call__(self, trial) -> dict:
+        names = [v.name for v in self.plan.variants]
+        index = names.index(trial.suggest_categorical("variant", names)) if len(names) > 1 else 0
+        for key, dist in self.plan.sampled(index).items():
+            _suggest(trial, self.plan.param_name(index, key), dist)
+        return {"variant_index": index}
+
+
 def compile_search(plan: SearchPlan, settings):
     """(param_space, search_alg) for Tune, from a search plan."""
     from ray import tune
 
     if settings.search == "optuna":
+        import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        names = [v.name for v in plan.variants]
-
-        def define_by_run(trial):
-            index = names.index(trial.suggest_categorical("variant", names)) if len(names) > 1 else 0
-            for key, dist in plan.sampled(index).items():
-                _suggest(trial, plan.param_name(index, key), dist)
-            return {"variant_index": index}
-
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         seed = settings.search_options.get("seed")
-        return {}, OptunaSearch(space=define_by_run, metric=settings.metric, mode=settings.mode, seed=seed)
+        return {}, OptunaSearch(space=DefineByRun(plan), metric=settings.metric, mode=settings.mode, seed=seed)
 
     from ray.tune.search.basic_variant import BasicVariantGenerator
 

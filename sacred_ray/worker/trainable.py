@@ -46,8 +46,10 @@ class SacredTrainable(tune.Trainable):
     """Runs the experiment for one Tune trial config; ``job`` comes from ``tune.with_parameters``."""
 
     def setup(self, config: dict, job: Optional[dict] = None):
+        # The run starts at the first step(): Tune may build an actor and then discard it.
         self.job = job
-        self._start(config)
+        self.thread: Optional[threading.Thread] = None
+        self.pending_config: Optional[dict] = config
 
     # -- the run in its thread ------------------------------------------------
     def _start(self, config: dict) -> None:
@@ -136,6 +138,9 @@ class SacredTrainable(tune.Trainable):
 
     # -- Tune's side ----------------------------------------------------------
     def step(self) -> dict:
+        if self.pending_config is not None:
+            self._start(self.pending_config)
+            self.pending_config = None
         self.go_on.set()  # Tune wants the next result: let the run continue
         kind, payload, *rest = self.reports.get()
         if kind == "report":
@@ -168,7 +173,7 @@ class SacredTrainable(tune.Trainable):
         return None
 
     def _stop_current(self) -> None:
-        thread = getattr(self, "thread", None)
+        thread = self.thread
         if thread is None or not thread.is_alive():
             return
         max_t = self.job.get("max_t")
@@ -191,5 +196,6 @@ class SacredTrainable(tune.Trainable):
 
     def reset_config(self, new_config: dict) -> bool:
         self._stop_current()
-        self._start(new_config)
+        self.thread = None
+        self.pending_config = new_config
         return True
