@@ -31,6 +31,7 @@ log = logging.getLogger("sacred_ray")
 
 POLL_SECONDS = 0.25
 GRACE_SECONDS = 10.0
+TAIL_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -88,7 +89,10 @@ class _Attempt:
     ref: Any = None
     submitted: float = 0.0
     started: Optional[float] = None
-    end: Optional[dict] = None
+    received: int = 0  # events relayed so far (the task's tail says how many to expect)
+    outcome: Optional[dict] = None
+    crash: Optional[str] = None
+    returned: Optional[float] = None
     stop_status: Optional[str] = None
     stop_reason: Optional[str] = None
     cancel_sent: float = 0.0
@@ -137,6 +141,7 @@ class SweepDriver:
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
         self.by_token: dict = {}
+        self.closing: list = []
         self.results: dict = {}
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
@@ -188,17 +193,38 @@ class SweepDriver:
                 answers[token] = rec.start(payload)
                 att.started = time.monotonic()
                 att.config = payload.get("config")
-            elif kind == "heartbeat":
+                continue
+            att.received += 1
+            if kind == "heartbeat":
                 rec.heartbeat(payload)
             elif kind == "artifact":
                 rec.artifact(payload)
             elif kind == "resource":
                 rec.resource(payload)
-            elif kind == "end":
-                att.end = payload
-                rec.final(payload["final"], status_override=att.stop_status, reason=att.stop_reason)
         if answers:
             self.relay.answer.remote(answers)
+
+    def _returned(self, ref) -> None:
+        """A task ended: keep its outcome until every event it posted has been relayed."""
+        att = self.inflight.pop(ref)
+        att.outcome, att.crash = self._outcome(ref)
+        att.returned = time.monotonic()
+        self.closing.append(att)
+
+    def _close_ready(self, give_up: bool = False) -> None:
+        still = []
+        for att in self.closing:
+            tail = (att.outcome or {}).get("tail") or {}
+            waited = time.monotonic() - att.returned
+            if att.received < tail.get("posted", 0) and waited < TAIL_WAIT_SECONDS and not give_up:
+                still.append(att)
+                continue
+            if tail.get("heartbeat"):
+                att.recorder.heartbeat(tail["heartbeat"])
+            if att.outcome is not None:
+                att.recorder.final(tail.get("final"), status_override=att.stop_status, reason=att.stop_reason)
+            self._finish(att, att.outcome, att.crash)
+        self.closing = still
 
     # -- finishing ------------------------------------------------------------
     def _finish(self, att: _Attempt, outcome: Optional[dict], crash: Optional[str]) -> None:
@@ -214,7 +240,7 @@ class SweepDriver:
         error = None
         if status != "COMPLETED":
             error = att.stop_reason or crash or (outcome or {}).get("error") or (rec.errors[-1] if rec.errors else None)
-        node = (outcome or {}).get("node") or (att.end or {}).get("outcome", {}).get("node") or {}
+        node = (outcome or {}).get("node") or {}
         duration = time.monotonic() - att.started if att.started else None
         self.observer_errors.extend(rec.errors)
         retry = (status == "FAILED" and att.attempt <= self.settings.retries and not self.stopping)
@@ -264,7 +290,7 @@ class SweepDriver:
                 att.stop_status, att.stop_reason = "TIMEOUT", f"timed out after {timeout:g}s"
                 att.cancel_sent = now
                 ray.cancel(ref, force=False)
-            elif att.cancel_sent and now - att.cancel_sent > GRACE_SECONDS and not att.end:
+            elif att.cancel_sent and now - att.cancel_sent > GRACE_SECONDS:
                 att.cancel_sent = now
                 try:
                     ray.cancel(ref, force=True)  # the trial ignored the interrupt
@@ -273,30 +299,31 @@ class SweepDriver:
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
+        self._pump(lambda: bool(self.queue or self.inflight or self.closing))
+
+    def _pump(self, go_on, deadline: Optional[float] = None) -> None:
+        """Submit, relay events and close trials while ``go_on()`` (and before ``deadline``)."""
         import ray
 
         poll = self.relay.poll.remote(POLL_SECONDS)
-        while self.queue or self.inflight:
-            while self.queue and len(self.inflight) < self.window and not self.stopping:
-                self._submit(*self.queue.popleft())
-            refs = list(self.inflight)
-            ready, _ = ray.wait([poll] + refs, num_returns=1, timeout=1.0)
-            done = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs and ready else []
-            if poll in ready or done:
-                self._handle(ray.get(poll))
-                poll = self.relay.poll.remote(POLL_SECONDS)
-            for ref in done:
-                att = self.inflight.pop(ref)
-                outcome, crash = self._outcome(ref)
-                tries = 0
-                while outcome is not None and att.end is None and tries < 40:
+        try:
+            while go_on() and (deadline is None or time.monotonic() < deadline):
+                while self.queue and len(self.inflight) < self.window and not self.stopping:
+                    self._submit(*self.queue.popleft())
+                refs = list(self.inflight)
+                ready, _ = ray.wait([poll] + refs, num_returns=1, timeout=POLL_SECONDS * 4)
+                if poll in ready:
                     self._handle(ray.get(poll))
                     poll = self.relay.poll.remote(POLL_SECONDS)
-                    tries += 1
-                self._finish(att, outcome, crash)
-            self._check_timeouts()
-            self._report()
-        self._handle(ray.get(poll))
+                if refs and ready:
+                    for ref in ray.wait(refs, num_returns=len(refs), timeout=0)[0]:
+                        self._returned(ref)
+                self._close_ready()
+                self._check_timeouts()
+                self._report()
+        finally:
+            self._handle(ray.get(poll))
+            self._close_ready()
 
     def _outcome(self, ref) -> tuple:
         import ray
@@ -315,7 +342,7 @@ class SweepDriver:
 
     def _report(self) -> None:
         failed = sum(1 for r in self.results.values() if r.status != "COMPLETED")
-        running = sum(1 for a in self.inflight.values() if a.started and not a.end)
+        running = sum(1 for a in self.inflight.values() if a.started)
         self.progress.update(len(self.results), running, failed)
 
     def interrupt(self, reason: str, second: bool = False) -> None:
@@ -323,21 +350,9 @@ class SweepDriver:
         import ray
 
         self.stop(reason)
-        deadline = time.monotonic() + GRACE_SECONDS
         try:
-            poll = self.relay.poll.remote(POLL_SECONDS)
-            while self.inflight and time.monotonic() < deadline and not second:
-                refs = list(self.inflight)
-                done, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
-                self._handle(ray.get(poll))
-                poll = self.relay.poll.remote(POLL_SECONDS)
-                for ref in done:
-                    att = self.inflight.pop(ref)
-                    outcome, crash = self._outcome(ref)
-                    if outcome is not None and att.end is None:
-                        self._handle(ray.get(poll))
-                        poll = self.relay.poll.remote(POLL_SECONDS)
-                    self._finish(att, outcome, crash)
+            if not second:
+                self._pump(lambda: bool(self.inflight or self.closing), deadline=time.monotonic() + GRACE_SECONDS)
         except KeyboardInterrupt:
             pass
         finally:
@@ -348,6 +363,7 @@ class SweepDriver:
                 except Exception as e:
                     log.debug("cancel %s: %s", att.token, e)
                 self._finish(att, None, reason)
+            self._close_ready(give_up=True)
 
 
 def _first_line(e: BaseException) -> str:

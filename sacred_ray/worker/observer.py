@@ -4,12 +4,16 @@ It speaks Sacred's ``RunObserver`` interface and forwards every event to the dri
 through the relay, where a fresh instance of each observer the user chose records
 it. ``started_event`` is a round trip, so ``_run._id`` in the trial is the id the
 driver's observers assigned; the other events are posted without waiting, in order.
+A run's first second of heartbeats is held back, so a short run's last heartbeat and
+final event travel with the task's return value (``tail``) instead of through the
+relay; ``posted`` tells the driver how many events to expect before the tail.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import time
 from typing import Any, Optional
 
 from sacred.observers.base import RunObserver
@@ -36,18 +40,28 @@ class RayObserver(RunObserver):
     """
 
     priority = 100
+    LIVE_AFTER = 1.0  # seconds into a run after which heartbeats are relayed as they happen
 
     def __init__(self, relay: Any, token: str):
         self.relay = relay
         self.token = token
         self.run_id = None
         self.final: Optional[tuple] = None
+        self.posted = 0
         self._pending_metrics: dict = {}
+        self._held: Optional[dict] = None
         self._sent_out = ""
         self._last_post = None
+        self._started = time.monotonic()
 
     def _post(self, kind: str, payload: dict) -> None:
+        self.posted += 1
         self._last_post = self.relay.post.remote(self.token, kind, payload)
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._post("heartbeat", held)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         import ray
@@ -57,6 +71,7 @@ class RayObserver(RunObserver):
             "start_time": start_time, "config": copy.deepcopy(config),
             "meta_info": copy.deepcopy(meta_info), "_id": _id,
         }
+        self._started = time.monotonic()
         answer = ray.get(self.relay.start.remote(self.token, payload))
         if isinstance(answer, dict) and "error" in answer:
             raise ObserverStartError(answer["error"])
@@ -76,15 +91,19 @@ class RayObserver(RunObserver):
             out = {"replace": captured_out}
         self._sent_out = captured_out
         metrics, self._pending_metrics = self._pending_metrics, {}
-        self._post("heartbeat", {
-            "info": copy.deepcopy(info), "out": out, "beat_time": beat_time,
-            "result": result, "metrics": metrics,
-        })
+        beat = {"info": copy.deepcopy(info), "out": out, "beat_time": beat_time, "result": result, "metrics": metrics}
+        self._release_held()
+        if time.monotonic() - self._started >= self.LIVE_AFTER:
+            self._post("heartbeat", beat)
+        else:
+            self._held = beat
 
     def resource_event(self, filename):
+        self._release_held()
         self._post("resource", {"filename": filename, "content": _read(filename)})
 
     def artifact_event(self, name, filename, metadata=None, content_type=None):
+        self._release_held()
         self._post("artifact", {
             "name": name, "filename": os.path.basename(filename), "content": _read(filename),
             "metadata": metadata, "content_type": content_type,
@@ -99,10 +118,16 @@ class RayObserver(RunObserver):
     def failed_event(self, fail_time, fail_trace):
         self.final = ("failed", {"fail_time": fail_time, "fail_trace": fail_trace})
 
-    def join(self):
-        """Wait until the relay holds every event posted so far."""
+    def tail(self) -> dict:
+        """What the driver still needs after the posted events: held heartbeat, final event."""
+        held, self._held = self._held, None
+        return {"posted": self.posted, "heartbeat": held, "final": self.final}
+
+    def flush(self) -> None:
+        """Post the held heartbeat and wait until the relay holds every event posted so far."""
         import ray
 
+        self._release_held()
         if self._last_post is not None:
             ray.get(self._last_post)
             self._last_post = None

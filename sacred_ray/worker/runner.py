@@ -77,8 +77,9 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     """Run one trial attempt; every event goes to the driver through ``relay``.
 
     ``job`` holds ``token``, ``config_updates``, ``named_configs``, ``options``
-    (Sacred flags, observer flags removed) and ``meta_info``. Returns the outcome;
-    the final event has been delivered to the relay before this returns.
+    (Sacred flags, observer flags removed) and ``meta_info``. Returns the outcome with
+    the run's ``tail`` (see ``RayObserver.tail``); nothing here waits on the driver
+    after the run has started.
     """
     observer = RayObserver(relay, job["token"])
     outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node_info()}
@@ -104,13 +105,5 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
             ex.observers = saved
             ex.current_run = None
     outcome["run_id"] = observer.run_id
-    observer.join()
-    import ray
-
-    ray.get(relay.post.remote(job["token"], "end", {"final": observer.final, "outcome": _portable(outcome)}))
+    outcome["tail"] = observer.tail()
     return outcome
-
-
-def _portable(outcome: dict) -> dict:
-    """The outcome without the result object (it travels in the task's return value)."""
-    return {k: v for k, v in outcome.items() if k != "result"}

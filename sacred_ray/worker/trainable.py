@@ -99,7 +99,7 @@ class SacredTrainable(tune.Trainable):
                 ex.observers = saved
                 ex.current_run = None
             try:
-                observer.join()
+                observer.flush()
                 ray.get(relay.post.remote(self.token, "end", {"final": observer.final, "outcome": {
                     k: v for k, v in outcome.items() if k != "result"}}))
             finally:

@@ -1,0 +1,122 @@
+"""ray_sweep against a sequential loop and the hand-written 'seed' pattern, in one run.
+
+    python benchmarks/sweep_overhead.py [--repeats 3]
+
+Workloads: 40 trials of 0.5 s CPU (parallel efficiency) and 300 trials that do nothing
+(overhead per trial). Every way records its runs with a FileStorageObserver. Prints
+medians over the repeats and the ratios the README quotes. Trials-phase times come from
+the runs' own start/stop times; whole-command times include starting Ray.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOAD = os.path.join(HERE, "workload.py")
+CORES = os.cpu_count() or 1
+
+
+def trials_phase(runs_dir):
+    """Seconds from the first run's start to the last run's stop, and the number of runs."""
+    starts, stops = [], []
+    for name in os.listdir(runs_dir):
+        path = os.path.join(runs_dir, name, "run.json")
+        if name.isdigit() and os.path.exists(path):
+            with open(path) as f:
+                run = json.load(f)
+            if run.get("status") != "COMPLETED":
+                raise SystemExit(f"run {name} ended {run.get('status')}")
+            starts.append(datetime.datetime.fromisoformat(run["start_time"]))
+            stops.append(datetime.datetime.fromisoformat(run["stop_time"]))
+    return (max(stops) - min(starts)).total_seconds(), len(starts)
+
+
+def timed(cmd, cwd):
+    env = dict(os.environ, RAY_ADDRESS="local")
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd} failed:\n{proc.stderr[-2000:]}")
+    return wall
+
+
+def sequential(tmp, n, seconds):
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('w', {WORKLOAD!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "from sacred.observers import FileStorageObserver\n"
+        f"m.ex.observers = [FileStorageObserver({os.path.join(tmp, 'runs')!r})]\n"
+        f"for i in range({n}):\n"
+        f"    m.ex.run(config_updates={{'seconds': {seconds}, 'index': i}}, options={{'--capture': 'sys'}})\n"
+    )
+    return timed([sys.executable, "-c", code], tmp)
+
+
+def seed(tmp, n, seconds):
+    return timed([sys.executable, os.path.join(HERE, "seed_pattern.py"), os.path.join(tmp, "runs"), str(n), str(seconds)], tmp)
+
+
+def ray_sweep(tmp, n, seconds):
+    with open(os.path.join(tmp, "grid.yaml"), "w") as f:
+        f.write(f"fixed: {{seconds: {seconds}}}\ngrid:\n  index: {{range: [{n}]}}\nsweep: {{name: bench}}\n")
+    return timed([sys.executable, WORKLOAD, "ray_sweep", "with", "grid.yaml", "-F", "runs"], tmp)
+
+
+WAYS = {"sequential": sequential, "seed pattern": seed, "ray_sweep": ray_sweep}
+
+
+def measure(way, n, seconds, repeats):
+    walls, phases = [], []
+    for _ in range(repeats):
+        tmp = tempfile.mkdtemp(prefix="sacred_ray_bench_")
+        try:
+            walls.append(WAYS[way](tmp, n, seconds))
+            phase, count = trials_phase(os.path.join(tmp, "runs"))
+            if count != n:
+                raise SystemExit(f"{way}: {count} runs recorded, expected {n}")
+            phases.append(phase)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return statistics.median(walls), statistics.median(phases)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"{CORES} cores, median of {args.repeats} runs each\n")
+
+    n, seconds = 40, 0.5
+    ideal = n * seconds / CORES
+    print(f"parallel efficiency: {n} trials x {seconds} s CPU (ideal {ideal:.1f} s on {CORES} cores)")
+    print(f"{'way':14} {'trials phase':>12} {'vs ideal':>9} {'whole command':>14} {'vs ideal':>9}")
+    results = {}
+    for way in WAYS:
+        wall, phase = measure(way, n, seconds, args.repeats)
+        results[way] = (wall, phase)
+        print(f"{way:14} {phase:11.2f}s {phase / ideal:8.3f}x {wall:13.2f}s {wall / ideal:8.3f}x")
+    print(f"ray_sweep whole command / seed pattern: {results['ray_sweep'][0] / results['seed pattern'][0]:.3f}")
+
+    n = 300
+    print(f"\noverhead per trial: {n} trials that do nothing")
+    print(f"{'way':14} {'trials phase':>12} {'per trial':>10} {'whole command':>14}")
+    per = {}
+    for way in WAYS:
+        wall, phase = measure(way, n, 0.0, args.repeats)
+        per[way] = phase / n
+        print(f"{way:14} {phase:11.2f}s {1000 * phase / n:8.1f}ms {wall:13.2f}s")
+    print(f"ray_sweep per-trial overhead / seed pattern: {per['ray_sweep'] / per['seed pattern']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
