@@ -25,6 +25,16 @@ def runtime_env_for(experiment_dir: str, user_env: dict, excludes: list) -> dict
     return env
 
 
+def starts_local_ray(address: Optional[str]) -> bool:
+    """Whether ``ray.init(address)`` would start a new Ray on this machine (nothing to ship then)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(address) is None
+    except Exception:  # an address Ray cannot resolve: let ray.init report it
+        return False
+
+
 def connect(address: Optional[str], runtime_env: dict) -> None:
     """Join the cluster at ``address`` (or RAY_ADDRESS); otherwise Ray's own rule applies:
     join the cluster running on this machine, else start a private local one."""

@@ -20,7 +20,7 @@ from sacred import Experiment
 
 from ..spec import GridSpec, SpecError, Trial
 from ..worker.runner import ExperimentRef, run_trial
-from .cluster import check_feasible, connect, ray_request, runtime_env_for
+from .cluster import check_feasible, connect, ray_request, runtime_env_for, starts_local_ray
 from .folder import SweepFolder, jsonable
 from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
 from .progress import Progress
@@ -99,8 +99,8 @@ class _Attempt:
     config: Optional[dict] = None
 
 
-def experiment_ref(ex: Experiment) -> tuple:
-    """How workers find ``ex``: its module file (relative to the shipped folder) and variable."""
+def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
+    """How workers find ``ex``: its module file (in the shipped folder, if shipped) and variable."""
     import sys
 
     if ex.mainfile is None:
@@ -118,12 +118,14 @@ def experiment_ref(ex: Experiment) -> tuple:
     if attribute is None:
         raise SpecError("experiment", ex.path, f"is not a module-level variable of {path}; define it as ex = Experiment(...)")
     folder = os.path.dirname(path)
-    return ExperimentRef(attribute=attribute, path=path, relative_path=os.path.basename(path)), folder
+    relative = os.path.basename(path) if shipped else None
+    return ExperimentRef(attribute=attribute, path=path, relative_path=relative), folder
 
 
 class SweepDriver:
     def __init__(self, ex: Experiment, grid: GridSpec, trials: list, options: dict, folder: SweepFolder,
-                 resources: dict, window: int, progress: Progress, relay, ref: ExperimentRef, base_dir: str):
+                 resources: dict, window: int, progress: Progress, relay, ref: ExperimentRef, base_dir: str,
+                 cwd: Optional[str] = None):
         self.ex = ex
         self.grid = grid
         self.settings = grid.settings
@@ -135,6 +137,7 @@ class SweepDriver:
         self.relay = relay
         self.ref = ref
         self.base_dir = base_dir
+        self.cwd = cwd
         observer_options, worker_options = split_options(options)
         self.prototypes = build_prototypes(ex, observer_options, failure_dir=folder.file("failed_saves"))
         self.worker_options = self._worker_options(worker_options)
@@ -168,6 +171,7 @@ class SweepDriver:
             "config_updates": trial.config_updates,
             "named_configs": list(trial.named_configs),
             "options": self.worker_options,
+            "cwd": self.cwd,
             "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                     "variant": trial.variant, "attempt": attempt}},
         }
@@ -178,31 +182,34 @@ class SweepDriver:
 
     # -- events ---------------------------------------------------------------
     def _handle(self, events: list) -> None:
+        """Answer start events first (their workers are waiting), then record the rest in order."""
         answers = {}
         for token, kind, payload in events:
+            if kind != "start":
+                continue
             att = self.by_token.get(token)
             if att is None:
-                if kind == "start":
-                    answers[token] = {"error": "this trial attempt was already given up by the sweep driver"}
-                continue
-            rec = att.recorder
-            if kind == "start":
-                if self.stopping or att.stop_status:
-                    answers[token] = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
-                    continue
-                answers[token] = rec.start(payload)
+                answers[token] = {"error": "this trial attempt was already given up by the sweep driver"}
+            elif self.stopping or att.stop_status:
+                answers[token] = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
+            else:
+                answers[token] = att.recorder.start(payload)
                 att.started = time.monotonic()
                 att.config = payload.get("config")
+        if answers:
+            self.relay.answer.remote(answers)
+        for token, kind, payload in events:
+            att = self.by_token.get(token)
+            if att is None or kind == "start":
                 continue
             att.received += 1
+            rec = att.recorder
             if kind == "heartbeat":
                 rec.heartbeat(payload)
             elif kind == "artifact":
                 rec.artifact(payload)
             elif kind == "resource":
                 rec.resource(payload)
-        if answers:
-            self.relay.answer.remote(answers)
 
     def _returned(self, ref) -> None:
         """A task ended: keep its outcome until every event it posted has been relayed."""
@@ -429,7 +436,12 @@ def run_sweep(
     if "--file_storage" in options:
         options["--file_storage"] = os.path.abspath(options["--file_storage"])
     settings = grid.settings
-    ref, experiment_dir = experiment_ref(ex)
+    started_ray = not ray.is_initialized()
+    address = address or settings.address
+    # A Ray started here runs on this machine: workers import the experiment where it is
+    # and run in this folder, as the experiment would alone. A cluster gets it shipped.
+    local = not started_ray or starts_local_ray(address)
+    ref, experiment_dir = experiment_ref(ex, shipped=not local)
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
     resources = trial_resources(ex)
     resources = settings.resources.merged_over(resources)
@@ -463,23 +475,22 @@ def run_sweep(
     for path in (folder_path, options.get("--file_storage")):
         if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
             excludes.append("/" + os.path.relpath(path, experiment_dir))
-    runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    runtime_env = dict(settings.runtime_env) if local else runtime_env_for(experiment_dir, settings.runtime_env, excludes)
     bar = Progress(len(trials), settings.name, enabled=progress)
     driver = None
-    started_ray = not ray.is_initialized()
     interrupted = None
     try:
         with _Signals():
             try:
                 if started_ray:
-                    connect(address or settings.address, runtime_env)
+                    connect(address, runtime_env)
                 capacity = check_feasible(request, grid.source, "sweep: resources")
                 window = settings.max_concurrent or capacity + max(1, capacity // 2)
                 from .relay import Relay
 
                 relay = Relay.options(max_concurrency=max(1000, 4 * window)).remote()
                 driver = SweepDriver(ex, grid, trials, options, folder, request, window, bar, relay, ref,
-                                     experiment_dir)
+                                     experiment_dir, cwd=os.getcwd() if local else None)
                 driver.run()
             except KeyboardInterrupt:
                 interrupted = SweepInterrupted(130, "Ctrl-C")

@@ -18,7 +18,7 @@ from sacred import Experiment
 
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
-from .cluster import check_feasible, connect, ray_request, runtime_env_for
+from .cluster import check_feasible, connect, ray_request, runtime_env_for, starts_local_ray
 from .folder import SweepFolder, jsonable
 from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
 from .progress import Progress
@@ -300,7 +300,10 @@ def run_tune(
         options["--file_storage"] = os.path.abspath(options["--file_storage"])
     settings = space.settings
     plan = SearchPlan.of(space)
-    ref, experiment_dir = experiment_ref(ex)
+    started_ray = not ray.is_initialized()
+    address = address or settings.address
+    local = not started_ray or starts_local_ray(address)
+    ref, experiment_dir = experiment_ref(ex, shipped=not local)
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
     tune_dir = os.path.join(folder_path, "tune")
     resuming = resume and os.path.isdir(tune_dir)
@@ -322,19 +325,18 @@ def run_tune(
     for path in (folder_path, options.get("--file_storage")):
         if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
             excludes.append("/" + os.path.relpath(path, experiment_dir))
-    runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
-    runtime_env.setdefault("env_vars", {})["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    runtime_env = dict(settings.runtime_env) if local else runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
-    started_ray = not ray.is_initialized()
     bar = Progress(expected_trials(space, plan), settings.name, enabled=progress)
     router = None
     exit_code = 0
     try:
         if started_ray:
-            connect(address or settings.address, runtime_env)
+            connect(address, runtime_env)
         check_feasible(request, space.source, "tune: resources")
         from .relay import Relay
 
@@ -343,7 +345,8 @@ def run_tune(
         router.start()
         job = {"ref": ref, "relay": relay, "plan": plan, "options": worker_options, "metric": settings.metric,
                "scheduler": settings.scheduler, "max_t": settings.scheduler_options.get("max_t", 100)
-               if settings.scheduler in ("asha", "hyperband") else None, "name": settings.name}
+               if settings.scheduler in ("asha", "hyperband") else None, "name": settings.name,
+               "cwd": os.getcwd() if local else None}
         pg = {"cpu": request.get("num_cpus", 1)}
         if request.get("num_gpus"):
             pg["gpu"] = request["num_gpus"]

@@ -77,7 +77,8 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     """Run one trial attempt; every event goes to the driver through ``relay``.
 
     ``job`` holds ``token``, ``config_updates``, ``named_configs``, ``options``
-    (Sacred flags, observer flags removed) and ``meta_info``. Returns the outcome with
+    (Sacred flags, observer flags removed), ``meta_info`` and ``cwd`` (the folder to
+    run in when the worker shares the driver's machine). Returns the outcome with
     the run's ``tail`` (see ``RayObserver.tail``); nothing here waits on the driver
     after the run has started.
     """
@@ -85,7 +86,10 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node_info()}
     saved: list = []
     ex = None
+    home = os.getcwd()
     try:
+        if job.get("cwd") and os.path.isdir(job["cwd"]):
+            os.chdir(job["cwd"])
         ex = load_experiment(ref)
         saved, ex.observers = ex.observers, [observer]
         run = ex.run(
@@ -101,6 +105,7 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     except BaseException as e:  # the user's code may raise anything, SystemExit included
         outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
     finally:
+        os.chdir(home)
         if ex is not None:
             ex.observers = saved
             ex.current_run = None

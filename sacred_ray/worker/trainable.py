@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import queue
 import threading
 import uuid
@@ -76,6 +77,8 @@ class SacredTrainable(tune.Trainable):
         outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node_info()}
         ex = saved = None
         try:
+            if job.get("cwd") and os.path.isdir(job["cwd"]):
+                os.chdir(job["cwd"])  # one trial per actor process: the run's folder is the user's
             ex = load_experiment(job["ref"])
             saved, ex.observers = ex.observers, [observer]
             tune_info = {"trial_id": self.trial_id, "experiment": job["name"]}
