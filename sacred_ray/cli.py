@@ -85,8 +85,7 @@ def _sacred_options(ex: Experiment) -> dict:
     return table
 
 
-def find_command(ex: Experiment, argv: list) -> Optional[int]:
-    """Index in argv of ray_sweep/tune_with if that is the command, else None."""
+def _first_positional_index(ex: Experiment, argv: list) -> Optional[int]:
     options = _sacred_options(ex)
     i = 1
     while i < len(argv):
@@ -97,8 +96,20 @@ def find_command(ex: Experiment, argv: list) -> Optional[int]:
                 i += 1
             i += 1
             continue
-        return i if token in COMMANDS else None
+        return i
     return None
+
+
+def first_positional(ex: Experiment, argv: list) -> Optional[str]:
+    """The command word of argv (the first argument that is not an option or its value)."""
+    index = _first_positional_index(ex, argv)
+    return None if index is None else argv[index]
+
+
+def find_command(ex: Experiment, argv: list) -> Optional[int]:
+    """Index in argv of ray_sweep/tune_with if that is the command, else None."""
+    index = _first_positional_index(ex, argv)
+    return index if index is not None and argv[index] in COMMANDS else None
 
 
 def parse(ex: Experiment, argv: list) -> SweepRequest:

@@ -69,6 +69,7 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         argv = _argv(argv)
         if find_command(ex, argv) is not None:
             raise SystemExit(main(ex, argv))
+        near_miss(ex, argv)
         return sacred_commandline(argv)
 
     ex.run_commandline = run_commandline
@@ -76,6 +77,22 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         if command.__name__ not in ex.commands:
             ex.command(command, unobserved=True)
     return ex
+
+
+def near_miss(ex: Experiment, argv: list) -> None:
+    """``ray_swep`` or ``tune-with``: say which command was meant (exit 2) instead of Sacred's usage dump."""
+    import difflib
+    import sys
+
+    from .cli import first_positional
+
+    word = first_positional(ex, argv)
+    if word is None or word == "with" or word in dict(ex.gather_commands()) or "=" in word:
+        return
+    match = difflib.get_close_matches(word.replace("-", "_"), COMMANDS, n=1, cutoff=0.75)
+    if match:
+        print(f"error: command line: unknown command {word!r}; did you mean {match[0]!r}?", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _argv(argv):

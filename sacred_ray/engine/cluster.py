@@ -74,6 +74,30 @@ def _needs(request: dict) -> dict:
     return {k: v for k, v in need.items() if v}
 
 
+def local_resources() -> dict:
+    """What a Ray started on this machine will offer (CPU, GPU), detected as Ray does."""
+    have = {"CPU": float(os.cpu_count() or 1), "GPU": 0.0}
+    try:
+        from ray._private.accelerators import NvidiaGPUAcceleratorManager
+
+        have["GPU"] = float(NvidiaGPUAcceleratorManager.get_current_node_num_accelerators() or 0)
+    except Exception:  # Ray will tell after it starts
+        have.pop("GPU")
+    return have
+
+
+def precheck_local(request: dict, source: str, where: str) -> None:
+    """Refuse, before starting a local Ray, a per-trial request this machine can never meet."""
+    have = local_resources()
+    for key, amount in _needs(request).items():
+        if key == "memory" or (key not in have and key in ("CPU", "GPU")):
+            continue
+        if amount > have.get(key, 0):
+            what = ", ".join(f"{k}={v:g}" for k, v in have.items())
+            raise SpecError(source, where, f"one trial needs {key}={amount:g} but this machine has {what}; "
+                                           f"lower the request or join a cluster with --address")
+
+
 def check_feasible(request: dict, source: str, where: str) -> int:
     """Refuse a per-trial request no alive node can meet; return how many trials fit at once."""
     import ray

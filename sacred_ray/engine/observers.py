@@ -28,10 +28,26 @@ def split_options(options: dict) -> tuple:
     return observer, rest
 
 
+MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
+def mongo_uri(value: str) -> Optional[dict]:
+    """``-m mongodb://user:pw@host/db`` (which Sacred's own -m cannot parse) as MongoObserver kwargs."""
+    if not value.startswith(MONGO_SCHEMES):
+        return None
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        parsed = parse_uri(value)
+    except Exception as e:
+        raise SpecError("command line", "-m", f"cannot parse {redact(value)!r}: {redact(str(e))}") from None
+    return {"url": value, "db_name": parsed.get("database") or "sacred"}
+
+
 def check_observer_flags(options: dict) -> None:
     """Refuse flag values Sacred would crash on, before anything starts."""
     value = options.get("--mongo_db")
-    if value:
+    if value and mongo_uri(value) is None:
         from sacred.observers.mongo import get_pattern
 
         match = re.match(get_pattern(), value)
@@ -54,13 +70,93 @@ def build_prototypes(ex: Experiment, observer_options: dict, failure_dir: Option
     holder = SimpleNamespace(observers=[])
     by_flag = {opt.get_flag(): opt for opt in ex.all_cli_options}
     for flag, value in observer_options.items():
-        by_flag[flag].apply(value, holder)
+        uri = mongo_uri(value) if flag == "--mongo_db" else None
+        if uri is not None:
+            from sacred.observers import MongoObserver
+
+            holder.observers.append(MongoObserver(**uri))
+        else:
+            by_flag[flag].apply(value, holder)
     prototypes = list(holder.observers) + list(ex.observers)
     if failure_dir:
         for obs in prototypes:
             if hasattr(obs, "failure_dir") and getattr(obs, "failure_dir", None) is None:
                 obs.failure_dir = failure_dir
     return prototypes
+
+
+def check_reachable(prototypes: list, timeout: float = 5.0) -> None:
+    """Refuse to start when a MongoDB observer's server does not answer within ``timeout``."""
+    import threading
+
+    for obs in prototypes:
+        runs = getattr(obs, "runs", None)
+        client = getattr(getattr(runs, "database", None), "client", None)
+        if client is None or not hasattr(client, "admin"):
+            continue
+        outcome: dict = {}
+        thread = threading.Thread(target=_ping, args=(client, outcome), daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome.get("ok"):
+            address = redact(_address(client))
+            why = f"{outcome['error'].__class__.__name__}" if "error" in outcome else f"no answer in {timeout:g}s"
+            raise SpecError("-m", address, f"cannot reach MongoDB ({why}); start the server or fix the -m address")
+
+
+def _ping(client, outcome: dict) -> None:
+    try:
+        client.admin.command("ping")
+        outcome["ok"] = True
+    except Exception as e:
+        outcome["error"] = e
+
+
+def _address(client) -> str:
+    try:
+        nodes = client.topology_description.server_descriptions()
+        return ", ".join(f"{host}:{port}" for host, port in nodes) or "MongoDB"
+    except Exception:
+        return "MongoDB"
+
+
+def observer_flags_for_meta(observer_options: dict) -> dict:
+    """The observer flags as a run's meta.options would show them, passwords hidden."""
+    return {flag: redact(value) if isinstance(value, str) else value for flag, value in observer_options.items()}
+
+
+def close_stale_runs(prototypes: list, sweep_name: str, reason: str) -> int:
+    """Mark this sweep's runs still RUNNING (its driver was killed) INTERRUPTED; return how many."""
+    import datetime
+    import json
+
+    closed = 0
+    now = datetime.datetime.utcnow()
+    for obs in prototypes:
+        runs = getattr(obs, "runs", None)
+        if runs is not None and hasattr(runs, "update_many"):
+            result = runs.update_many(
+                {"meta.sweep.name": sweep_name, "status": "RUNNING"},
+                {"$set": {"status": "INTERRUPTED", "stop_time": now, "info.sacred_ray.stop_reason": reason}},
+            )
+            closed += result.modified_count
+        basedir = getattr(obs, "basedir", None)
+        if basedir and os.path.isdir(basedir):
+            for name in os.listdir(basedir):
+                path = os.path.join(basedir, name, "run.json")
+                if not (name.isdigit() and os.path.exists(path)):
+                    continue
+                try:
+                    with open(path) as f:
+                        run = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                if run.get("status") == "RUNNING" and (run.get("meta") or {}).get("sweep", {}).get("name") == sweep_name:
+                    run.update(status="INTERRUPTED", stop_time=now.isoformat(), sacred_ray_stop_reason=reason)
+                    with open(path, "w") as f:
+                        json.dump(run, f, indent=2)
+                    closed += 1
+    return closed
 
 
 def fresh(observer):

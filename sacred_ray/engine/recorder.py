@@ -111,7 +111,7 @@ class TrialRecorder:
         if status_override and status_override != "FAILED":
             stop = payload.get("stop_time") or payload.get("interrupt_time") or payload.get("fail_time") or _now()
             kind, payload = "interrupted", {"interrupt_time": stop, "status": status_override}
-        if reason and kind == "interrupted":
+        if reason and kind == "interrupted" and self.started:
             self.info["sacred_ray"] = {**self.info.get("sacred_ray", {}), "stop_reason": reason}
             self._resave_info()
         self.status = {"completed": "COMPLETED", "failed": "FAILED"}.get(kind, payload.get("status"))

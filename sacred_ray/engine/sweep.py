@@ -20,9 +20,18 @@ from sacred import Experiment
 
 from ..spec import GridSpec, SpecError, Trial
 from ..worker.runner import ExperimentRef, run_trial
-from .cluster import check_feasible, connect, ray_request, runtime_env_for, starts_local_ray
+from .cluster import check_feasible, connect, precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import SweepFolder, jsonable
-from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
+from .observers import (
+    build_prototypes,
+    check_observer_flags,
+    check_reachable,
+    close_stale_runs,
+    observer_flags_for_meta,
+    observers_for_trial,
+    redact,
+    split_options,
+)
 from .progress import Progress
 from .recorder import TrialRecorder
 from .report import summarize
@@ -71,8 +80,10 @@ class SweepResult:
         return dict(collections.Counter(r.status for r in self.results))
 
 
-class SweepInterrupted(Exception):
-    """Ctrl-C or SIGTERM reached the driver; ``code`` is the exit status to use."""
+class SweepInterrupted(BaseException):
+    """SIGTERM (or Ctrl-C) reached the driver; ``code`` is the exit status to use.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
 
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
@@ -97,6 +108,7 @@ class _Attempt:
     stop_reason: Optional[str] = None
     cancel_sent: float = 0.0
     config: Optional[dict] = None
+    worker: Optional[dict] = None
 
 
 def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
@@ -125,7 +137,7 @@ def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
 class SweepDriver:
     def __init__(self, ex: Experiment, grid: GridSpec, trials: list, options: dict, folder: SweepFolder,
                  resources: dict, window: int, progress: Progress, relay, ref: ExperimentRef, base_dir: str,
-                 cwd: Optional[str] = None):
+                 prototypes: list, cwd: Optional[str] = None):
         self.ex = ex
         self.grid = grid
         self.settings = grid.settings
@@ -139,13 +151,17 @@ class SweepDriver:
         self.base_dir = base_dir
         self.cwd = cwd
         observer_options, worker_options = split_options(options)
-        self.prototypes = build_prototypes(ex, observer_options, failure_dir=folder.file("failed_saves"))
+        self.prototypes = prototypes
+        self.meta_options = observer_flags_for_meta(observer_options)
         self.worker_options = self._worker_options(worker_options)
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
         self.by_token: dict = {}
         self.closing: list = []
         self.results: dict = {}
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
         self._remote = None
@@ -193,9 +209,11 @@ class SweepDriver:
             elif self.stopping or att.stop_status:
                 answers[token] = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
             else:
+                payload["meta_info"].setdefault("options", {}).update(self.meta_options)
                 answers[token] = att.recorder.start(payload)
                 att.started = time.monotonic()
                 att.config = payload.get("config")
+                att.worker = payload.get("worker")
         if answers:
             self.relay.answer.remote(answers)
         for token, kind, payload in events:
@@ -271,24 +289,30 @@ class SweepDriver:
 
     def stop(self, reason: str, status: str = "INTERRUPTED", force: bool = False) -> None:
         """Stop every trial in flight and run no more; they end recorded as ``status``."""
-        import ray
 
         self.stopping = self.stopping or reason
-        for trial, _attempt in self.queue:
-            self.results.setdefault(trial.index, TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}"))
+        for trial, attempt in self.queue:
+            self.not_run(trial, attempt, reason)
         self.queue.clear()
         for ref, att in self.inflight.items():
             if not att.stop_status:
                 att.stop_status, att.stop_reason = status, reason
             if force or not att.cancel_sent:
                 att.cancel_sent = time.monotonic()
-                try:
-                    ray.cancel(ref, force=force)
-                except Exception as e:  # already finished
-                    log.debug("cancel %s: %s", att.token, e)
+                self._interrupt(ref, att, force)
+
+    def not_run(self, trial: Trial, attempt: int, reason: str) -> None:
+        """A trial the sweep stopped before it ran: INTERRUPTED in the ledger, no Sacred run."""
+        if trial.index in self.results and self.results[trial.index].status == "COMPLETED":
+            return
+        self.results[trial.index] = TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}",
+                                                attempts=attempt)
+        self.folder.record({"key": trial.key, "index": trial.index, "variant": trial.variant, "attempt": attempt,
+                            "status": "INTERRUPTED", "run_id": None, "result": None, "metrics": {},
+                            "duration": None, "node": None, "node_id": None, "error": f"not run: {reason}",
+                            "retrying": False, "time": time.time()})
 
     def _check_timeouts(self) -> None:
-        import ray
 
         timeout = self.settings.timeout
         now = time.monotonic()
@@ -296,13 +320,26 @@ class SweepDriver:
             if timeout and att.started and not att.stop_status and now - att.started > timeout:
                 att.stop_status, att.stop_reason = "TIMEOUT", f"timed out after {timeout:g}s"
                 att.cancel_sent = now
-                ray.cancel(ref, force=False)
+                self._interrupt(ref, att, force=False)
             elif att.cancel_sent and now - att.cancel_sent > GRACE_SECONDS:
                 att.cancel_sent = now
-                try:
-                    ray.cancel(ref, force=True)  # the trial ignored the interrupt
-                except Exception as e:
-                    log.debug("force cancel %s: %s", att.token, e)
+                self._interrupt(ref, att, force=True)  # the trial ignored the interrupt
+
+    def _interrupt(self, ref, att: _Attempt, force: bool) -> None:
+        """Stop one trial: SIGINT to its worker when it runs on this node, else Ray's cancel."""
+        import ray
+
+        worker = att.worker or {}
+        if not force and worker.get("pid") and worker.get("node_id") == self.node_id:
+            try:
+                os.kill(worker["pid"], signal.SIGINT)
+                return
+            except (ProcessLookupError, PermissionError) as e:
+                log.debug("signal %s: %s", att.token, e)
+        try:
+            ray.cancel(ref, force=force)
+        except Exception as e:  # already finished
+            log.debug("cancel %s: %s", att.token, e)
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
@@ -383,15 +420,19 @@ class _Signals:
 
     def __enter__(self):
         self.previous = signal.getsignal(signal.SIGTERM)
+        self.install()
+        return self
+
+    def install(self) -> None:
+        """(Re)install the handler: ray.init puts its own SIGTERM handler (sys.exit(15)) in place."""
 
         def on_term(signum, frame):
             raise SweepInterrupted(143, "SIGTERM")
 
         try:
             signal.signal(signal.SIGTERM, on_term)
-        except ValueError:  # not the main thread
+        except ValueError:  # not the main thread: leave signals alone
             self.previous = None
-        return self
 
     def __exit__(self, *exc):
         if self.previous is not None:
@@ -447,10 +488,18 @@ def run_sweep(
     resources = settings.resources.merged_over(resources)
     request = ray_request(resources)
 
+    observer_options, _ = split_options(options)
+    prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
+    if started_ray and local:
+        precheck_local(request, grid.source, "sweep: resources")
+    check_reachable(prototypes)
     folder = SweepFolder(folder_path, resume=resume)
     trials = grid.trials
     previous: dict = {}
     if resume:
+        stale = close_stale_runs(prototypes, settings.name, "the sweep's driver stopped while this run was RUNNING")
+        if stale:
+            print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
         for entry in folder.read_ledger():
             previous[entry.get("key")] = entry
         trials = [t for t in trials if previous.get(t.key, {}).get("status") != "COMPLETED"]
@@ -480,17 +529,18 @@ def run_sweep(
     driver = None
     interrupted = None
     try:
-        with _Signals():
+        with _Signals() as signals:
             try:
                 if started_ray:
                     connect(address, runtime_env)
+                    signals.install()
                 capacity = check_feasible(request, grid.source, "sweep: resources")
                 window = settings.max_concurrent or capacity + max(1, capacity // 2)
                 from .relay import Relay
 
                 relay = Relay.options(max_concurrency=max(1000, 4 * window)).remote()
                 driver = SweepDriver(ex, grid, trials, options, folder, request, window, bar, relay, ref,
-                                     experiment_dir, cwd=os.getcwd() if local else None)
+                                     experiment_dir, prototypes, cwd=os.getcwd() if local else None)
                 driver.run()
             except KeyboardInterrupt:
                 interrupted = SweepInterrupted(130, "Ctrl-C")
@@ -524,6 +574,10 @@ def run_sweep(
         out.report = summarize(out, sort or settings.metric, settings.mode, report_folder)
     finally:
         report_folder.close()
+    saved = os.path.join(folder.path, "failed_saves")
+    if os.path.isdir(saved) and os.listdir(saved):
+        out.report += (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
+                       f"(load them with sacred's MongoObserver once the server is back)")
     return out
 
 

@@ -18,9 +18,16 @@ from sacred import Experiment
 
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
-from .cluster import check_feasible, connect, ray_request, runtime_env_for, starts_local_ray
+from .cluster import check_feasible, connect, precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import SweepFolder, jsonable
-from .observers import build_prototypes, check_observer_flags, observers_for_trial, redact, split_options
+from .observers import (
+    build_prototypes,
+    check_observer_flags,
+    check_reachable,
+    observers_for_trial,
+    redact,
+    split_options,
+)
 from .progress import Progress
 from .recorder import TrialRecorder
 from .sweep import POLL_SECONDS, experiment_ref
@@ -307,19 +314,21 @@ def run_tune(
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
     tune_dir = os.path.join(folder_path, "tune")
     resuming = resume and os.path.isdir(tune_dir)
+    resources = settings.resources.merged_over(trial_resources(ex))
+    request = ray_request(resources)
+    if started_ray and local:
+        precheck_local(request, space.source, "tune: resources")
+    observer_options, worker_options = split_options(options)
+    if worker_options.get("--capture") not in ("no", "sys"):
+        worker_options["--capture"] = "sys"
+    if not worker_options.get("--comment"):
+        worker_options["--comment"] = f"sweep {settings.name}"
+    prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
+    check_reachable(prototypes)
     folder = SweepFolder(folder_path, resume=resume)
     folder.write_spec(command or [], None, space.raw, [])
     if folder.moved_aside:
         print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
-    resources = settings.resources.merged_over(trial_resources(ex))
-    request = ray_request(resources)
-    observer_options, worker_options = split_options(options)
-    if worker_options.get("--capture") not in ("no", "sys"):
-        worker_options["--capture"] = "sys"
-    worker_options.setdefault("--comment", f"sweep {settings.name}")
-    if not worker_options.get("--comment"):
-        worker_options["--comment"] = f"sweep {settings.name}"
-    prototypes = build_prototypes(ex, observer_options, failure_dir=folder.file("failed_saves"))
 
     excludes = []
     for path in (folder_path, options.get("--file_storage")):

@@ -31,6 +31,15 @@ def _read(filename: str) -> Optional[bytes]:
         return None
 
 
+def _node_id() -> Optional[str]:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return None
+
+
 class RayObserver(RunObserver):
     """Relay a run's events to the sweep driver (see module docstring).
 
@@ -70,6 +79,7 @@ class RayObserver(RunObserver):
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": copy.deepcopy(config),
             "meta_info": copy.deepcopy(meta_info), "_id": _id,
+            "worker": {"pid": os.getpid(), "node_id": _node_id()},
         }
         self._started = time.monotonic()
         answer = ray.get(self.relay.start.remote(self.token, payload))

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -73,6 +74,26 @@ def node_info() -> dict:
     return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
 
+def _interruptible():
+    """Let SIGINT raise KeyboardInterrupt during the run (Ray workers ignore it otherwise).
+
+    The driver signals a trial it stops (timeout, fail_fast, Ctrl-C) on this machine, so
+    even a trial blocked in time.sleep or I/O ends at once and Sacred records it."""
+    try:
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # Ray blocks it
+        return handler, mask
+    except (ValueError, AttributeError):  # not the main thread, or no signal masks here
+        return None
+
+
+def _restore_sigint(previous) -> None:
+    if previous is not None:
+        handler, mask = previous
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+
+
 def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     """Run one trial attempt; every event goes to the driver through ``relay``.
 
@@ -87,6 +108,7 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     saved: list = []
     ex = None
     home = os.getcwd()
+    previous_sigint = _interruptible()
     try:
         if job.get("cwd") and os.path.isdir(job["cwd"]):
             os.chdir(job["cwd"])
@@ -105,6 +127,7 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     except BaseException as e:  # the user's code may raise anything, SystemExit included
         outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
     finally:
+        _restore_sigint(previous_sigint)
         os.chdir(home)
         if ex is not None:
             ex.observers = saved

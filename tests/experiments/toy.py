@@ -20,6 +20,8 @@ def config():
     artifact = False
     opt = {"lr": 0.1, "momentum": 0.9}
     exit_hard = False
+    flaky_dir = ""  # fail the first `flaky_failures` attempts of each x (counted in this folder)
+    flaky_failures = 0
 
 
 @ex.named_config
@@ -34,7 +36,7 @@ def small():
 
 @ex.automain
 @ex.distribute(num_cpus=1)
-def main(x, y, steps, fail, sleep, artifact, opt, exit_hard, _run):
+def main(x, y, steps, fail, sleep, artifact, opt, exit_hard, flaky_dir, flaky_failures, _run):
     _run.info["seen_id"] = _run._id
     print(f"hello from x={x}")
     for i in range(steps):
@@ -47,6 +49,13 @@ def main(x, y, steps, fail, sleep, artifact, opt, exit_hard, _run):
             f.write(f"artifact of x={x}")
         _run.add_artifact(path, name="out.txt")
         os.remove(path)
+    if flaky_dir:
+        counter = os.path.join(flaky_dir, f"attempts-{x}")
+        count = int(open(counter).read()) if os.path.exists(counter) else 0
+        with open(counter, "w") as f:
+            f.write(str(count + 1))
+        if count < flaky_failures:
+            raise RuntimeError(f"flaky attempt {count + 1} of x={x}")
     if exit_hard:
         os._exit(3)
     if fail:

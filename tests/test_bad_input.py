@@ -1,0 +1,90 @@
+"""The bad-input corpus: each entry exits 2 with one line naming the file, key and fix;
+no traceback, no Ray started, no sweep folder or run created."""
+
+import sys
+
+import pytest
+
+import sacred_ray.engine.cluster as cluster
+from sacred_ray.cli import main
+
+GOOD = "grid:\n  x: [1.0, 2.0]\n"
+SPACE = "space:\n  x: {uniform: [0, 3]}\n"
+
+# (files, arguments after the program, start of the error line after "error: ")
+CORPUS = [
+    ({"g.yaml": "grid: [1, 2\n"}, ["ray_sweep", "g.yaml"], "g.yaml: line 2: not valid YAML"),
+    ({"g.yaml": "grid:\n  x: [1]\n  x: [2]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: line 3: key 'x' is given twice"),
+    ({"g.yaml": "- x\n"}, ["ray_sweep", "g.yaml"], "g.yaml: must be a mapping of sections"),
+    ({"g.yaml": ""}, ["ray_sweep", "g.yaml"], "g.yaml: is empty; give at least a grid: or fixed: section"),
+    ({"g.yaml": "gird:\n  x: [1]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: gird: unknown key; accepted:"),
+    ({"g.yaml": GOOD + "sweep: {concurrency: 2}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: concurrency: unknown key"),
+    ({"g.yaml": GOOD + "sweep: {max_concurrent: two}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: max_concurrent: must be a whole number"),
+    ({"g.yaml": GOOD + "sweep: {timeout: -3}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: timeout: must be seconds above 0"),
+    ({"g.yaml": "random:\n  params: {x: {gaussian: [0, 1]}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: random: params: x: unknown distribution 'gaussian'"),
+    ({"g.yaml": "random:\n  params: {x: {uniform: [0, 1, 2]}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: random: params: x: uniform: takes 2 arguments"),
+    ({"g.yaml": "zip:\n  x: [1.0, 2.0]\n  y: [1]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: zip: zipped lists must have equal length"),
+    ({"g.yaml": "grid: {}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: expected a non-empty mapping"),
+    ({"g.yaml": "grid:\n  x: []\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: empty list"),
+    ({"g.yaml": GOOD + "exclude: [{x: [1.0, 2.0]}]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: gives no trials (exclude removed all 2)"),
+    ({"g.yaml": "grid:\n  x: {logspace: [-1, 1, 3]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: logspace: logspace takes positive bounds"),
+    ({"g.yaml": "seeds: 0\ngrid: {x: [1.0]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: seeds: seeds must be at least 1"),
+    ({"g.yaml": "variants: [a, b]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: variants: expected a mapping"),
+    ({}, ["ray_sweep", "missing.yaml"], "missing.yaml: no such file"),
+    ({"g.yaml": "grid:\n  stepz: [1]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: 'stepz' is not a config entry of 'toy'; did you mean 'steps'?"),
+    ({"g.yaml": "grid:\n  opt.lrr: [1]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: 'opt.lrr' is not a config entry of 'toy'; did you mean 'opt.lr'?"),
+    ({"g.yaml": "grid:\n  +size: [big, huge]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: +size: 'huge' is not a named config of 'toy'"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "xx=1"], "g.yaml: command line: 'xx' is not a config entry of 'toy'; did you mean 'x'?"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "tiny"], "g.yaml: command line: 'tiny' is not a named config of 'toy'"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--frobnicate"], "command line: --frobnicate: unknown option"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "-c"], "command line: -c: needs a value"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--dry-run=yes"], "command line: --dry-run: takes no value"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "-m", "http://db:1"], "command line: -m: cannot parse 'http://db:1'"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "-m", "mongodb://u:pw@"], "command line: -m: cannot parse 'mongodb://u:***@'"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "-m", "localhost:27017:db.runs:12"], "command line: -m: a run id to overwrite"),
+    ({"g.yaml": GOOD + "sweep: {resources: {gpu: 1}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: one trial needs GPU=1"),
+    ({"g.yaml": GOOD + "sweep: {resources: {cpu: 512}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: one trial needs CPU=512"),
+    ({"g.yaml": GOOD + "sweep: {resources: {custom: {tpu: 1}}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: one trial needs tpu=1"),
+    ({"g.yaml": GOOD}, ["ray_sweep"], "command line: ray_sweep: needs a sweep file"),
+    ({"s.yaml": SPACE}, ["ray_sweep", "s.yaml"], "s.yaml: space: is a tune_with section; run this file with tune_with"),
+    ({"g.yaml": GOOD}, ["tune_with", "g.yaml"], "g.yaml: grid: is a ray_sweep section; run this file with ray_sweep"),
+    ({"s.yaml": "space:\n  x: [1, 2]\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: a bare list is not a distribution"),
+    ({"s.yaml": SPACE + "tune: {scheduler: pbt}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: unknown scheduler 'pbt'"),
+    ({"s.yaml": SPACE + "tune: {metric: [loss]}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: metric: must be a metric name"),
+    ({"s.yaml": "space:\n  xx: {uniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: 'xx' is not a config entry of 'toy'"),
+    ({"s.yaml": SPACE + "tune: {search: optuna}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: optuna is not installed; pip install "sacred-ray[optuna]"'),
+    ({"s.yaml": SPACE + "tune: {search: hyperopt}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: search: hyperopt is not supported yet"),
+]
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started for bad input")
+
+    for module in ("sacred_ray.engine.sweep", "sacred_ray.engine.tune"):
+        __import__(module)
+        monkeypatch.setattr(sys.modules[module], "connect", refuse)
+    monkeypatch.setattr(cluster, "connect", refuse)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # "a searcher that is not installed"
+
+
+@pytest.mark.parametrize("files,args,message", CORPUS, ids=[c[2][:45] for c in CORPUS])
+def test_bad_input_exits_2_with_one_line(toy, tmp_path, monkeypatch, capsys, no_ray, files, args, message):
+    assert len(CORPUS) >= 30
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    code = main(toy, ["toy.py"] + args[:1] + ["-F", "runs"] + args[1:])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_a_near_miss_command_says_which_was_meant(toy, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        toy.run_commandline(["toy.py", "ray_swep", "with", "g.yaml"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: command line: unknown command 'ray_swep'; did you mean 'ray_sweep'?"

@@ -1,0 +1,199 @@
+"""Nothing lost: every trial ends with a true recorded status, whatever goes wrong."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import cli_env, read_dump, run_cli, write
+
+from sacred_ray.engine.sweep import run_sweep
+
+
+def file_runs(folder):
+    out = []
+    if not os.path.isdir(folder):
+        return out
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name, "run.json")
+        if name.isdigit() and os.path.exists(path):
+            run = json.load(open(path))
+            run["config"] = json.load(open(os.path.join(folder, name, "config.json")))
+            info = os.path.join(folder, name, "info.json")
+            run["info"] = json.load(open(info)) if os.path.exists(info) else {}
+            out.append(run)
+    return out
+
+
+def ledger(folder):
+    with open(os.path.join(folder, "ledger.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_a_dead_worker_is_recorded_failed_and_not_retried(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0, 2.0]}, "variants": {"ok": {}, "dies": {"fixed": {"exit_hard": True}, "grid": {"x": [3.0]}}},
+            "sweep": {"dir": str(tmp_path / "sw")}}
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 1
+    assert result.counts == {"COMPLETED": 2, "FAILED": 1}
+    dead = list(mongo_db.runs.find({"config.x": 3.0}))
+    assert len(dead) == 1  # no retry by Ray: one trial, one run
+    assert dead[0]["status"] == "FAILED"
+    assert "worker died" in "".join(dead[0]["fail_trace"])
+    assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
+
+
+def test_retries_rerun_a_failed_trial_each_attempt_its_own_run(ray_session, toy, tmp_path, mongo_db):
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    spec = {"grid": {"x": [1.0, 2.0]}, "fixed": {"flaky_dir": str(flaky), "flaky_failures": 1},
+            "sweep": {"dir": str(tmp_path / "sw"), "retries": 2}}
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0 and result.counts == {"COMPLETED": 2}
+    for x in (1.0, 2.0):
+        runs = sorted(mongo_db.runs.find({"config.x": x}), key=lambda r: r["meta"]["sweep"]["attempt"])
+        assert [(r["meta"]["sweep"]["attempt"], r["status"]) for r in runs] == [(1, "FAILED"), (2, "COMPLETED")]
+        assert runs[0]["meta"]["sweep"]["key"] == runs[1]["meta"]["sweep"]["key"]  # linked by trial key
+    entries = ledger(tmp_path / "sw")
+    assert sorted((e["attempt"], e["status"], e["retrying"]) for e in entries) == [
+        (1, "FAILED", True), (1, "FAILED", True), (2, "COMPLETED", False), (2, "COMPLETED", False)]
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0, 5.0]}, "fixed": {"sleep": 20.0},
+            "variants": {"bad": {"fixed": {"fail": True, "sleep": 3.0}, "grid": {"x": [0.0]}}, "slow": {}},
+            "sweep": {"dir": str(tmp_path / "sw"), "fail_fast": True, "max_concurrent": 2}}
+    started = time.monotonic()
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert time.monotonic() - started < 15  # the 20 s trials were stopped, not waited for
+    assert result.exit_code == 1
+    by_x = {r.trial.values["x"]: r for r in result.results}
+    assert by_x[0.0].status == "FAILED"
+    assert {r.status for x, r in by_x.items() if x != 0.0} == {"INTERRUPTED"}
+    assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
+    interrupted = list(mongo_db.runs.find({"status": "INTERRUPTED"}))
+    assert interrupted  # the trial in flight beside the failure was stopped and recorded
+    assert all(r["info"]["sacred_ray"]["stop_reason"].startswith("fail_fast") for r in interrupted)
+
+
+def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path, mongo_db):
+    spec = {"grid": {"x": [1.0]}, "fixed": {"sleep": 60.0}, "sweep": {"dir": str(tmp_path / "sw"), "timeout": 1.5}}
+    started = time.monotonic()
+    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert time.monotonic() - started < 8  # interrupted where it sleeps, not waited for
+    assert result.exit_code == 1 and result.counts == {"TIMEOUT": 1}
+    (run,) = mongo_db.runs.find()
+    assert run["status"] == "TIMEOUT"
+    assert run["info"]["sacred_ray"]["stop_reason"] == "timed out after 1.5s"
+    assert run["config"]["sleep"] == 60.0 and run["stop_time"]
+
+
+GRID = "grid:\n  x: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]\nfixed: {sleep: 1.5}\nsweep: {name: long, max_concurrent: 2}\n"
+
+
+def _start_sweep(workdir, extra=()):
+    return subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", *extra],
+                            cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_ledger(workdir, lines, timeout=120):
+    path = workdir / "sweeps" / "long" / "ledger.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the sweep did not get going")
+
+
+def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir):
+    write(workdir / "grid.yaml", GRID)
+    proc = _start_sweep(workdir)
+    _wait_for_ledger(workdir, 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    first = file_runs(workdir / "runs")
+    assert "RUNNING" not in {r["status"] for r in first}
+    assert "INTERRUPTED" in {r["status"] for r in first}
+    assert len(ledger(workdir / "sweeps" / "long")) == 6  # every trial has its line, run or not
+
+    proc = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume:" in proc.stdout
+    runs = file_runs(workdir / "runs")
+    completed = sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED")
+    assert completed == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # each exactly once across both runs
+    indices = {r["config"]["x"]: r["meta"]["sweep"]["trial"] for r in runs if r["status"] == "COMPLETED"}
+    assert indices == {1.0: 0, 2.0: 1, 3.0: 2, 4.0: 3, 5.0: 4, 6.0: 5}  # numbering kept
+
+    proc = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert proc.returncode == 0
+    assert "all 6 trials of 'long' are already COMPLETED; nothing to run" in proc.stdout
+    assert len(file_runs(workdir / "runs")) == len(runs)
+
+
+def test_sigterm_exits_143_and_a_killed_driver_is_cleaned_up_on_resume(workdir):
+    write(workdir / "grid.yaml", GRID)
+    proc = _start_sweep(workdir)
+    _wait_for_ledger(workdir, 1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}
+
+    proc = _start_sweep(workdir, ["--resume"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}:
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: the driver cannot record anything
+    proc.communicate(timeout=60)
+    assert "RUNNING" in {r["status"] for r in file_runs(workdir / "runs")}
+
+    done = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "left RUNNING by an earlier driver as INTERRUPTED" in done.stdout
+    runs = file_runs(workdir / "runs")
+    assert "RUNNING" not in {r["status"] for r in runs}
+    assert sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_unreachable_mongodb_is_one_line_before_ray_starts(workdir):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0]\n")
+    started = time.monotonic()
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", "localhost:1:sweeps"], cwd=workdir,
+                   env=cli_env(RAY_ADDRESS="127.0.0.1:9"))
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: -m: localhost:1: cannot reach MongoDB (no answer in 5s); "
+                                   "start the server or fix the -m address") or (
+        proc.stderr.startswith("error: -m:") and "cannot reach MongoDB" in proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (workdir / "sweeps").exists()
+
+
+def test_a_password_in_a_mongodb_url_appears_nowhere(workdir, tmp_path):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {name: secret-sweep}\n")
+    dump = tmp_path / "mongo.json"
+    url = "mongodb://alice:s3cr3t-pw@localhost:27017/sweeps"
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", url], cwd=workdir, mongo_dump=dump)
+    assert proc.returncode == 0, proc.stderr
+    db = read_dump(dump, "sweeps")
+    assert len(db["runs"]) == 2 and {r["status"] for r in db["runs"]} == {"COMPLETED"}
+    assert db["runs"][0]["meta"]["options"]["--mongo_db"] == "mongodb://alice:***@localhost:27017/sweeps"
+    places = [proc.stdout, proc.stderr, json.dumps(db["runs"], default=str)]
+    folder = workdir / "sweeps" / "secret-sweep"
+    places += [(folder / name).read_text() for name in os.listdir(folder) if (folder / name).is_file()]
+    for text in places:
+        assert "s3cr3t-pw" not in text
+
+
+@pytest.mark.parametrize("value", ["mongodb://alice:pw@", "localhost:27017:bad db"])
+def test_a_mongo_address_that_cannot_parse_is_refused(workdir, value):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0]\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", value], cwd=workdir, env=cli_env(RAY_ADDRESS="127.0.0.1:9"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: command line: -m: cannot parse") and "pw" not in proc.stderr

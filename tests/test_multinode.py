@@ -1,0 +1,75 @@
+"""Scale out, on this machine: a multi-node Ray cluster, joined with --address."""
+
+import datetime
+import json
+import os
+import shutil
+
+import pytest
+from conftest import EXPERIMENTS, run_cli, write
+from ray.cluster_utils import Cluster
+from test_faults import file_runs
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes; the second worker declares one GPU (there is none)."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.add_node(num_cpus=2, num_gpus=1)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project folder outside every import path: workers get it only as the shipped working_dir."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(os.path.join(EXPERIMENTS, "where.py"), folder / "where.py")
+    return folder
+
+
+def test_ray_sweep_runs_on_several_nodes_from_the_shipped_folder(cluster, project):
+    write(project / "grid.yaml", "grid:\n  i: {range: [6]}\nfixed: {seconds: 1.5}\nsweep: {name: multi}\n")
+    proc = run_cli(["where.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--address", cluster.address],
+                   cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    runs = file_runs(project / "runs")
+    assert len(runs) == 6 and {r["status"] for r in runs} == {"COMPLETED"}
+    nodes = {r["info"]["ray"]["node_id"] for r in runs}
+    assert len(nodes) >= 2
+    for run in runs:  # imported from Ray's copy of the folder, not from the user's
+        assert run["info"]["module_file"] != str(project / "where.py")
+        assert "runtime_resources" in run["info"]["module_file"]
+
+
+def test_tune_with_runs_on_several_nodes(cluster, project):
+    space = {"fixed": {"seconds": 1.5}, "space": {"quality": {"uniform": [0, 1]}},
+             "tune": {"metric": "loss", "mode": "min", "num_samples": 5, "name": "multi-tune"}}
+    write(project / "space.yaml", json.dumps(space))
+    proc = run_cli(["where.py", "tune_with", "space.yaml", "-F", "runs", "--address", cluster.address], cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    runs = file_runs(project / "runs")
+    assert len(runs) == 5 and {r["status"] for r in runs} == {"COMPLETED"}
+    assert len({r["info"]["ray"]["node_id"] for r in runs}) >= 2
+
+
+def test_half_a_gpu_per_trial_runs_two_trials_at_a_time(cluster, project):
+    write(project / "grid.yaml", "grid:\n  i: {range: [4]}\nfixed: {seconds: 1.5}\n"
+                                 "sweep: {name: gpus, resources: {cpu: 0.5, gpu: 0.5}}\n")
+    proc = run_cli(["where.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--address", cluster.address],
+                   cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    runs = file_runs(project / "runs")
+    assert len(runs) == 4 and len({r["info"]["ray"]["node_id"] for r in runs}) == 1  # only the GPU node
+    events = []
+    for run in runs:
+        events.append((datetime.datetime.fromisoformat(run["start_time"]), 1))
+        events.append((datetime.datetime.fromisoformat(run["stop_time"]), -1))
+    running, most = 0, 0
+    for _, change in sorted(events, key=lambda e: (e[0], e[1])):
+        running += change
+        most = max(most, running)
+    assert most == 2
