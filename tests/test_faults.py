@@ -20,10 +20,13 @@ def file_runs(folder):
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name, "run.json")
         if name.isdigit() and os.path.exists(path):
-            run = json.load(open(path))
-            run["config"] = json.load(open(os.path.join(folder, name, "config.json")))
-            info = os.path.join(folder, name, "info.json")
-            run["info"] = json.load(open(info)) if os.path.exists(info) else {}
+            try:
+                run = json.load(open(path))
+                run["config"] = json.load(open(os.path.join(folder, name, "config.json")))
+                info = os.path.join(folder, name, "info.json")
+                run["info"] = json.load(open(info)) if os.path.exists(info) else {}
+            except (OSError, ValueError):  # being written right now (tests poll live sweeps)
+                continue
             out.append(run)
     return out
 

@@ -4,9 +4,12 @@ import datetime
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import EXPERIMENTS, run_cli, write
+from conftest import EXPERIMENTS, cli_env, run_cli, write
 from ray.cluster_utils import Cluster
 from test_faults import file_runs
 
@@ -73,3 +76,35 @@ def test_half_a_gpu_per_trial_runs_two_trials_at_a_time(cluster, project):
         running += change
         most = max(most, running)
     assert most == 2
+
+
+def test_a_lost_node_fails_its_trials_and_the_sweep_finishes_elsewhere(project):
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    doomed = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    try:
+        write(project / "grid.yaml", "grid:\n  i: {range: [4]}\nfixed: {seconds: 6}\nsweep: {name: lost}\n")
+        proc = subprocess.Popen([sys.executable, "where.py", "ray_sweep", "with", "grid.yaml", "-F", "runs",
+                                 "-b", "1", "--address", c.address], cwd=project, env=cli_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            running = [r for r in file_runs(project / "runs") if r["status"] == "RUNNING"]
+            if any(r["info"].get("ray", {}).get("node_id") == doomed.node_id for r in running):
+                break
+            time.sleep(0.2)
+        else:
+            proc.kill()
+            raise AssertionError("no trial ran on the node to lose")
+        c.remove_node(doomed)
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 1, err
+        runs = file_runs(project / "runs")
+        assert "RUNNING" not in {r["status"] for r in runs}, out + err
+        lost = [r for r in runs if r["info"]["ray"]["node_id"] == doomed.node_id]
+        assert lost and all(r["status"] == "FAILED" for r in lost)
+        assert all("worker died" in "".join(r["fail_trace"]) for r in lost)
+        completed = [r for r in runs if r["status"] == "COMPLETED"]
+        assert len(completed) + len(lost) == 4  # the rest finished on the remaining node
+    finally:
+        c.shutdown()

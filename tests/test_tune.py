@@ -139,3 +139,30 @@ def test_tune_with_from_the_command_line_records_statuses_in_file_storage(tmp_pa
     proc = run_cli(["curves.py", "print_config", "with", "sweeps/cli-asha/best.yaml"], cwd=tmp_path)
     assert proc.returncode == 0 and "quality = " in proc.stdout
 
+
+
+def test_hyperband_leaves_no_orphaned_runs(ray_session, curves, tmp_path, mongo_db):
+    spec = {"fixed": {"pause": 0.01}, "space": {"quality": {"uniform": [0.0, 1.0]}},
+            "tune": {"metric": "loss", "mode": "min", "num_samples": 6, "max_concurrent_trials": 2,
+                     "scheduler": {"type": "hyperband", "max_t": 12, "reduction_factor": 3},
+                     "dir": str(tmp_path / "s"), "name": "hb"}}
+    result = run_tune(curves, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0
+    runs = list(mongo_db.runs.find())
+    assert len(runs) >= 6  # paused trials restart as new runs
+    assert {r["status"] for r in runs} <= {"COMPLETED", "INTERRUPTED"}
+    trial_ids = {r["meta"]["tune"]["trial_id"] for r in runs}
+    assert len(trial_ids) == 6 and all(trial_ids)
+    assert "COMPLETED" in {r["status"] for r in runs}
+
+
+def test_resume_continues_a_finished_search_without_new_runs(ray_session, curves, tmp_path):
+    spec = {"fixed": {"steps": 2, "pause": 0.0}, "space": {"quality": {"grid": [0.3, 0.6]}},
+            "tune": {"metric": "loss", "mode": "min", "search": "grid", "dir": str(tmp_path / "s"), "name": "again"}}
+    first = run_tune(curves, spec, options={"--file_storage": str(tmp_path / "runs")}, progress=False)
+    assert first.exit_code == 0 and len(first.runs) == 2
+    again = run_tune(curves, spec, options={"--file_storage": str(tmp_path / "runs")}, resume=True, progress=False)
+    assert again.exit_code == 0
+    assert again.runs == []  # Tuner.restore found every trial done
+    assert len([n for n in os.listdir(tmp_path / "runs") if n.isdigit()]) == 2
+    assert again.best["values"]["quality"] == 0.6

@@ -50,3 +50,14 @@ class Relay:
             future = self._answers.pop(token, None)
             if future is not None and not future.done():
                 future.set_result(answer)
+
+
+def start_relay(max_concurrency: int = 1000):
+    """A Relay on the driver's own node: losing any other node must not take it down."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return Relay.options(
+        max_concurrency=max_concurrency,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+    ).remote()

@@ -536,9 +536,9 @@ def run_sweep(
                     signals.install()
                 capacity = check_feasible(request, grid.source, "sweep: resources")
                 window = settings.max_concurrent or capacity + max(1, capacity // 2)
-                from .relay import Relay
+                from .relay import start_relay
 
-                relay = Relay.options(max_concurrency=max(1000, 4 * window)).remote()
+                relay = start_relay(max(1000, 4 * window))
                 driver = SweepDriver(ex, grid, trials, options, folder, request, window, bar, relay, ref,
                                      experiment_dir, prototypes, cwd=os.getcwd() if local else None)
                 driver.run()

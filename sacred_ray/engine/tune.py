@@ -213,7 +213,7 @@ class _Router(threading.Thread):
                  "node": (node or {}).get("node_ip"), "time": time.time()}
         self.runs.append(entry)
         self.observer_errors.extend(rec.errors)
-        self.folder.record({k: v for k, v in entry.items() if k != "config"})
+        self.folder.record(entry)
 
     def close_unfinished(self, reason: str) -> None:
         for rec in self.recorders.values():
@@ -326,6 +326,7 @@ def run_tune(
     prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
     check_reachable(prototypes)
     folder = SweepFolder(folder_path, resume=resume)
+    earlier_runs = folder.read_ledger() if resume else []
     folder.write_spec(command or [], None, space.raw, [])
     if folder.moved_aside:
         print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
@@ -347,9 +348,9 @@ def run_tune(
         if started_ray:
             connect(address, runtime_env)
         check_feasible(request, space.source, "tune: resources")
-        from .relay import Relay
+        from .relay import start_relay
 
-        relay = Relay.options(max_concurrency=1000).remote()
+        relay = start_relay()
         router = _Router(relay, prototypes, experiment_dir, folder)
         router.start()
         job = {"ref": ref, "relay": relay, "plan": plan, "options": worker_options, "metric": settings.metric,
@@ -394,12 +395,13 @@ def run_tune(
             ray.shutdown()
     if router is not None and router.error is not None:
         raise router.error
-    return _result(space, plan, folder_path, grid, router.runs if router else [], exit_code,
-                   router.observer_errors if router else [])
+    return _result(space, plan, folder_path, grid, earlier_runs + (router.runs if router else []), exit_code,
+                   router.observer_errors if router else [], new_runs=router.runs if router else [])
 
 
 def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: list, exit_code: int,
-            observer_errors: list) -> TuneResult:
+            observer_errors: list, new_runs: list) -> TuneResult:
+    """The table, best trial and files of a search; ``runs`` includes a resumed search's earlier runs."""
     from ..display import format_table, format_value, varying_keys
 
     s = space.settings
@@ -456,10 +458,10 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: li
         lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder_path}")
     finally:
         folder.close()
-    failed = any(r["status"] == "FAILED" for r in runs)
+    failed = any(r["status"] == "FAILED" for r in new_runs)
     if exit_code == 0 and failed:
         exit_code = 1
-    return TuneResult(s.name, folder_path, s.metric, s.mode, best, ranked, runs, exit_code, "\n".join(lines),
+    return TuneResult(s.name, folder_path, s.metric, s.mode, best, ranked, new_runs, exit_code, "\n".join(lines),
                       observer_errors)
 
 
