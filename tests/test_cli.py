@@ -61,8 +61,8 @@ ERRORS = [
      "error: bad.yaml: command line: 'epochz' is not a config entry of 'digits'; did you mean 'epochs'?"),
     ("grid:\n  alpha: [0.1]\n", ["--bogus"],
      "error: command line: --bogus: unknown option; see digits.py ray_sweep --help"),
-    ("grid:\n  alpha: [0.1]\n", ["-m", "mongodb://x/y"],
-     "error: command line: -m: cannot parse 'mongodb://x/y'"),
+    ("grid:\n  alpha: [0.1]\n", ["-m", "mongodb:/x"],
+     "error: command line: -m: cannot parse 'mongodb:/x'; use [host:port:]db_name[.collection]"),
     ("grid:\n  alpha: [0.1]\n", ["-F"], "error: command line: -F: needs a value"),
     ("grid:\n  alpha: [0.1]\n  alpha: [0.2]\n", [], "error: bad.yaml: line 3: key 'alpha' is given twice"),
 ]
