@@ -93,26 +93,35 @@ def measure(way, n, seconds, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workload", choices=["all", "parallel", "overhead"], default="all")
     args = parser.parse_args()
     print(f"{CORES} cores, median of {args.repeats} runs each\n")
+    if args.workload in ("all", "parallel"):
+        parallel(args.repeats)
+    if args.workload in ("all", "overhead"):
+        overhead(args.repeats)
 
+
+def parallel(repeats):
     n, seconds = 40, 0.5
     ideal = n * seconds / CORES
     print(f"parallel efficiency: {n} trials x {seconds} s CPU (ideal {ideal:.1f} s on {CORES} cores)")
     print(f"{'way':14} {'trials phase':>12} {'vs ideal':>9} {'whole command':>14} {'vs ideal':>9}")
     results = {}
     for way in WAYS:
-        wall, phase = measure(way, n, seconds, args.repeats)
+        wall, phase = measure(way, n, seconds, repeats)
         results[way] = (wall, phase)
         print(f"{way:14} {phase:11.2f}s {phase / ideal:8.3f}x {wall:13.2f}s {wall / ideal:8.3f}x")
     print(f"ray_sweep whole command / seed pattern: {results['ray_sweep'][0] / results['seed pattern'][0]:.3f}")
 
+
+def overhead(repeats):
     n = 300
     print(f"\noverhead per trial: {n} trials that do nothing")
     print(f"{'way':14} {'trials phase':>12} {'per trial':>10} {'whole command':>14}")
     per = {}
     for way in WAYS:
-        wall, phase = measure(way, n, 0.0, args.repeats)
+        wall, phase = measure(way, n, 0.0, repeats)
         per[way] = phase / n
         print(f"{way:14} {phase:11.2f}s {1000 * phase / n:8.1f}ms {wall:13.2f}s")
     print(f"ray_sweep per-trial overhead / seed pattern: {per['ray_sweep'] / per['seed pattern']:.3f}")

@@ -2,6 +2,8 @@
 
     python tests/mongo_driver.py DUMP.json my_exp.py ARGS...
 
+With MONGO_LOST_BEFORE_FINAL_SAVES=1 the server "goes away" before the runs' final saves.
+
 Sacred's own MongoObserver (from -m localhost:27017:DB) writes through pymongo's API
 into mongomock; at exit the runs, metrics and GridFS files are dumped to DUMP.json
 so the test can read what Omniboard would.
@@ -9,6 +11,7 @@ so the test can read what Omniboard would.
 
 import atexit
 import json
+import os
 import runpy
 import sys
 
@@ -19,6 +22,19 @@ import pymongo
 mongomock.gridfs.enable_gridfs_integration()
 patcher = mongomock.patch(servers=(("localhost", 27017),))
 patcher.start()
+
+if os.environ.get("MONGO_LOST_BEFORE_FINAL_SAVES"):
+    # The server goes away mid-sweep: every run's final save (an upsert) fails.
+    import pymongo.errors
+
+    update_one = mongomock.collection.Collection.update_one
+
+    def lost(self, filter, update, upsert=False, *args, **kwargs):
+        if upsert and self.name == "runs":
+            raise pymongo.errors.ConnectionFailure("connection lost (simulated)")
+        return update_one(self, filter, update, upsert, *args, **kwargs)
+
+    mongomock.collection.Collection.update_one = lost
 
 
 def dump(path):

@@ -53,7 +53,7 @@ CORPUS = [
     ({"s.yaml": SPACE + "tune: {metric: [loss]}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: metric: must be a metric name"),
     ({"s.yaml": "space:\n  xx: {uniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: 'xx' is not a config entry of 'toy'"),
     ({"s.yaml": SPACE + "tune: {search: optuna}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: optuna is not installed; pip install "sacred-ray[optuna]"'),
-    ({"s.yaml": SPACE + "tune: {search: hyperopt}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: search: hyperopt is not supported yet"),
+    ({"s.yaml": SPACE + "tune: {search: hyperopt}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: hyperopt is not installed; pip install "sacred-ray[hyperopt]"'),
 ]
 
 
@@ -67,6 +67,7 @@ def no_ray(monkeypatch):
         monkeypatch.setattr(sys.modules[module], "connect", refuse)
     monkeypatch.setattr(cluster, "connect", refuse)
     monkeypatch.setitem(sys.modules, "optuna", None)  # "a searcher that is not installed"
+    monkeypatch.setitem(sys.modules, "hyperopt", None)
 
 
 @pytest.mark.parametrize("files,args,message", CORPUS, ids=[c[2][:45] for c in CORPUS])

@@ -200,3 +200,30 @@ def test_a_mongo_address_that_cannot_parse_is_refused(workdir, value):
     proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", value], cwd=workdir, env=cli_env(RAY_ADDRESS="127.0.0.1:9"))
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: command line: -m: cannot parse") and "pw" not in proc.stderr
+
+
+def test_mongodb_lost_mid_sweep_loses_nothing(workdir, tmp_path):
+    import pickle
+
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nsweep: {name: lost-db}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", "localhost:27017:sweeps"], cwd=workdir,
+                   mongo_dump=tmp_path / "mongo.json", env=cli_env(MONGO_LOST_BEFORE_FINAL_SAVES="1"))
+    assert proc.returncode == 0, proc.stderr
+    saved_dir = workdir / "sweeps" / "lost-db" / "failed_saves"
+    entries = [pickle.load(open(saved_dir / name, "rb")) for name in os.listdir(saved_dir)]
+    assert sorted(e["config"]["x"] for e in entries) == [1.0, 2.0, 3.0]
+    assert {e["status"] for e in entries} == {"COMPLETED"}
+    assert all(e["result"] == -((e["config"]["x"] - 2) ** 2) for e in entries)
+    assert f"3 run(s) could not be written to MongoDB; Sacred saved them in {saved_dir}" in proc.stdout
+
+
+def test_resume_after_the_grid_changed_runs_only_the_new_trials(workdir):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {name: grows}\n")
+    assert run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir).returncode == 0
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nsweep: {name: grows}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume: 2 trials already COMPLETED, 1 to run" in proc.stdout
+    runs = file_runs(workdir / "runs")
+    assert sorted(r["config"]["x"] for r in runs) == [1.0, 2.0, 3.0]
+    assert {r["meta"]["sweep"]["trial"] for r in runs if r["config"]["x"] == 3.0} == {2}

@@ -53,18 +53,6 @@ BAD_GRIDS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", BAD_GRIDS, ids=[m[:40] for _, m in BAD_GRIDS])
-def test_bad_grid_files_give_one_line_naming_file_and_key(tmp_path, text, message):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(SpecError) as err:
-        load_grid(str(path))
-    text = str(err.value)
-    assert message in text
-    assert "\n" not in text
-    assert text.startswith("bad.yaml") or text.startswith(str(path))
-
-
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(SpecError, match="no-such.yaml: no such file; check the path"):
         load_grid(str(tmp_path / "no-such.yaml"))
@@ -90,11 +78,17 @@ BAD_SPACES = [
 ]
 
 
-@pytest.mark.parametrize("text,message", BAD_SPACES, ids=[m[:40] for _, m in BAD_SPACES])
-def test_bad_space_files_give_one_line_naming_file_and_key(tmp_path, text, message):
+CASES = [(load_grid, text, message) for text, message in BAD_GRIDS]
+CASES += [(load_space, text, message) for text, message in BAD_SPACES]
+
+
+@pytest.mark.parametrize("loader,text,message", CASES, ids=[f"{c[0].__name__}: {c[2][:40]}" for c in CASES])
+def test_bad_files_give_one_line_naming_file_and_key(tmp_path, loader, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(SpecError) as err:
-        load_space(str(path))
-    assert message in str(err.value)
-    assert "\n" not in str(err.value)
+        loader(str(path))
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text
+    assert text.startswith("bad.yaml")

@@ -62,7 +62,7 @@ CONDITIONAL = {
 }
 
 
-@pytest.mark.parametrize("search", ["random", "optuna"])
+@pytest.mark.parametrize("search", ["random", "optuna", "hyperopt"])
 def test_conditional_parameters_never_leak_across_variants(ray_session, curves, tmp_path, mongo_db, search):
     spec = {**CONDITIONAL, "tune": {**CONDITIONAL["tune"], "search": {"type": search, "seed": 1},
                                     "dir": str(tmp_path / "search"), "name": f"cond-{search}"}}

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..spec import Resources, SpecError
 
+SCALE_WAIT_SECONDS = 120.0  # how long a sweep on a cluster waits for the autoscaler to fit a trial
 DEFAULT_EXCLUDES = [".git", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
 
 
@@ -98,16 +99,39 @@ def precheck_local(request: dict, source: str, where: str) -> None:
                                            f"lower the request or join a cluster with --address")
 
 
-def check_feasible(request: dict, source: str, where: str) -> int:
-    """Refuse a per-trial request no alive node can meet; return how many trials fit at once."""
+def _fits(need: dict) -> tuple:
     import ray
 
-    need = _needs(request)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     fits = 0
     for node in nodes:
         per_node = [math.floor(node.get(k, 0) / v + 1e-9) for k, v in need.items()]
         fits += min(per_node) if per_node else 0
+    return fits, nodes
+
+
+def check_feasible(request: dict, source: str, where: str, scale_wait: float = 0.0) -> int:
+    """Refuse a per-trial request no alive node can meet; return how many trials fit at once.
+
+    On a cluster (``scale_wait`` > 0) the autoscaler is first asked for a node that fits
+    one trial, and given ``scale_wait`` seconds to bring it up (GPU workers often start at 0).
+    """
+    import time
+
+    need = _needs(request)
+    fits, nodes = _fits(need)
+    if fits == 0 and scale_wait > 0:
+        from ray.autoscaler.sdk import request_resources
+
+        wanted = ", ".join(f"{k}={v:g}" for k, v in need.items())
+        print(f"no node can run a trial that needs {wanted} yet; asking the autoscaler for one "
+              f"(waiting up to {scale_wait:.0f}s)", flush=True)
+        request_resources(bundles=[need])
+        deadline = time.monotonic() + scale_wait
+        while fits == 0 and time.monotonic() < deadline:
+            time.sleep(5)
+            fits, nodes = _fits(need)
+        request_resources(bundles=[])  # the sweep's own tasks keep the autoscaler busy from here
     if fits == 0:
         largest = max(nodes, key=lambda n: n.get("CPU", 0), default={})
         have = ", ".join(f"{k}={largest.get(k, 0):g}" for k in need) if largest else "no nodes"
@@ -115,6 +139,6 @@ def check_feasible(request: dict, source: str, where: str) -> int:
         raise SpecError(
             source, where,
             f"no node of the Ray cluster can run a trial that needs {wanted} (largest node: {have}); "
-            f"lower the request or add nodes",
+            f"lower the request or add nodes" + (" (the autoscaler added none in time)" if scale_wait else ""),
         )
     return fits

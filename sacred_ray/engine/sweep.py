@@ -18,20 +18,12 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
-from ..spec import GridSpec, SpecError, Trial
-from ..worker.runner import ExperimentRef, run_trial
-from .cluster import check_feasible, connect, precheck_local, ray_request, runtime_env_for, starts_local_ray
+from ..spec import GridSpec, Trial
+from ..worker.runner import run_trial
+from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
 from .folder import SweepFolder, jsonable
-from .observers import (
-    build_prototypes,
-    check_observer_flags,
-    check_reachable,
-    close_stale_runs,
-    observer_flags_for_meta,
-    observers_for_trial,
-    redact,
-    split_options,
-)
+from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial, redact
+from .prepare import Launch, prepare_launch
 from .progress import Progress
 from .recorder import TrialRecorder
 from .report import summarize
@@ -111,68 +103,36 @@ class _Attempt:
     worker: Optional[dict] = None
 
 
-def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
-    """How workers find ``ex``: its module file (in the shipped folder, if shipped) and variable."""
-    import sys
-
-    if ex.mainfile is None:
-        raise SpecError("experiment", ex.path, "was defined interactively; define it in a .py file to sweep it")
-    path = ex.mainfile.filename
-    attribute = None
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and os.path.abspath(module.__file__) == path:
-            for name, value in vars(module).items():
-                if value is ex:
-                    attribute = name
-                    break
-        if attribute:
-            break
-    if attribute is None:
-        raise SpecError("experiment", ex.path, f"is not a module-level variable of {path}; define it as ex = Experiment(...)")
-    folder = os.path.dirname(path)
-    relative = os.path.basename(path) if shipped else None
-    return ExperimentRef(attribute=attribute, path=path, relative_path=relative), folder
-
-
 class SweepDriver:
-    def __init__(self, ex: Experiment, grid: GridSpec, trials: list, options: dict, folder: SweepFolder,
-                 resources: dict, window: int, progress: Progress, relay, ref: ExperimentRef, base_dir: str,
-                 prototypes: list, cwd: Optional[str] = None):
-        self.ex = ex
+    """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
+
+    def __init__(self, grid: GridSpec, trials: list, launch: Launch, folder: SweepFolder, window: int,
+                 progress: Progress, relay):
+        import ray
+
         self.grid = grid
         self.settings = grid.settings
         self.trials = trials
         self.folder = folder
-        self.resources = resources
+        self.resources = launch.request
         self.window = window
         self.progress = progress
         self.relay = relay
-        self.ref = ref
-        self.base_dir = base_dir
-        self.cwd = cwd
-        observer_options, worker_options = split_options(options)
-        self.prototypes = prototypes
-        self.meta_options = observer_flags_for_meta(observer_options)
-        self.worker_options = self._worker_options(worker_options)
+        self.ref = launch.ref
+        self.base_dir = launch.experiment_dir
+        self.cwd = launch.cwd
+        self.prototypes = launch.prototypes
+        self.meta_options = observer_flags_for_meta(launch.observer_options)
+        self.worker_options = launch.worker_options
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
         self.by_token: dict = {}
         self.closing: list = []
         self.results: dict = {}
-        import ray
-
         self.node_id = ray.get_runtime_context().get_node_id()
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
         self._remote = None
-
-    def _worker_options(self, options: dict) -> dict:
-        options = dict(options)
-        if options.get("--capture") not in ("no", "sys"):
-            options["--capture"] = "sys"  # fd capture would dup2 the Ray worker's own fds
-        if not options.get("--comment"):
-            options["--comment"] = f"sweep {self.settings.name}"
-        return options
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -462,7 +422,6 @@ def run_sweep(
     import ray
 
     from ..checks import check_grid
-    from ..plugin import trial_resources
     from ..spec import load_grid
     from ..spec.grid import flatten
 
@@ -473,31 +432,14 @@ def run_sweep(
         overrides = flatten(updates or {}, "updates", "")
         grid = load_grid(spec, overrides, tuple(named_configs))
         check_grid(ex, grid, overrides)
-    check_observer_flags(options)
-    if "--file_storage" in options:
-        options["--file_storage"] = os.path.abspath(options["--file_storage"])
     settings = grid.settings
-    started_ray = not ray.is_initialized()
-    address = address or settings.address
-    # A Ray started here runs on this machine: workers import the experiment where it is
-    # and run in this folder, as the experiment would alone. A cluster gets it shipped.
-    local = not started_ray or starts_local_ray(address)
-    ref, experiment_dir = experiment_ref(ex, shipped=not local)
-    folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
-    resources = trial_resources(ex)
-    resources = settings.resources.merged_over(resources)
-    request = ray_request(resources)
-
-    observer_options, _ = split_options(options)
-    prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
-    if started_ray and local:
-        precheck_local(request, grid.source, "sweep: resources")
-    check_reachable(prototypes)
+    launch = prepare_launch(ex, settings, options, address, grid.source, "sweep")
+    folder_path = launch.folder_path
     folder = SweepFolder(folder_path, resume=resume)
     trials = grid.trials
     previous: dict = {}
     if resume:
-        stale = close_stale_runs(prototypes, settings.name, "the sweep's driver stopped while this run was RUNNING")
+        stale = close_stale_runs(launch.prototypes, settings.name, "the sweep's driver stopped while this run was RUNNING")
         if stale:
             print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
         for entry in folder.read_ledger():
@@ -520,27 +462,22 @@ def run_sweep(
             return SweepResult(settings.name, folder.path, sorted(results, key=lambda r: r.trial.index))
         print(f"resume: {len(kept)} trials already COMPLETED, {len(trials)} to run")
 
-    excludes = []
-    for path in (folder_path, options.get("--file_storage")):
-        if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
-            excludes.append("/" + os.path.relpath(path, experiment_dir))
-    runtime_env = dict(settings.runtime_env) if local else runtime_env_for(experiment_dir, settings.runtime_env, excludes)
     bar = Progress(len(trials), settings.name, enabled=progress)
     driver = None
     interrupted = None
     try:
         with _Signals() as signals:
             try:
-                if started_ray:
-                    connect(address, runtime_env)
+                if launch.started_ray:
+                    connect(launch.address, launch.runtime_env)
                     signals.install()
-                capacity = check_feasible(request, grid.source, "sweep: resources")
+                capacity = check_feasible(launch.request, grid.source, "sweep: resources",
+                                          scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
                 window = settings.max_concurrent or capacity + max(1, capacity // 2)
                 from .relay import start_relay
 
                 relay = start_relay(max(1000, 4 * window))
-                driver = SweepDriver(ex, grid, trials, options, folder, request, window, bar, relay, ref,
-                                     experiment_dir, prototypes, cwd=os.getcwd() if local else None)
+                driver = SweepDriver(grid, trials, launch, folder, window, bar, relay)
                 driver.run()
             except KeyboardInterrupt:
                 interrupted = SweepInterrupted(130, "Ctrl-C")
@@ -557,7 +494,7 @@ def run_sweep(
     finally:
         bar.close()
         folder.close()
-        if started_ray and ray.is_initialized():
+        if launch.started_ray and ray.is_initialized():
             ray.shutdown()
     if driver is not None:
         results += list(driver.results.values())

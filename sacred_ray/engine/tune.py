@@ -18,19 +18,16 @@ from sacred import Experiment
 
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
-from .cluster import check_feasible, connect, precheck_local, ray_request, runtime_env_for, starts_local_ray
+from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
 from .folder import SweepFolder, jsonable
 from .observers import (
-    build_prototypes,
-    check_observer_flags,
-    check_reachable,
     observers_for_trial,
     redact,
-    split_options,
 )
+from .prepare import prepare_launch
 from .progress import Progress
 from .recorder import TrialRecorder
-from .sweep import POLL_SECONDS, experiment_ref
+from .sweep import POLL_SECONDS
 
 OPTUNA_UNSUPPORTED = ("randn", "qrandn")
 
@@ -52,13 +49,11 @@ class TuneResult:
 
 
 def _searcher_available(name: str, source: str) -> None:
-    if name == "optuna":
+    if name in ("optuna", "hyperopt"):
         try:
-            import optuna  # noqa: F401
+            __import__(name)
         except ImportError:
-            raise SpecError(source, "tune: search", 'optuna is not installed; pip install "sacred-ray[optuna]"') from None
-    if name == "hyperopt":
-        raise SpecError(source, "tune: search", "hyperopt is not supported yet; use optuna (conditional spaces work there) or random")
+            raise SpecError(source, "tune: search", f'{name} is not installed; pip install "sacred-ray[{name}]"') from None
 
 
 def _check_for_searcher(space: SpaceSpec) -> None:
@@ -112,9 +107,61 @@ class DefineByRun:
         return {"variant_index": index}
 
 
+def _hyperopt(hp, label: str, dist):
+    import math
+
+    a, n = dist.args, dist.name
+    if n == "value":
+        return a[0]
+    if n == "choice":
+        return hp.choice(label, list(a) if all(isinstance(c, PRIMITIVE) for c in a) else list(range(len(a))))
+    if n == "uniform":
+        return hp.uniform(label, a[0], a[1])
+    if n == "quniform":
+        return hp.quniform(label, a[0], a[1], a[2])
+    if n == "loguniform":
+        return hp.loguniform(label, math.log(a[0]), math.log(a[1]))
+    if n == "qloguniform":
+        return hp.qloguniform(label, math.log(a[0]), math.log(a[1]), a[2])
+    if n == "randn":
+        return hp.normal(label, a[0] if a else 0.0, a[1] if len(a) > 1 else 1.0)
+    if n == "qrandn":
+        return hp.qnormal(label, a[0], a[1], a[2])
+    if n == "randint":
+        return hp.randint(label, a[0], a[1])
+    if n == "qrandint":
+        return hp.quniform(label, a[0], a[1], a[2] if len(a) > 2 else 1)
+    if n == "lograndint":
+        return hp.qloguniform(label, math.log(a[0]), math.log(a[1] - 1), 1)
+    if n == "qlograndint":
+        return hp.qloguniform(label, math.log(a[0]), math.log(a[1]), a[2])
+    raise ValueError(f"hyperopt cannot sample {n}")
+
+
+def hyperopt_space(plan: SearchPlan) -> dict:
+    """hyperopt's conditional space: a choice of variants, each branch with only its parameters."""
+    from hyperopt import hp
+
+    branches = []
+    for index, variant in enumerate(plan.variants):
+        branch = {"variant_index": index}
+        for key, dist in plan.sampled(index).items():
+            label = f"{variant.name}/{key}" if len(plan.variants) > 1 else key
+            branch[plan.param_name(index, key)] = _hyperopt(hp, label, dist)
+        branches.append(branch)
+    return {"branch": hp.choice("variant", branches) if len(branches) > 1 else branches[0]}
+
+
 def compile_search(plan: SearchPlan, settings):
     """(param_space, search_alg) for Tune, from a search plan."""
     from ray import tune
+
+    if settings.search == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        seed = settings.search_options.get("seed")
+        return {}, HyperOptSearch(space=hyperopt_space(plan), metric=settings.metric, mode=settings.mode,
+                                  random_state_seed=seed, n_initial_points=min(10, settings.num_samples))
 
     if settings.search == "optuna":
         import optuna
@@ -289,7 +336,6 @@ def run_tune(
     from ray import tune
 
     from ..checks import check_space
-    from ..plugin import trial_resources
     from ..spec import load_space
     from ..spec.grid import flatten
     from ..worker.trainable import SacredTrainable
@@ -302,40 +348,18 @@ def run_tune(
         space = load_space(spec, overrides, tuple(named_configs))
         check_space(ex, space, overrides)
     _check_for_searcher(space)
-    check_observer_flags(options)
-    if "--file_storage" in options:
-        options["--file_storage"] = os.path.abspath(options["--file_storage"])
     settings = space.settings
     plan = SearchPlan.of(space)
-    started_ray = not ray.is_initialized()
-    address = address or settings.address
-    local = not started_ray or starts_local_ray(address)
-    ref, experiment_dir = experiment_ref(ex, shipped=not local)
-    folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
+    launch = prepare_launch(ex, settings, options, address, space.source, "tune")
+    folder_path = launch.folder_path
     tune_dir = os.path.join(folder_path, "tune")
     resuming = resume and os.path.isdir(tune_dir)
-    resources = settings.resources.merged_over(trial_resources(ex))
-    request = ray_request(resources)
-    if started_ray and local:
-        precheck_local(request, space.source, "tune: resources")
-    observer_options, worker_options = split_options(options)
-    if worker_options.get("--capture") not in ("no", "sys"):
-        worker_options["--capture"] = "sys"
-    if not worker_options.get("--comment"):
-        worker_options["--comment"] = f"sweep {settings.name}"
-    prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
-    check_reachable(prototypes)
     folder = SweepFolder(folder_path, resume=resume)
     earlier_runs = folder.read_ledger() if resume else []
     folder.write_spec(command or [], None, space.raw, [])
     if folder.moved_aside:
         print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
-
-    excludes = []
-    for path in (folder_path, options.get("--file_storage")):
-        if path and os.path.abspath(path).startswith(experiment_dir + os.sep):
-            excludes.append("/" + os.path.relpath(path, experiment_dir))
-    runtime_env = dict(settings.runtime_env) if local else runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    runtime_env = dict(launch.runtime_env)
     runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -345,18 +369,21 @@ def run_tune(
     router = None
     exit_code = 0
     try:
-        if started_ray:
-            connect(address, runtime_env)
-        check_feasible(request, space.source, "tune: resources")
+        if launch.started_ray:
+            connect(launch.address, runtime_env)
+        check_feasible(launch.request, space.source, "tune: resources",
+                                          scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
         from .relay import start_relay
 
         relay = start_relay()
-        router = _Router(relay, prototypes, experiment_dir, folder)
+        router = _Router(relay, launch.prototypes, launch.experiment_dir, folder)
         router.start()
-        job = {"ref": ref, "relay": relay, "plan": plan, "options": worker_options, "metric": settings.metric,
+        job = {"ref": launch.ref, "relay": relay, "plan": plan, "options": launch.worker_options,
+               "metric": settings.metric,
                "scheduler": settings.scheduler, "max_t": settings.scheduler_options.get("max_t", 100)
                if settings.scheduler in ("asha", "hyperband") else None, "name": settings.name,
-               "cwd": os.getcwd() if local else None}
+               "cwd": launch.cwd}
+        request = launch.request
         pg = {"cpu": request.get("num_cpus", 1)}
         if request.get("num_gpus"):
             pg["gpu"] = request["num_gpus"]
@@ -391,7 +418,7 @@ def run_tune(
             router.join(timeout=30)
             router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
         folder.close()
-        if started_ray and ray.is_initialized():
+        if launch.started_ray and ray.is_initialized():
             ray.shutdown()
     if router is not None and router.error is not None:
         raise router.error

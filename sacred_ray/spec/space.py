@@ -218,13 +218,17 @@ class SearchPlan:
         if "cell" in config:
             variant_index, grid = self.cells[config["cell"]]
             values = {**grid, **dict(config.get("params") or {})}
-        else:
+        else:  # a define-by-run searcher's config; hyperopt nests it in its chosen branch
+            config = dict(config.get("branch") or config)
             variant_index = int(config.get("variant_index", 0))
             values = {}
             for key, dist in self.sampled(variant_index).items():
                 raw = config[self.param_name(variant_index, key)]
+                raw = raw.item() if hasattr(raw, "item") else raw  # numpy scalars from the searcher
                 if dist.name == "choice" and not all(isinstance(c, PRIMITIVE) for c in dist.args):
-                    raw = dist.args[raw]
+                    raw = dist.args[int(raw)]
+                elif dist.name.endswith("randint"):
+                    raw = int(round(raw))
                 values[key] = raw
         variant = self.variants[variant_index]
         values = {**variant.fixed, **values}

@@ -1,0 +1,92 @@
+"""What both commands settle before Ray starts: where the experiment is, what a trial needs,
+which observers record, where the sweep's files go, and what to ship."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+from sacred import Experiment
+
+from ..spec import SpecError
+from ..worker.runner import ExperimentRef
+from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
+from .observers import build_prototypes, check_observer_flags, check_reachable, split_options
+
+
+@dataclass
+class Launch:
+    """Everything checked and resolved for one sweep or search; nothing started yet."""
+
+    started_ray: bool  # whether this call starts (or joins) Ray, rather than using the caller's
+    address: Optional[str]
+    local: bool  # a Ray on this machine: nothing shipped, workers run in this folder
+    ref: ExperimentRef
+    experiment_dir: str
+    folder_path: str
+    request: dict
+    prototypes: list
+    observer_options: dict
+    worker_options: dict
+    runtime_env: dict
+
+    @property
+    def cwd(self) -> Optional[str]:
+        return os.getcwd() if self.local else None
+
+
+def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
+    """How workers find ``ex``: its module file (in the shipped folder, if shipped) and variable."""
+    if ex.mainfile is None:
+        raise SpecError("experiment", ex.path, "was defined interactively; define it in a .py file to sweep it")
+    path = ex.mainfile.filename
+    attribute = None
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) and os.path.abspath(module.__file__) == path:
+            attribute = next((name for name, value in vars(module).items() if value is ex), None)
+            if attribute:
+                break
+    if attribute is None:
+        raise SpecError("experiment", ex.path, f"is not a module-level variable of {path}; define it as ex = Experiment(...)")
+    relative = os.path.basename(path) if shipped else None
+    return ExperimentRef(attribute=attribute, path=path, relative_path=relative), os.path.dirname(path)
+
+
+def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[str], source: str,
+                   section: str) -> Launch:
+    """Check and resolve a launch; raises SpecError (nothing started) on anything wrong."""
+    import ray
+
+    from ..plugin import trial_resources
+
+    check_observer_flags(options)
+    if options.get("--file_storage"):
+        options["--file_storage"] = os.path.abspath(options["--file_storage"])
+    started_ray = not ray.is_initialized()
+    address = address or settings.address
+    # A Ray started here runs on this machine: workers import the experiment where it is
+    # and run in this folder, as the experiment would alone. A cluster gets it shipped.
+    local = not started_ray or starts_local_ray(address)
+    ref, experiment_dir = experiment_ref(ex, shipped=not local)
+    folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
+    request = ray_request(settings.resources.merged_over(trial_resources(ex)))
+    if started_ray and local:
+        precheck_local(request, source, f"{section}: resources")
+    observer_options, worker_options = split_options(options)
+    if worker_options.get("--capture") not in ("no", "sys"):
+        worker_options["--capture"] = "sys"  # fd capture would dup2 the Ray worker's own fds
+    if not worker_options.get("--comment"):
+        worker_options["--comment"] = f"sweep {settings.name}"
+    prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
+    check_reachable(prototypes)
+    if local:
+        runtime_env = dict(settings.runtime_env)
+    else:
+        inside = [p for p in (folder_path, options.get("--file_storage"))
+                  if p and os.path.abspath(p).startswith(experiment_dir + os.sep)]
+        excludes = ["/" + os.path.relpath(p, experiment_dir) for p in inside]  # results stay home
+        runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    return Launch(started_ray, address, local, ref, experiment_dir, folder_path, request, prototypes,
+                  observer_options, worker_options, runtime_env)
