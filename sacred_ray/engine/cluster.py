@@ -42,6 +42,9 @@ def connect(address: Optional[str], runtime_env: dict) -> None:
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # max_retries=0 does not cover out-of-memory kills, which Ray retries without end by
+    # default; every retry would be a new Sacred run. The owner (this driver) reads this.
+    os.environ.setdefault("RAY_task_oom_retries", "0")
     kwargs = dict(log_to_driver=False, logging_level="error", runtime_env=runtime_env or None)
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
