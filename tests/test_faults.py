@@ -227,3 +227,20 @@ def test_resume_after_the_grid_changed_runs_only_the_new_trials(workdir):
     runs = file_runs(workdir / "runs")
     assert sorted(r["config"]["x"] for r in runs) == [1.0, 2.0, 3.0]
     assert {r["meta"]["sweep"]["trial"] for r in runs if r["config"]["x"] == 3.0} == {2}
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_nothing_running(workdir):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nfixed: {sleep: 60.0, stubborn: true}\nsweep: {name: stuck}\n")
+    proc = _start_sweep(workdir)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len([r for r in file_runs(workdir / "runs") if r["status"] == "RUNNING"]) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.5)  # the trials ignore the interrupt; the driver would wait out its grace period
+    second = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - second < 8
+    runs = file_runs(workdir / "runs")
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"INTERRUPTED"}

@@ -103,3 +103,36 @@ def test_readme_main_command_runs_the_digits_sweep(tmp_path):
     assert all(len(r["metrics"]["val_accuracy"]["values"]) == 10 for r in runs.values())
     assert max(r["result"] for r in runs.values()) > 0.9  # the best digits model is a real model
     assert "10 trials: 10 COMPLETED" in proc.stdout
+
+
+def test_a_terminal_gets_a_live_progress_bar(workdir):
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import cli_env
+
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nfixed: {sleep: 0.3}\n")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a 120-column terminal
+    proc = subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    text = screen.decode("utf-8", "replace")
+    assert "100%|" in text and "3/3" in text and "running" in text  # tqdm's bar, our counts
+    assert "[3/3] done" not in text  # the plain lines are for logs, not terminals
+    assert "3 trials: 3 COMPLETED" in out.decode()

@@ -22,6 +22,7 @@ def config():
     exit_hard = False
     flaky_dir = ""  # fail the first `flaky_failures` attempts of each x (counted in this folder)
     flaky_failures = 0
+    stubborn = False  # ignore interrupts (a trial stuck where Ctrl-C cannot reach)
 
 
 @ex.named_config
@@ -36,13 +37,18 @@ def small():
 
 @ex.automain
 @ex.distribute(num_cpus=1)
-def main(x, y, steps, fail, sleep, artifact, opt, exit_hard, flaky_dir, flaky_failures, _run):
+def main(x, y, steps, fail, sleep, artifact, opt, exit_hard, flaky_dir, flaky_failures, stubborn, _run):
     _run.info["seen_id"] = _run._id
     print(f"hello from x={x}")
     for i in range(steps):
         _run.log_scalar("loss", (x - 2) ** 2 + 1.0 / (i + 1), i)
-    if sleep:
-        time.sleep(sleep)
+    end = time.monotonic() + sleep
+    while time.monotonic() < end:
+        try:
+            time.sleep(end - time.monotonic())
+        except KeyboardInterrupt:
+            if not stubborn:
+                raise
     if artifact:
         path = os.path.join(os.getcwd(), f"artifact-{os.getpid()}.txt")
         with open(path, "w") as f:
