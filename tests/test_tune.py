@@ -56,7 +56,7 @@ CONDITIONAL = {
     "variants": {
         "recurrent": {"fixed": {"model": "lstm"}, "space": {"env": {"choice": ["pendulum", "acrobot"]},
                                                              "hidden": {"choice": [64, 128]}}},
-        "feedforward": {"fixed": {"model": "mlp", "env": "cartpole"}},
+        "feedforward": {"fixed": {"model": "mlp"}, "space": {"env": {"choice": ["cartpole", "mountaincar"]}}},
     },
     "tune": {"metric": "loss", "mode": "min", "num_samples": 3},
 }
@@ -80,7 +80,7 @@ def test_conditional_parameters_never_leak_across_variants(ray_session, curves, 
             assert updates["env"] in ("pendulum", "acrobot") and updates["hidden"] in (64, 128)
         else:
             assert variant == "feedforward"
-            assert updates["env"] == "cartpole" and "hidden" not in updates
+            assert updates["env"] in ("cartpole", "mountaincar") and "hidden" not in updates
         assert run["status"] == "COMPLETED"
     if search == "random":
         assert variants == {"recurrent", "feedforward"}
@@ -166,3 +166,27 @@ def test_resume_continues_a_finished_search_without_new_runs(ray_session, curves
     assert again.runs == []  # Tuner.restore found every trial done
     assert len([n for n in os.listdir(tmp_path / "runs") if n.isdigit()]) == 2
     assert again.best["values"]["quality"] == 0.6
+
+
+def test_the_control_example_runs_its_conditional_optuna_search(ray_session, tmp_path):
+    import importlib.util
+
+    from conftest import EXAMPLES
+
+    spec = importlib.util.spec_from_file_location("control_example", os.path.join(EXAMPLES, "control.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["control_example"] = module
+    spec.loader.exec_module(module)
+    import yaml
+
+    space = yaml.safe_load(open(os.path.join(EXAMPLES, "control_space.yaml")))
+    space["tune"].update(num_samples=6, dir=str(tmp_path / "s"))
+    space["fixed"]["step_seconds"] = 0.0
+    result = run_tune(module.ex, space, options={"--file_storage": str(tmp_path / "runs")}, progress=False)
+    assert result.exit_code == 0, result.report
+    assert len(result.trials) == 6 and result.best is not None
+    for run in result.runs:
+        assert run["status"] in ("COMPLETED", "INTERRUPTED")
+        config = run["config"]
+        if config["env"].endswith("PO"):
+            assert config["model"] == "lstm"  # the conditional constraint held in every trial

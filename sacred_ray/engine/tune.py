@@ -146,7 +146,7 @@ def hyperopt_space(plan: SearchPlan) -> dict:
     for index, variant in enumerate(plan.variants):
         branch = {"variant_index": index}
         for key, dist in plan.sampled(index).items():
-            label = f"{variant.name}/{key}" if len(plan.variants) > 1 else key
+            label = f"{variant.name}:{key}" if len(plan.variants) > 1 else key
             branch[plan.param_name(index, key)] = _hyperopt(hp, label, dist)
         branches.append(branch)
     return {"branch": hp.choice("variant", branches) if len(branches) > 1 else branches[0]}
@@ -485,7 +485,8 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: li
         lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder_path}")
     finally:
         folder.close()
-    failed = any(r["status"] == "FAILED" for r in new_runs)
+    errored = any(getattr(result, "error", None) for result in (grid or []))
+    failed = errored or any(r["status"] == "FAILED" for r in new_runs)
     if exit_code == 0 and failed:
         exit_code = 1
     return TuneResult(s.name, folder_path, s.metric, s.mode, best, ranked, new_runs, exit_code, "\n".join(lines),

@@ -206,12 +206,14 @@ class SearchPlan:
         return out
 
     def param_name(self, variant_index: int, key: str) -> str:
-        """One Optuna parameter per key, unless variants give the key different distributions."""
+        """One searcher parameter per key, unless variants give the key different distributions.
+
+        Never contains '/': Tune reads it as nesting in a trial's config."""
         dist = self.variants[variant_index].space[key]
         others = [v.space.get(key) for v in self.variants if key in v.space]
         if all(o == dist for o in others):
             return key
-        return f"{self.variants[variant_index].name}/{key}"
+        return f"{self.variants[variant_index].name.replace('/', '.')}:{key}"
 
     def decode(self, config: dict) -> tuple:
         """(variant name, dotted updates, named configs) for the config of one Tune trial."""
