@@ -244,3 +244,35 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_nothing_running(workdir):
     assert time.monotonic() - second < 8
     runs = file_runs(workdir / "runs")
     assert len(runs) == 2 and {r["status"] for r in runs} == {"INTERRUPTED"}
+
+
+def test_a_stop_that_arrives_after_a_run_ended_does_not_interrupt_the_next_run(ray_session):
+    import ray
+
+    from sacred_ray.worker.runner import _interruptible, _restore_sigint
+
+    @ray.remote
+    class Worker:
+        def pid(self):
+            return os.getpid()
+
+        def run(self, seconds):
+            previous = _interruptible()
+            try:
+                time.sleep(seconds)
+                return "finished"
+            except KeyboardInterrupt:
+                return "interrupted"
+            finally:
+                _restore_sigint(previous)
+
+    worker = Worker.remote()
+    pid = ray.get(worker.pid.remote())
+    os.kill(pid, signal.SIGINT)  # a stop for a run that already ended: blocked, pending
+    time.sleep(0.3)
+    assert ray.get(worker.run.remote(0.5)) == "finished"
+    run = worker.run.remote(5.0)  # while a run executes, a stop does interrupt it
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGINT)
+    assert ray.get(run) == "interrupted"
+    ray.kill(worker)

@@ -80,6 +80,10 @@ def _interruptible():
     The driver signals a trial it stops (timeout, fail_fast, Ctrl-C) on this machine, so
     even a trial blocked in time.sleep or I/O ends at once and Sacred records it."""
     try:
+        if signal.SIGINT in signal.sigpending():
+            # A stop meant for an earlier trial of this worker arrived after its run ended
+            # (blocked, so still pending): take it, or it would interrupt this trial.
+            signal.sigwait([signal.SIGINT])
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # Ray blocks it
         return handler, mask
