@@ -18,14 +18,9 @@ def load_trials(experiment, spec, updates=None, named_configs=()) -> list:
     ``updates`` (``{"epochs": 3}`` or dotted keys) and ``named_configs`` apply to every
     trial, as on the command line. Raises SpecError on bad input.
     """
-    from .checks import check_grid
-    from .spec.grid import flatten
+    from .checks import resolve_grid
 
-    updates = flatten(updates or {}, "updates", "")
-    grid = load_grid(spec, updates, tuple(named_configs))
-    if experiment is not None:
-        check_grid(experiment, grid, updates)
-    return grid.trials
+    return resolve_grid(experiment, spec, updates, named_configs).trials
 
 
 _LAZY = {

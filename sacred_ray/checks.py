@@ -148,6 +148,33 @@ def check_keys(
             )
 
 
+def resolve_grid(ex: Optional[Experiment], spec, updates: Optional[dict] = None, named_configs: tuple = ()):
+    """A grid (path, dict or GridSpec) resolved and checked against ``ex``; ``updates`` nested or dotted."""
+    from .spec import GridSpec, load_grid
+    from .spec.grid import flatten
+
+    if isinstance(spec, GridSpec):
+        return spec
+    overrides = flatten(updates or {}, "updates", "")
+    grid = load_grid(spec, overrides, tuple(named_configs))
+    if ex is not None:
+        check_grid(ex, grid, overrides)
+    return grid
+
+
+def resolve_space(ex: Experiment, spec, updates: Optional[dict] = None, named_configs: tuple = ()):
+    """A space (path, dict or SpaceSpec) resolved and checked against ``ex``."""
+    from .spec import SpaceSpec, load_space
+    from .spec.grid import flatten
+
+    if isinstance(spec, SpaceSpec):
+        return spec
+    overrides = flatten(updates or {}, "updates", "")
+    space = load_space(spec, overrides, tuple(named_configs))
+    check_space(ex, space, overrides)
+    return space
+
+
 def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:
     """Every key and named config of a resolved grid exists in the experiment."""
     groups: dict = {}

@@ -18,7 +18,7 @@ from sacred.arg_parser import get_config_updates
 
 from .display import format_table, format_value, varying_keys
 from .plugin import COMMANDS
-from .spec import SpecError, load_grid, load_space
+from .spec import SpecError
 from .spec.grid import flatten
 
 USAGE = """\
@@ -237,7 +237,7 @@ def print_space(space, out=sys.stdout) -> None:
 
 def main(ex: Experiment, argv: list) -> int:
     """Run one of the two commands; returns the process exit status."""
-    from .checks import check_grid, check_space
+    from .checks import resolve_grid, resolve_space
 
     try:
         req = parse(ex, argv)
@@ -247,11 +247,9 @@ def main(ex: Experiment, argv: list) -> int:
         for w in req.warnings:
             print(f"warning: {w}", file=sys.stderr)
         if req.command == "ray_sweep":
-            spec = load_grid(req.spec_path, req.updates, req.named_configs)
-            check_grid(ex, spec, req.updates)
+            spec = resolve_grid(ex, req.spec_path, req.updates, req.named_configs)
         else:
-            spec = load_space(req.spec_path, req.updates, req.named_configs)
-            check_space(ex, spec, req.updates)
+            spec = resolve_space(ex, req.spec_path, req.updates, req.named_configs)
         for w in spec.warnings:
             print(f"warning: {w}", file=sys.stderr)
         if req.dry_run:

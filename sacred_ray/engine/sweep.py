@@ -421,17 +421,10 @@ def run_sweep(
     """
     import ray
 
-    from ..checks import check_grid
-    from ..spec import load_grid
-    from ..spec.grid import flatten
+    from ..checks import resolve_grid
 
     options = dict(options or {})
-    if isinstance(spec, GridSpec):
-        grid = spec
-    else:
-        overrides = flatten(updates or {}, "updates", "")
-        grid = load_grid(spec, overrides, tuple(named_configs))
-        check_grid(ex, grid, overrides)
+    grid = resolve_grid(ex, spec, updates, named_configs)
     settings = grid.settings
     launch = prepare_launch(ex, settings, options, address, grid.source, "sweep")
     folder_path = launch.folder_path

@@ -335,18 +335,11 @@ def run_tune(
     import ray
     from ray import tune
 
-    from ..checks import check_space
-    from ..spec import load_space
-    from ..spec.grid import flatten
+    from ..checks import resolve_space
     from ..worker.trainable import SacredTrainable
 
     options = dict(options or {})
-    if isinstance(spec, SpaceSpec):
-        space = spec
-    else:
-        overrides = flatten(updates or {}, "updates", "")
-        space = load_space(spec, overrides, tuple(named_configs))
-        check_space(ex, space, overrides)
+    space = resolve_space(ex, spec, updates, named_configs)
     _check_for_searcher(space)
     settings = space.settings
     plan = SearchPlan.of(space)
