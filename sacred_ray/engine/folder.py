@@ -46,7 +46,7 @@ class SweepFolder:
             self.moved_aside = f"{self.path}.{stamp}"
             os.rename(self.path, self.moved_aside)
         os.makedirs(self.path, exist_ok=True)
-        self._ledger = open(os.path.join(self.path, LEDGER), "a", encoding="utf-8")
+        self._ledger = None  # opened on the first record
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -64,6 +64,8 @@ class SweepFolder:
 
     def record(self, entry: dict) -> None:
         """Append one finished trial attempt, durably, as it ends."""
+        if self._ledger is None:
+            self._ledger = open(self.file(LEDGER), "a", encoding="utf-8")
         self._ledger.write(json.dumps(jsonable(entry)) + "\n")
         self._ledger.flush()
         os.fsync(self._ledger.fileno())
@@ -96,4 +98,6 @@ class SweepFolder:
             yaml.safe_dump(jsonable(config), f, sort_keys=False)
 
     def close(self) -> None:
-        self._ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None

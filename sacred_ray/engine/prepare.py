@@ -24,7 +24,8 @@ class Launch:
     address: Optional[str]
     local: bool  # a Ray on this machine: nothing shipped, workers run in this folder
     ref: ExperimentRef
-    experiment_dir: str
+    experiment_dir: str  # the folder of the experiment's main file (what a cluster gets shipped)
+    base_dir: str  # Sacred's ex.base_dir: its sources are relative to it
     folder_path: str
     request: dict
     prototypes: list
@@ -88,5 +89,5 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
                   if p and os.path.abspath(p).startswith(experiment_dir + os.sep)]
         excludes = ["/" + os.path.relpath(p, experiment_dir) for p in inside]  # results stay home
         runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
-    return Launch(started_ray, address, local, ref, experiment_dir, folder_path, request, prototypes,
+    return Launch(started_ray, address, local, ref, experiment_dir, ex.base_dir, folder_path, request, prototypes,
                   observer_options, worker_options, runtime_env)

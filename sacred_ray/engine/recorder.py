@@ -21,6 +21,7 @@ class TrialRecorder:
     """The driver's record of one trial attempt, written through its observers."""
 
     def __init__(self, observers: list, base_dir: Optional[str] = None):
+        """``base_dir``: the driver's ``ex.base_dir``, where the experiment's sources are on this machine."""
         self.observers = sorted(observers, key=lambda o: -getattr(o, "priority", 0))
         self.base_dir = base_dir
         self.run_id: Any = None
@@ -38,7 +39,7 @@ class TrialRecorder:
     # -- events ---------------------------------------------------------------
     def start(self, payload: dict) -> dict:
         ex_info = dict(payload["ex_info"])
-        if self.base_dir and self._sources_present(ex_info):
+        if self.base_dir:  # observers that store sources read them here, not on the worker
             ex_info["base_dir"] = self.base_dir
         _id = payload.get("_id")
         try:
@@ -56,9 +57,6 @@ class TrialRecorder:
         self.run_id = _id
         self.started = True
         return {"_id": _id}
-
-    def _sources_present(self, ex_info: dict) -> bool:
-        return all(os.path.exists(os.path.join(self.base_dir, name)) for name, _ in ex_info.get("sources", []))
 
     def heartbeat(self, payload: dict) -> None:
         if not self.started:

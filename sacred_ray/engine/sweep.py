@@ -18,11 +18,11 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
-from ..spec import GridSpec, Trial
+from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
-from .folder import SweepFolder, jsonable
-from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial, redact
+from .folder import SweepFolder
+from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch, prepare_launch
 from .progress import Progress
 from .recorder import TrialRecorder
@@ -90,7 +90,6 @@ class _Attempt:
     token: str
     recorder: TrialRecorder
     ref: Any = None
-    submitted: float = 0.0
     started: Optional[float] = None
     received: int = 0  # events relayed so far (the task's tail says how many to expect)
     outcome: Optional[dict] = None
@@ -106,24 +105,17 @@ class _Attempt:
 class SweepDriver:
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
-    def __init__(self, grid: GridSpec, trials: list, launch: Launch, folder: SweepFolder, window: int,
+    def __init__(self, settings, trials: list, launch: Launch, folder: SweepFolder, window: int,
                  progress: Progress, relay):
         import ray
 
-        self.grid = grid
-        self.settings = grid.settings
-        self.trials = trials
+        self.settings = settings
+        self.launch = launch
         self.folder = folder
-        self.resources = launch.request
         self.window = window
         self.progress = progress
         self.relay = relay
-        self.ref = launch.ref
-        self.base_dir = launch.experiment_dir
-        self.cwd = launch.cwd
-        self.prototypes = launch.prototypes
         self.meta_options = observer_flags_for_meta(launch.observer_options)
-        self.worker_options = launch.worker_options
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
         self.by_token: dict = {}
@@ -139,20 +131,20 @@ class SweepDriver:
         import ray
 
         if self._remote is None:
-            self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.resources)
+            self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.launch.request)
         token = f"{trial.key}:{attempt}:{trial.index}"
-        recorder = TrialRecorder(observers_for_trial(self.prototypes), base_dir=self.base_dir)
+        recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir)
         job = {
             "token": token,
             "config_updates": trial.config_updates,
             "named_configs": list(trial.named_configs),
-            "options": self.worker_options,
-            "cwd": self.cwd,
+            "options": self.launch.worker_options,
+            "cwd": self.launch.cwd,
             "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                     "variant": trial.variant, "attempt": attempt}},
         }
-        att = _Attempt(trial, attempt, token, recorder, submitted=time.monotonic())
-        att.ref = self._remote.remote(self.ref, job, self.relay)
+        att = _Attempt(trial, attempt, token, recorder)
+        att.ref = self._remote.remote(self.launch.ref, job, self.relay)
         self.inflight[att.ref] = att
         self.by_token[token] = att
 
@@ -229,19 +221,11 @@ class SweepDriver:
         duration = time.monotonic() - att.started if att.started else None
         self.observer_errors.extend(rec.errors)
         retry = (status == "FAILED" and att.attempt <= self.settings.retries and not self.stopping)
-        self.folder.record({
-            "key": att.trial.key, "index": att.trial.index, "variant": att.trial.variant,
-            "attempt": att.attempt, "status": status, "run_id": rec.run_id,
-            "result": (outcome or {}).get("result"), "metrics": rec.metrics,
-            "duration": round(duration, 3) if duration is not None else None,
-            "node": node.get("node_ip"), "node_id": node.get("node_id"), "error": error,
-            "retrying": retry, "time": time.time(),
-        })
-        self.results[att.trial.index] = TrialResult(
+        self._record(TrialResult(
             trial=att.trial, status=status, run_id=rec.run_id, result=(outcome or {}).get("result"),
             metrics=dict(rec.metrics), duration=duration, node=node, error=error, attempts=att.attempt,
             config=att.config,
-        )
+        ), retrying=retry)
         if retry:
             self.queue.appendleft((att.trial, att.attempt + 1))
         elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
@@ -263,14 +247,19 @@ class SweepDriver:
 
     def not_run(self, trial: Trial, attempt: int, reason: str) -> None:
         """A trial the sweep stopped before it ran: INTERRUPTED in the ledger, no Sacred run."""
-        if trial.index in self.results and self.results[trial.index].status == "COMPLETED":
-            return
-        self.results[trial.index] = TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}",
-                                                attempts=attempt)
-        self.folder.record({"key": trial.key, "index": trial.index, "variant": trial.variant, "attempt": attempt,
-                            "status": "INTERRUPTED", "run_id": None, "result": None, "metrics": {},
-                            "duration": None, "node": None, "node_id": None, "error": f"not run: {reason}",
-                            "retrying": False, "time": time.time()})
+        self._record(TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}", attempts=attempt))
+
+    def _record(self, result: TrialResult, retrying: bool = False) -> None:
+        """The trial's latest attempt: kept as its result and appended to the ledger at once."""
+        self.results[result.trial.index] = result
+        t = result.trial
+        self.folder.record({
+            "key": t.key, "index": t.index, "variant": t.variant, "attempt": result.attempts,
+            "status": result.status, "run_id": result.run_id, "result": result.result, "metrics": result.metrics,
+            "duration": round(result.duration, 3) if result.duration is not None else None,
+            "node": result.node.get("node_ip"), "node_id": result.node.get("node_id"), "error": result.error,
+            "retrying": retrying, "time": time.time(),
+        })
 
     def _check_timeouts(self) -> None:
 
@@ -351,8 +340,6 @@ class SweepDriver:
 
     def interrupt(self, reason: str, second: bool = False) -> None:
         """After Ctrl-C: stop trials, keep relaying until they are recorded (or give up)."""
-        import ray
-
         self.stop(reason)
         try:
             if not second:
@@ -362,10 +349,7 @@ class SweepDriver:
         finally:
             for ref, att in list(self.inflight.items()):
                 self.inflight.pop(ref)
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception as e:
-                    log.debug("cancel %s: %s", att.token, e)
+                self._interrupt(ref, att, force=True)
                 self._finish(att, None, reason)
             self._close_ready(give_up=True)
 
@@ -438,7 +422,7 @@ def run_sweep(
         for entry in folder.read_ledger():
             previous[entry.get("key")] = entry
         trials = [t for t in trials if previous.get(t.key, {}).get("status") != "COMPLETED"]
-    folder.write_spec(command or [], None, grid.raw, grid.trials)
+    folder.write_spec(command or [], _spec_file(spec), grid.raw, grid.trials)
     if folder.moved_aside:
         print(f"an earlier sweep in {_rel(folder_path)} was moved to {_rel(folder.moved_aside)} (use --resume to continue one)")
     results = []
@@ -470,7 +454,7 @@ def run_sweep(
                 from .relay import start_relay
 
                 relay = start_relay(max(1000, 4 * window))
-                driver = SweepDriver(grid, trials, launch, folder, window, bar, relay)
+                driver = SweepDriver(settings, trials, launch, folder, window, bar, relay)
                 driver.run()
             except KeyboardInterrupt:
                 interrupted = SweepInterrupted(130, "Ctrl-C")
@@ -499,11 +483,7 @@ def run_sweep(
                       interrupted=interrupted.reason if interrupted else None,
                       observer_errors=driver.observer_errors if driver else [])
     out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
-    report_folder = SweepFolder(folder.path, resume=True)
-    try:
-        out.report = summarize(out, sort or settings.metric, settings.mode, report_folder)
-    finally:
-        report_folder.close()
+    out.report = summarize(out, sort or settings.metric, settings.mode, folder)
     saved = os.path.join(folder.path, "failed_saves")
     if os.path.isdir(saved) and os.listdir(saved):
         out.report += (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
@@ -511,9 +491,13 @@ def run_sweep(
     return out
 
 
+def _spec_file(spec) -> Optional[str]:
+    return os.path.abspath(spec) if isinstance(spec, (str, os.PathLike)) else None
+
+
 def _rel(path: str) -> str:
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
 
 
-__all__ = ["SweepResult", "TrialResult", "run_sweep", "redact", "jsonable"]
+__all__ = ["SweepResult", "TrialResult", "run_sweep"]

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ray.tune import Callback
 from sacred import Experiment
 
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
-from .folder import SweepFolder, jsonable
+from .folder import SweepFolder
 from .observers import (
     observers_for_trial,
     redact,
@@ -27,7 +28,7 @@ from .observers import (
 from .prepare import prepare_launch
 from .progress import Progress
 from .recorder import TrialRecorder
-from .sweep import POLL_SECONDS
+from .sweep import POLL_SECONDS, _spec_file
 
 OPTUNA_UNSUPPORTED = ("randn", "qrandn")
 
@@ -184,6 +185,16 @@ def compile_search(plan: SearchPlan, settings):
     return space, BasicVariantGenerator(random_state=plan.seed)
 
 
+DEFAULT_MAX_T = {"asha": 100, "hyperband": 81}  # Ray's defaults for ASHAScheduler, HyperBandScheduler
+
+
+def budget(settings) -> Optional[int]:
+    """The iterations a scheduler gives a trial at most (None: no such budget)."""
+    if settings.scheduler not in DEFAULT_MAX_T:
+        return None
+    return settings.scheduler_options.get("max_t", DEFAULT_MAX_T[settings.scheduler])
+
+
 def make_scheduler(settings):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
@@ -269,46 +280,40 @@ class _Router(threading.Thread):
                 self._record(rec, reason, None)
 
 
-class _ProgressCallback:
+class ProgressCallback(Callback):
     """Feeds Tune's trial events to the progress line."""
 
-    def __new__(cls, *args, **kwargs):
-        from ray.tune import Callback
+    def __init__(self, progress: Progress, metric: str, mode: str):
+        self.progress = progress
+        self.metric, self.mode = metric, mode
+        self.running, self.done, self.failed = set(), set(), set()
+        self.best = None
 
-        class ProgressCallback(Callback):
-            def __init__(self, progress: Progress, metric: str, mode: str):
-                self.progress = progress
-                self.metric, self.mode = metric, mode
-                self.running, self.done, self.failed = set(), set(), set()
-                self.best = None
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+        self._show()
 
-            def on_trial_start(self, iteration, trials, trial, **info):
-                self.running.add(trial.trial_id)
-                self._show()
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)):
+            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+                self.best = value
+        self._show()
 
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                value = result.get(self.metric)
-                if isinstance(value, (int, float)):
-                    if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-                        self.best = value
-                self._show()
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.done.add(trial.trial_id)
+        self._show()
 
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.running.discard(trial.trial_id)
-                self.done.add(trial.trial_id)
-                self._show()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.done.add(trial.trial_id)
+        self.failed.add(trial.trial_id)
+        self._show()
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self.running.discard(trial.trial_id)
-                self.done.add(trial.trial_id)
-                self.failed.add(trial.trial_id)
-                self._show()
-
-            def _show(self):
-                best = f", best {self.metric} {self.best:.4g}" if self.best is not None else ""
-                self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
-
-        return ProgressCallback(*args, **kwargs)
+    def _show(self):
+        best = f", best {self.metric} {self.best:.4g}" if self.best is not None else ""
+        self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
 
 
 def expected_trials(space: SpaceSpec, plan: SearchPlan) -> int:
@@ -349,7 +354,7 @@ def run_tune(
     resuming = resume and os.path.isdir(tune_dir)
     folder = SweepFolder(folder_path, resume=resume)
     earlier_runs = folder.read_ledger() if resume else []
-    folder.write_spec(command or [], None, space.raw, [])
+    folder.write_spec(command or [], _spec_file(spec), space.raw, [])
     if folder.moved_aside:
         print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
     runtime_env = dict(launch.runtime_env)
@@ -365,17 +370,15 @@ def run_tune(
         if launch.started_ray:
             connect(launch.address, runtime_env)
         check_feasible(launch.request, space.source, "tune: resources",
-                                          scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
+                       scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
         from .relay import start_relay
 
         relay = start_relay()
-        router = _Router(relay, launch.prototypes, launch.experiment_dir, folder)
+        router = _Router(relay, launch.prototypes, launch.base_dir, folder)
         router.start()
         job = {"ref": launch.ref, "relay": relay, "plan": plan, "options": launch.worker_options,
-               "metric": settings.metric,
-               "scheduler": settings.scheduler, "max_t": settings.scheduler_options.get("max_t", 100)
-               if settings.scheduler in ("asha", "hyperband") else None, "name": settings.name,
-               "cwd": launch.cwd}
+               "metric": settings.metric, "scheduler": settings.scheduler, "max_t": budget(settings),
+               "name": settings.name, "cwd": launch.cwd}
         request = launch.request
         pg = {"cpu": request.get("num_cpus", 1)}
         if request.get("num_gpus"):
@@ -384,7 +387,7 @@ def run_tune(
             pg["memory"] = request["memory"]
         pg.update(request.get("resources", {}))
         trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), pg)
-        callback = _ProgressCallback(bar, settings.metric, settings.mode)
+        callback = ProgressCallback(bar, settings.metric, settings.mode)
         if resuming:
             tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
         else:
@@ -415,11 +418,11 @@ def run_tune(
             ray.shutdown()
     if router is not None and router.error is not None:
         raise router.error
-    return _result(space, plan, folder_path, grid, earlier_runs + (router.runs if router else []), exit_code,
+    return _result(space, plan, folder, grid, earlier_runs + (router.runs if router else []), exit_code,
                    router.observer_errors if router else [], new_runs=router.runs if router else [])
 
 
-def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: list, exit_code: int,
+def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs: list, exit_code: int,
             observer_errors: list, new_runs: list) -> TuneResult:
     """The table, best trial and files of a search; ``runs`` includes a resumed search's earlier runs."""
     from ..display import format_table, format_value, varying_keys
@@ -433,10 +436,7 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: li
         config = result.config or {}
         trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "").split("_")[1:2]
         trial_id = trial_id[0] if isinstance(trial_id, list) and trial_id else trial_id
-        try:
-            variant, updates, named = plan.decode(config)
-        except (KeyError, IndexError, TypeError):
-            continue
+        variant, updates, named = plan.decode(config)
         values = dict(updates)
         if named:
             values["+named"] = named[0] if len(named) == 1 else list(named)
@@ -452,37 +452,33 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder_path: str, grid, runs: li
     rest = [r for r in rows if r not in ok]
     ranked = ok + rest
     best = ok[0] if ok else None
-    folder = SweepFolder(folder_path, resume=True)
     lines = []
-    try:
-        keys = varying_keys([r["values"] for r in ranked]) if len(ranked) > 1 else list(ranked[0]["values"]) if ranked else []
-        has_variants = any(r["variant"] for r in ranked)
-        headers = ["trial"] + (["variant"] if has_variants else []) + keys + ["status", s.metric, "iters", "run id"]
-        table = [[r["trial_id"]] + ([r["variant"]] if has_variants else []) + [r["values"].get(k) for k in keys]
-                 + [r["status"], r["metric"], r["iterations"], r["run_id"]] for r in ranked]
-        folder.write_summary(["trial_id", "variant", "status", s.metric, "iterations", "run_id", "runs", "reason"] + keys,
-                             [[r["trial_id"], r["variant"], r["status"], r["metric"], r["iterations"], r["run_id"],
-                               r["runs"], r["reason"]] + [r["values"].get(k) for k in keys] for r in ranked])
-        lines.append(format_table(headers, table[:10]))
-        if len(table) > 10:
-            lines.append(f"... {len(table) - 10} more in {folder.file('summary.csv')}")
-        if best is not None:
-            shown = ", ".join(f"{k}={format_value(v)}" for k, v in best["values"].items())
-            lines.append(f"best: trial {best['trial_id']} (run {best['run_id']}), {s.metric} = {format_value(best['metric'])}: {shown}")
-            if best.get("config") is not None:
-                folder.write_best(best["config"], f"config of the best trial ({s.metric} {s.mode}): run {best['run_id']}, "
-                                                  f"trial {best['trial_id']}; load with: with {folder.file('best.yaml')}")
-                lines.append(f"best config: {folder.file('best.yaml')}")
-        counts = collections.Counter(r["status"] for r in runs)
-        shown_counts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder_path}")
-    finally:
-        folder.close()
+    keys = varying_keys([r["values"] for r in ranked]) if len(ranked) > 1 else list(ranked[0]["values"]) if ranked else []
+    has_variants = any(r["variant"] for r in ranked)
+    headers = ["trial"] + (["variant"] if has_variants else []) + keys + ["status", s.metric, "iters", "run id"]
+    table = [[r["trial_id"]] + ([r["variant"]] if has_variants else []) + [r["values"].get(k) for k in keys]
+             + [r["status"], r["metric"], r["iterations"], r["run_id"]] for r in ranked]
+    folder.write_summary(["trial_id", "variant", "status", s.metric, "iterations", "run_id", "runs", "reason"] + keys,
+                         [[r["trial_id"], r["variant"], r["status"], r["metric"], r["iterations"], r["run_id"],
+                           r["runs"], r["reason"]] + [r["values"].get(k) for k in keys] for r in ranked])
+    lines.append(format_table(headers, table[:10]))
+    if len(table) > 10:
+        lines.append(f"... {len(table) - 10} more in {folder.file('summary.csv')}")
+    if best is not None:
+        shown = ", ".join(f"{k}={format_value(v)}" for k, v in best["values"].items())
+        lines.append(f"best: trial {best['trial_id']} (run {best['run_id']}), {s.metric} = {format_value(best['metric'])}: {shown}")
+        if best.get("config") is not None:
+            folder.write_best(best["config"], f"config of the best trial ({s.metric} {s.mode}): run {best['run_id']}, "
+                                              f"trial {best['trial_id']}; load with: with {folder.file('best.yaml')}")
+            lines.append(f"best config: {folder.file('best.yaml')}")
+    counts = collections.Counter(r["status"] for r in runs)
+    shown_counts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder.path}")
     errored = any(getattr(result, "error", None) for result in (grid or []))
     failed = errored or any(r["status"] == "FAILED" for r in new_runs)
     if exit_code == 0 and failed:
         exit_code = 1
-    return TuneResult(s.name, folder_path, s.metric, s.mode, best, ranked, new_runs, exit_code, "\n".join(lines),
+    return TuneResult(s.name, folder.path, s.metric, s.mode, best, ranked, new_runs, exit_code, "\n".join(lines),
                       observer_errors)
 
 
@@ -495,4 +491,4 @@ def run_tune_cli(ex: Experiment, req, space) -> int:
     return result.exit_code
 
 
-__all__ = ["TuneResult", "run_tune", "jsonable"]
+__all__ = ["TuneResult", "run_tune"]

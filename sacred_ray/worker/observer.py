@@ -31,19 +31,11 @@ def _read(filename: str) -> Optional[bytes]:
         return None
 
 
-def _node_id() -> Optional[str]:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-    except Exception:
-        return None
-
-
 class RayObserver(RunObserver):
     """Relay a run's events to the sweep driver (see module docstring).
 
-    ``relay`` is the driver's relay actor handle, ``token`` names the trial attempt.
+    ``relay`` is the driver's relay actor handle, ``token`` names the trial attempt,
+    ``worker`` is where it runs ({node_id, node_ip, pid}: the driver signals it there).
     The final event (completed, failed or interrupted) is kept in ``final`` as well,
     so the task that ran the trial can return it.
     """
@@ -51,9 +43,10 @@ class RayObserver(RunObserver):
     priority = 100
     LIVE_AFTER = 1.0  # seconds into a run after which heartbeats are relayed as they happen
 
-    def __init__(self, relay: Any, token: str):
+    def __init__(self, relay: Any, token: str, worker: Optional[dict] = None):
         self.relay = relay
         self.token = token
+        self.worker = worker or {"pid": os.getpid()}
         self.run_id = None
         self.final: Optional[tuple] = None
         self.posted = 0
@@ -79,7 +72,7 @@ class RayObserver(RunObserver):
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": copy.deepcopy(config),
             "meta_info": copy.deepcopy(meta_info), "_id": _id,
-            "worker": {"pid": os.getpid(), "node_id": _node_id()},
+            "worker": self.worker,
         }
         self._started = time.monotonic()
         answer = ray.get(self.relay.start.remote(self.token, payload))

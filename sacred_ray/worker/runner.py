@@ -107,8 +107,9 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     the run's ``tail`` (see ``RayObserver.tail``); nothing here waits on the driver
     after the run has started.
     """
-    observer = RayObserver(relay, job["token"])
-    outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node_info()}
+    node = node_info()
+    observer = RayObserver(relay, job["token"], worker=node)
+    outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node}
     saved: list = []
     ex = None
     home = os.getcwd()

@@ -73,8 +73,9 @@ class SacredTrainable(tune.Trainable):
 
         job = self.job
         relay = job["relay"]
-        observer = RayObserver(relay, self.token)
-        outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node_info()}
+        node = node_info()
+        observer = RayObserver(relay, self.token, worker=node)
+        outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node}
         ex = saved = None
         try:
             if job.get("cwd") and os.path.isdir(job["cwd"]):
@@ -84,7 +85,7 @@ class SacredTrainable(tune.Trainable):
             tune_info = {"trial_id": self.trial_id, "experiment": job["name"]}
             run = ex._create_run(
                 config_updates=nest(updates), named_configs=list(named),
-                info={"ray": node_info(), "tune": tune_info},
+                info={"ray": node, "tune": tune_info},
                 meta_info={"sweep": {"name": job["name"], "trial": self.trial_id, "variant": variant},
                            "tune": tune_info},
                 options=job["options"],
