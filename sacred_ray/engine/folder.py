@@ -7,11 +7,13 @@ import datetime
 import json
 import math
 import os
+import time
 from typing import Any, Optional
 
 import yaml
 
 LEDGER = "ledger.jsonl"
+SYNC_SECONDS = 1.0  # the ledger is synced to disk at most this often
 
 
 def jsonable(value: Any) -> Any:
@@ -47,6 +49,7 @@ class SweepFolder:
             os.rename(self.path, self.moved_aside)
         os.makedirs(self.path, exist_ok=True)
         self._ledger = None  # opened on the first record
+        self._synced = 0.0
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -63,12 +66,18 @@ class SweepFolder:
                                     "values": jsonable(t.values)}) + "\n")
 
     def record(self, entry: dict) -> None:
-        """Append one finished trial attempt, durably, as it ends."""
+        """Append one finished trial attempt as it ends.
+
+        Each line reaches the OS at once, so a killed driver loses nothing; it is synced
+        to disk at most once a second (and at the end), so thousands of short trials do
+        not wait on the disk one by one."""
         if self._ledger is None:
             self._ledger = open(self.file(LEDGER), "a", encoding="utf-8")
         self._ledger.write(json.dumps(jsonable(entry)) + "\n")
         self._ledger.flush()
-        os.fsync(self._ledger.fileno())
+        if time.monotonic() - self._synced >= SYNC_SECONDS:
+            os.fsync(self._ledger.fileno())
+            self._synced = time.monotonic()
 
     def read_ledger(self) -> list:
         path = self.file(LEDGER)
@@ -99,5 +108,6 @@ class SweepFolder:
 
     def close(self) -> None:
         if self._ledger is not None:
+            os.fsync(self._ledger.fileno())
             self._ledger.close()
             self._ledger = None
