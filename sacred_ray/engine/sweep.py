@@ -22,6 +22,7 @@ from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
 from .folder import SweepFolder
+from .hub import RETURNED, Hub, start_hub
 from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch, prepare_launch
 from .progress import Progress
@@ -106,7 +107,7 @@ class SweepDriver:
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
     def __init__(self, settings, trials: list, launch: Launch, folder: SweepFolder, window: int,
-                 progress: Progress, relay):
+                 progress: Progress, hub: Hub):
         import ray
 
         self.settings = settings
@@ -114,7 +115,7 @@ class SweepDriver:
         self.folder = folder
         self.window = window
         self.progress = progress
-        self.relay = relay
+        self.hub = hub
         self.meta_options = observer_flags_for_meta(launch.observer_options)
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
@@ -144,31 +145,34 @@ class SweepDriver:
                                     "variant": trial.variant, "attempt": attempt}},
         }
         att = _Attempt(trial, attempt, token, recorder)
-        att.ref = self._remote.remote(self.launch.ref, job, self.relay)
+        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link)
         self.inflight[att.ref] = att
         self.by_token[token] = att
+        self.hub.watch(att.ref)
 
     # -- events ---------------------------------------------------------------
     def _handle(self, events: list) -> None:
         """Answer start events first (their workers are waiting), then record the rest in order."""
-        answers = {}
         for token, kind, payload in events:
             if kind != "start":
                 continue
             att = self.by_token.get(token)
             if att is None:
-                answers[token] = {"error": "this trial attempt was already given up by the sweep driver"}
+                answer = {"error": "this trial attempt was already given up by the sweep driver"}
             elif self.stopping or att.stop_status:
-                answers[token] = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
+                answer = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
             else:
                 payload["meta_info"].setdefault("options", {}).update(self.meta_options)
-                answers[token] = att.recorder.start(payload)
+                answer = att.recorder.start(payload)
                 att.started = time.monotonic()
                 att.config = payload.get("config")
                 att.worker = payload.get("worker")
-        if answers:
-            self.relay.answer.remote(answers)
+            self.hub.answer(token, answer)
         for token, kind, payload in events:
+            if kind == RETURNED:
+                if token in self.inflight:
+                    self._returned(token)
+                continue
             att = self.by_token.get(token)
             if att is None or kind == "start":
                 continue
@@ -296,26 +300,16 @@ class SweepDriver:
 
     def _pump(self, go_on, deadline: Optional[float] = None) -> None:
         """Submit, relay events and close trials while ``go_on()`` (and before ``deadline``)."""
-        import ray
-
-        poll = self.relay.poll.remote(POLL_SECONDS)
         try:
             while go_on() and (deadline is None or time.monotonic() < deadline):
                 while self.queue and len(self.inflight) < self.window and not self.stopping:
                     self._submit(*self.queue.popleft())
-                refs = list(self.inflight)
-                ready, _ = ray.wait([poll] + refs, num_returns=1, timeout=POLL_SECONDS * 4)
-                if poll in ready:
-                    self._handle(ray.get(poll))
-                    poll = self.relay.poll.remote(POLL_SECONDS)
-                if refs and ready:
-                    for ref in ray.wait(refs, num_returns=len(refs), timeout=0)[0]:
-                        self._returned(ref)
+                self._handle(self.hub.get(POLL_SECONDS))
                 self._close_ready()
                 self._check_timeouts()
                 self._report()
         finally:
-            self._handle(ray.get(poll))
+            self._handle(self.hub.get(0))
             self._close_ready()
 
     def _outcome(self, ref) -> tuple:
@@ -440,7 +434,7 @@ def run_sweep(
         print(f"resume: {len(kept)} trials already COMPLETED, {len(trials)} to run")
 
     bar = Progress(len(trials), settings.name, enabled=progress)
-    driver = None
+    driver = hub = None
     interrupted = None
     try:
         with _Signals() as signals:
@@ -451,10 +445,8 @@ def run_sweep(
                 capacity = check_feasible(launch.request, grid.source, "sweep: resources",
                                           scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
                 window = settings.max_concurrent or capacity + max(1, capacity // 2)
-                from .relay import start_relay
-
-                relay = start_relay(max(1000, 4 * window))
-                driver = SweepDriver(settings, trials, launch, folder, window, bar, relay)
+                hub = start_hub()
+                driver = SweepDriver(settings, trials, launch, folder, window, bar, hub)
                 driver.run()
             except KeyboardInterrupt:
                 interrupted = SweepInterrupted(130, "Ctrl-C")
@@ -471,6 +463,8 @@ def run_sweep(
     finally:
         bar.close()
         folder.close()
+        if hub is not None:
+            hub.close()
         if launch.started_ray and ray.is_initialized():
             ray.shutdown()
     if driver is not None:

@@ -21,6 +21,7 @@ from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
 from .folder import SweepFolder
+from .hub import start_hub
 from .observers import (
     observers_for_trial,
     redact,
@@ -212,9 +213,9 @@ def make_scheduler(settings):
 class _Router(threading.Thread):
     """Relays trial events to observers while Tune runs; one Sacred run = one recorder."""
 
-    def __init__(self, relay, prototypes: list, base_dir: str, folder: SweepFolder):
-        super().__init__(name="sacred-ray-relay", daemon=True)
-        self.relay = relay
+    def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder):
+        super().__init__(name="sacred-ray-router", daemon=True)
+        self.hub = hub
         self.prototypes = prototypes
         self.base_dir = base_dir
         self.folder = folder
@@ -225,21 +226,16 @@ class _Router(threading.Thread):
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
-        import ray
-
         try:
-            poll = self.relay.poll.remote(POLL_SECONDS)
             while True:
-                events = ray.get(poll)
+                events = self.hub.get(POLL_SECONDS)
                 if self.finish.is_set() and not events:
                     break
-                poll = self.relay.poll.remote(POLL_SECONDS)
                 self.handle(events)
         except BaseException as e:  # keep the driver informed instead of dying silently
             self.error = e
 
     def handle(self, events: list) -> None:
-        answers = {}
         for token, kind, payload in events:
             rec = self.recorders.get(token)
             if kind == "start":
@@ -247,7 +243,7 @@ class _Router(threading.Thread):
                 rec.token = token
                 rec.config = payload.get("config")
                 rec.began = time.time()
-                answers[token] = rec.start(payload)
+                self.hub.answer(token, rec.start(payload))
             elif rec is None:
                 continue
             elif kind == "heartbeat":
@@ -259,8 +255,6 @@ class _Router(threading.Thread):
             elif kind == "end":
                 rec.final(payload["final"])
                 self._record(rec, payload["outcome"].get("error"), payload["outcome"].get("node"))
-        if answers:
-            self.relay.answer.remote(answers)
 
     def _record(self, rec: TrialRecorder, error: Optional[str], node: Optional[dict]) -> None:
         trial_id = rec.token.split(":")[0]
@@ -371,12 +365,10 @@ def run_tune(
             connect(launch.address, runtime_env)
         check_feasible(launch.request, space.source, "tune: resources",
                        scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
-        from .relay import start_relay
-
-        relay = start_relay()
-        router = _Router(relay, launch.prototypes, launch.base_dir, folder)
+        hub = start_hub()
+        router = _Router(hub, launch.prototypes, launch.base_dir, folder)
         router.start()
-        job = {"ref": launch.ref, "relay": relay, "plan": plan, "options": launch.worker_options,
+        job = {"ref": launch.ref, "hub": hub.link, "plan": plan, "options": launch.worker_options,
                "metric": settings.metric, "scheduler": settings.scheduler, "max_t": budget(settings),
                "name": settings.name, "cwd": launch.cwd}
         request = launch.request
@@ -413,6 +405,7 @@ def run_tune(
             router.finish.set()
             router.join(timeout=30)
             router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
+            router.hub.close()
         folder.close()
         if launch.started_ray and ray.is_initialized():
             ray.shutdown()

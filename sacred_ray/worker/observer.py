@@ -1,18 +1,20 @@
 """RayObserver: the only observer a trial's Sacred run has on a Ray worker.
 
-It speaks Sacred's ``RunObserver`` interface and forwards every event to the driver
-through the relay, where a fresh instance of each observer the user chose records
-it. ``started_event`` is a round trip, so ``_run._id`` in the trial is the id the
-driver's observers assigned; the other events are posted without waiting, in order.
-A run's first second of heartbeats is held back, so a short run's last heartbeat and
-final event travel with the task's return value (``tail``) instead of through the
-relay; ``posted`` tells the driver how many events to expect before the tail.
+It speaks Sacred's ``RunObserver`` interface and sends every event to the driver's
+hub (``sacred_ray.engine.hub``), where a fresh instance of each observer the user
+chose records it. ``started_event`` is a round trip, so ``_run._id`` in the trial is
+the id the driver's observers assigned; the other events are sent without waiting,
+in order, over the worker process's one connection to the driver. A run's first
+second of heartbeats is held back, so a short run's last heartbeat and final event
+travel with the task's return value (``tail``); ``posted`` tells the driver how many
+events to expect before the tail.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 from typing import Any, Optional
 
@@ -31,10 +33,56 @@ def _read(filename: str) -> Optional[bytes]:
         return None
 
 
+class DriverLink:
+    """This process's connection to a driver's hub; one per process and driver, shared by its runs."""
+
+    _open: dict = {}
+
+    def __init__(self, address: tuple, authkey: bytes):
+        from multiprocessing.connection import Client
+
+        self.conn = Client(tuple(address), family="AF_INET", authkey=authkey)
+        self.lock = threading.Lock()
+        self.broken = False
+        self.stash: dict = {}
+
+    @classmethod
+    def to(cls, link: dict) -> DriverLink:
+        key = (tuple(link["address"]), link["authkey"])
+        found = cls._open.get(key)
+        if found is None or found.broken:
+            for other in cls._open.values():  # an earlier sweep's driver: done with it
+                other.conn.close()
+            cls._open = {key: cls(*key)}
+            found = cls._open[key]
+        return found
+
+    def send(self, token: str, kind: str, payload: Any) -> None:
+        """Send without waiting; a driver that has gone away is not the run's problem."""
+        try:
+            with self.lock:
+                self.conn.send((token, kind, payload))
+        except (OSError, ValueError):
+            self.broken = True
+
+    def ask(self, token: str, kind: str, payload: Any) -> Any:
+        """Send and wait for the driver's answer to this token."""
+        with self.lock:
+            try:
+                self.conn.send((token, kind, payload))
+                while token not in self.stash:
+                    answered, answer = self.conn.recv()
+                    self.stash[answered] = answer
+            except (OSError, EOFError, ValueError) as e:
+                self.broken = True
+                raise ObserverStartError(f"lost the connection to the sweep driver: {e}") from e
+            return self.stash.pop(token)
+
+
 class RayObserver(RunObserver):
     """Relay a run's events to the sweep driver (see module docstring).
 
-    ``relay`` is the driver's relay actor handle, ``token`` names the trial attempt,
+    ``link`` is the driver's hub address and key, ``token`` names the trial attempt,
     ``worker`` is where it runs ({node_id, node_ip, pid}: the driver signals it there).
     The final event (completed, failed or interrupted) is kept in ``final`` as well,
     so the task that ran the trial can return it.
@@ -43,8 +91,8 @@ class RayObserver(RunObserver):
     priority = 100
     LIVE_AFTER = 1.0  # seconds into a run after which heartbeats are relayed as they happen
 
-    def __init__(self, relay: Any, token: str, worker: Optional[dict] = None):
-        self.relay = relay
+    def __init__(self, link: dict, token: str, worker: Optional[dict] = None):
+        self.link = DriverLink.to(link)
         self.token = token
         self.worker = worker or {"pid": os.getpid()}
         self.run_id = None
@@ -53,12 +101,11 @@ class RayObserver(RunObserver):
         self._pending_metrics: dict = {}
         self._held: Optional[dict] = None
         self._sent_out = ""
-        self._last_post = None
         self._started = time.monotonic()
 
     def _post(self, kind: str, payload: dict) -> None:
         self.posted += 1
-        self._last_post = self.relay.post.remote(self.token, kind, payload)
+        self.link.send(self.token, kind, payload)
 
     def _release_held(self) -> None:
         if self._held is not None:
@@ -66,8 +113,6 @@ class RayObserver(RunObserver):
             self._post("heartbeat", held)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        import ray
-
         payload = {
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": copy.deepcopy(config),
@@ -75,7 +120,7 @@ class RayObserver(RunObserver):
             "worker": self.worker,
         }
         self._started = time.monotonic()
-        answer = ray.get(self.relay.start.remote(self.token, payload))
+        answer = self.link.ask(self.token, "start", payload)
         if isinstance(answer, dict) and "error" in answer:
             raise ObserverStartError(answer["error"])
         self.run_id = answer.get("_id") if isinstance(answer, dict) else answer
@@ -126,14 +171,16 @@ class RayObserver(RunObserver):
         held, self._held = self._held, None
         return {"posted": self.posted, "heartbeat": held, "final": self.final}
 
-    def flush(self) -> None:
-        """Post the held heartbeat and wait until the relay holds every event posted so far."""
-        import ray
-
+    def flush(self, end: Optional[dict] = None) -> None:
+        """Send the held heartbeat (and ``end``, the trial's last word), then wait until
+        the driver holds everything sent so far."""
         self._release_held()
-        if self._last_post is not None:
-            ray.get(self._last_post)
-            self._last_post = None
+        if end is not None:
+            self.link.send(self.token, "end", end)
+        try:
+            self.link.ask(self.token, "sync", None)
+        except ObserverStartError:  # the driver is gone: nothing left to wait for
+            pass
 
     def __eq__(self, other):
         return isinstance(other, RayObserver) and other.token == self.token

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from sacred import Experiment
 
@@ -98,8 +98,8 @@ def _restore_sigint(previous) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
-def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
-    """Run one trial attempt; every event goes to the driver through ``relay``.
+def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
+    """Run one trial attempt; every event goes to the driver's ``hub`` (its address and key).
 
     ``job`` holds ``token``, ``config_updates``, ``named_configs``, ``options``
     (Sacred flags, observer flags removed), ``meta_info`` and ``cwd`` (the folder to
@@ -108,7 +108,7 @@ def run_trial(ref: ExperimentRef, job: dict, relay: Any) -> dict:
     after the run has started.
     """
     node = node_info()
-    observer = RayObserver(relay, job["token"], worker=node)
+    observer = RayObserver(hub, job["token"], worker=node)
     outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node}
     saved: list = []
     ex = None

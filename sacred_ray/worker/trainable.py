@@ -69,15 +69,12 @@ class SacredTrainable(tune.Trainable):
         self.thread.start()
 
     def _run(self, variant: Optional[str], updates: dict, named: tuple) -> None:
-        import ray
-
         job = self.job
-        relay = job["relay"]
         node = node_info()
-        observer = RayObserver(relay, self.token, worker=node)
         outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node}
-        ex = saved = None
+        ex = saved = observer = None
         try:
+            observer = RayObserver(job["hub"], self.token, worker=node)
             if job.get("cwd") and os.path.isdir(job["cwd"]):
                 os.chdir(job["cwd"])  # one trial per actor process: the run's folder is the user's
             ex = load_experiment(job["ref"])
@@ -103,9 +100,9 @@ class SacredTrainable(tune.Trainable):
                 ex.observers = saved
                 ex.current_run = None
             try:
-                observer.flush()
-                ray.get(relay.post.remote(self.token, "end", {"final": observer.final, "outcome": {
-                    k: v for k, v in outcome.items() if k != "result"}}))
+                if observer is not None:
+                    observer.flush(end={"final": observer.final, "outcome": {
+                        k: v for k, v in outcome.items() if k != "result"}})
             finally:
                 self.reports.put(("end", outcome))
 
