@@ -148,6 +148,27 @@ def test_max_concurrent_bounds_trials_in_flight(ray_session, toy, tmp_path):
         assert start >= stop  # never two trials at once
 
 
+def test_trials_never_outnumber_the_cpus_they_asked_for(ray_session, toy, tmp_path):
+    """Each trial takes one of the 2 CPUs: a third must never run while two do (a worker
+    that blocks in ray.get hands its CPU back to Ray, which then starts another trial)."""
+    import json
+
+    # long enough for a worker that has not imported the experiment yet to join in
+    spec = {"grid": {"x": [float(x) for x in range(8)]}, "fixed": {"sleep": 0.5}, "sweep": {"dir": str(tmp_path / "sw")}}
+    obs_dir = tmp_path / "runs"
+    result = run_sweep(toy, spec, options={"--file_storage": str(obs_dir)}, progress=False)
+    assert result.exit_code == 0
+    edges = []
+    for r in result.results:
+        run = json.loads((obs_dir / str(r.run_id) / "run.json").read_text())
+        edges += [(run["start_time"], 1), (run["stop_time"], -1)]
+    running = most = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # a stop before a start at the same instant
+        running += step
+        most = max(most, running)
+    assert most == 2, sorted(edges)
+
+
 def test_mongo_observer_in_code_is_copied_per_trial(ray_session, toy, tmp_path, mongo_db):
     toy.observers.append(MongoObserver.create(url="localhost:27017", db_name="sweeps"))
     try:
