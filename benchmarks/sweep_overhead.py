@@ -4,8 +4,10 @@
 
 Workloads: 40 trials of 0.5 s CPU (parallel efficiency) and 300 trials that do nothing
 (overhead per trial). Every way records its runs with a FileStorageObserver. Prints
-medians over the repeats and the ratios the README quotes. Trials-phase times come from
-the runs' own start/stop times; whole-command times include starting Ray.
+medians over the repeats and the ratios the README quotes. The ways take turns within
+each repeat, so a change in the machine's load hits all of them alike; a ratio is the
+median of the per-repeat ratios. Trials-phase times come from the runs' own start/stop
+times; whole-command times include starting Ray.
 """
 
 import argparse
@@ -75,19 +77,34 @@ def ray_sweep(tmp, n, seconds):
 WAYS = {"sequential": sequential, "seed pattern": seed, "ray_sweep": ray_sweep}
 
 
-def measure(way, n, seconds, repeats):
-    walls, phases = [], []
+def measure(way, n, seconds):
+    tmp = tempfile.mkdtemp(prefix="sacred_ray_bench_")
+    try:
+        wall = WAYS[way](tmp, n, seconds)
+        phase, count = trials_phase(os.path.join(tmp, "runs"))
+        if count != n:
+            raise SystemExit(f"{way}: {count} runs recorded, expected {n}")
+        return wall, phase
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure_all(n, seconds, repeats):
+    """{way: [(wall, phase), ...]}, the ways taking turns within each repeat."""
+    runs = {way: [] for way in WAYS}
     for _ in range(repeats):
-        tmp = tempfile.mkdtemp(prefix="sacred_ray_bench_")
-        try:
-            walls.append(WAYS[way](tmp, n, seconds))
-            phase, count = trials_phase(os.path.join(tmp, "runs"))
-            if count != n:
-                raise SystemExit(f"{way}: {count} runs recorded, expected {n}")
-            phases.append(phase)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return statistics.median(walls), statistics.median(phases)
+        for way in WAYS:
+            runs[way].append(measure(way, n, seconds))
+    return runs
+
+
+def median_of(runs, pick):
+    return statistics.median(pick(r) for r in runs)
+
+
+def ratio(runs, pick, of="ray_sweep", to="seed pattern"):
+    """The median over repeats of ``of``/``to``, each repeat's pair measured side by side."""
+    return statistics.median(pick(a) / pick(b) for a, b in zip(runs[of], runs[to]))
 
 
 def main():
@@ -107,24 +124,23 @@ def parallel(repeats):
     ideal = n * seconds / CORES
     print(f"parallel efficiency: {n} trials x {seconds} s CPU (ideal {ideal:.1f} s on {CORES} cores)")
     print(f"{'way':14} {'trials phase':>12} {'vs ideal':>9} {'whole command':>14} {'vs ideal':>9}")
-    results = {}
+    runs = measure_all(n, seconds, repeats)
     for way in WAYS:
-        wall, phase = measure(way, n, seconds, repeats)
-        results[way] = (wall, phase)
+        wall, phase = median_of(runs[way], lambda r: r[0]), median_of(runs[way], lambda r: r[1])
         print(f"{way:14} {phase:11.2f}s {phase / ideal:8.3f}x {wall:13.2f}s {wall / ideal:8.3f}x")
-    print(f"ray_sweep whole command / seed pattern: {results['ray_sweep'][0] / results['seed pattern'][0]:.3f}")
+    print(f"ray_sweep / seed pattern: trials phase {ratio(runs, lambda r: r[1]):.3f}, "
+          f"whole command {ratio(runs, lambda r: r[0]):.3f}")
 
 
 def overhead(repeats):
     n = 300
     print(f"\noverhead per trial: {n} trials that do nothing")
     print(f"{'way':14} {'trials phase':>12} {'per trial':>10} {'whole command':>14}")
-    per = {}
+    runs = measure_all(n, 0.0, repeats)
     for way in WAYS:
-        wall, phase = measure(way, n, 0.0, repeats)
-        per[way] = phase / n
+        wall, phase = median_of(runs[way], lambda r: r[0]), median_of(runs[way], lambda r: r[1])
         print(f"{way:14} {phase:11.2f}s {1000 * phase / n:8.1f}ms {wall:13.2f}s")
-    print(f"ray_sweep per-trial overhead / seed pattern: {per['ray_sweep'] / per['seed pattern']:.3f}")
+    print(f"ray_sweep per-trial overhead / seed pattern: {ratio(runs, lambda r: r[1]):.3f}")
 
 
 if __name__ == "__main__":
