@@ -46,6 +46,8 @@ CORPUS = [
     ({"g.yaml": GOOD + "sweep: {resources: {cpu: 512}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: one trial needs CPU=512"),
     ({"g.yaml": GOOD + "sweep: {resources: {custom: {tpu: 1}}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: one trial needs tpu=1"),
     ({"g.yaml": GOOD}, ["ray_sweep"], "command line: ray_sweep: needs a sweep file"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--address", "ray://head:10001"], "command line: --address: 'ray://head:10001' is a Ray Client address"),
+    ({"s.yaml": SPACE + "tune: {address: 'ray://head:10001'}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: address: 'ray://head:10001' is a Ray Client address"),
     ({"s.yaml": SPACE}, ["ray_sweep", "s.yaml"], "s.yaml: space: is a tune_with section; run this file with tune_with"),
     ({"g.yaml": GOOD}, ["tune_with", "g.yaml"], "g.yaml: grid: is a ray_sweep section; run this file with ray_sweep"),
     ({"s.yaml": "space:\n  x: [1, 2]\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: a bare list is not a distribution"),

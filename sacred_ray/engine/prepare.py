@@ -13,7 +13,7 @@ from sacred import Experiment
 from ..spec import SpecError
 from ..worker.runner import ExperimentRef
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
-from .observers import build_prototypes, check_observer_flags, check_reachable, split_options
+from .observers import build_prototypes, check_observer_flags, check_reachable, redact, split_options
 
 
 @dataclass
@@ -55,6 +55,21 @@ def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
     return ExperimentRef(attribute=attribute, path=path, relative_path=relative), os.path.dirname(path)
 
 
+def _refuse_ray_client(address: Optional[str], in_spec: Optional[str], source: str, section: str) -> None:
+    """Ray Client (ray://) runs this driver off the cluster, where its workers cannot reach it."""
+    given = address or os.environ.get("RAY_ADDRESS") or ""
+    if not given.startswith("ray://"):
+        return
+    if address and address == in_spec:
+        source, where = source, f"{section}: address"
+    elif address:
+        source, where = "command line", "--address"
+    else:
+        source, where = "environment", "RAY_ADDRESS"
+    raise SpecError(source, where, f"{redact(given)!r} is a Ray Client address, but a sweep's workers must reach "
+                                   f"its driver; run the command on the cluster (ray job submit, see aws/README.md)")
+
+
 def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[str], source: str,
                    section: str) -> Launch:
     """Check and resolve a launch; raises SpecError (nothing started) on anything wrong."""
@@ -67,6 +82,8 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
         options["--file_storage"] = os.path.abspath(options["--file_storage"])
     started_ray = not ray.is_initialized()
     address = address or settings.address
+    if started_ray:
+        _refuse_ray_client(address, settings.address, source, section)
     # A Ray started here runs on this machine: workers import the experiment where it is
     # and run in this folder, as the experiment would alone. A cluster gets it shipped.
     local = not started_ray or starts_local_ray(address)

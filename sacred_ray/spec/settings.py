@@ -156,7 +156,7 @@ def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
     else:
         out["name"] = default_name
     if raw.get("address") is not None:
-        out["address"] = _check(raw, "address", str, source, where, "a Ray address like auto or ray://host:10001")
+        out["address"] = _check(raw, "address", str, source, where, "a Ray address like auto or 10.0.0.5:6379")
     if raw.get("runtime_env") is not None:
         out["runtime_env"] = _check(raw, "runtime_env", dict, source, where, "a mapping (Ray's runtime_env)")
     if raw.get("dir") is not None:
