@@ -17,13 +17,56 @@ from typing import Any, Optional
 log = logging.getLogger("sacred_ray")
 
 
+class RunIds:
+    """The next free run folder of each FileStorageObserver directory, kept by the driver.
+
+    Sacred's FileStorageObserver starts a run in folder max(existing) + 1 and lists the
+    whole directory to find it: O(runs) per trial, O(runs²) per sweep, all of it in the
+    one driver process. Given the next free id (as the string it would itself return),
+    it makes that same folder; a folder someone else made meanwhile fails its mkdir and
+    the start falls back to Sacred's own search."""
+
+    def __init__(self):
+        self._last: dict = {}
+
+    def hint(self, observer) -> Optional[str]:
+        base = _file_storage_dir(observer)
+        if base is None:
+            return None
+        if base not in self._last:
+            self._last[base] = _largest_run_folder(base)
+        return str(self._last[base] + 1)
+
+    def taken(self, observer, run_id: Any) -> None:
+        base = _file_storage_dir(observer)
+        if base in self._last and str(run_id).isdigit():
+            self._last[base] = max(self._last[base], int(run_id))
+
+
+def _file_storage_dir(observer) -> Optional[str]:
+    """The runs folder of a plain FileStorageObserver (a subclass may number its runs its own way)."""
+    from sacred.observers import FileStorageObserver
+
+    return os.path.abspath(observer.basedir) if type(observer) is FileStorageObserver else None
+
+
+def _largest_run_folder(base: str) -> int:
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return 0
+    return max((int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(base, n))), default=0)
+
+
 class TrialRecorder:
     """The driver's record of one trial attempt, written through its observers."""
 
-    def __init__(self, observers: list, base_dir: Optional[str] = None):
-        """``base_dir``: the driver's ``ex.base_dir``, where the experiment's sources are on this machine."""
+    def __init__(self, observers: list, base_dir: Optional[str] = None, run_ids: Optional[RunIds] = None):
+        """``base_dir``: the driver's ``ex.base_dir``, where the experiment's sources are on this machine;
+        ``run_ids``: the driver's RunIds, shared by its recorders."""
         self.observers = sorted(observers, key=lambda o: -getattr(o, "priority", 0))
         self.base_dir = base_dir
+        self.run_ids = run_ids
         self.run_id: Any = None
         self.started = False
         self.finished = False
@@ -44,13 +87,20 @@ class TrialRecorder:
         _id = payload.get("_id")
         try:
             for obs in self.observers:
-                assigned = obs.started_event(
-                    ex_info=ex_info, command=payload["command"], host_info=payload["host_info"],
-                    start_time=payload["start_time"], config=payload["config"],
-                    meta_info=payload["meta_info"], _id=_id,
-                )
+                event = dict(ex_info=ex_info, command=payload["command"], host_info=payload["host_info"],
+                             start_time=payload["start_time"], config=payload["config"],
+                             meta_info=payload["meta_info"])
+                hint = self.run_ids.hint(obs) if self.run_ids is not None and _id is None else None
+                try:
+                    assigned = obs.started_event(**event, _id=_id if hint is None else hint)
+                except FileExistsError:
+                    if hint is None:
+                        raise
+                    assigned = obs.started_event(**event, _id=None)  # the hinted folder was taken
                 if _id is None:
                     _id = assigned
+                if self.run_ids is not None:
+                    self.run_ids.taken(obs, _id)
         except Exception as e:
             self.errors.append(f"observer {type(obs).__name__} failed to start the run: {e}")
             return {"error": f"{type(obs).__name__} failed at started_event: {e.__class__.__name__}: {e}"}

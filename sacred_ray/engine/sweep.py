@@ -26,7 +26,7 @@ from .hub import RETURNED, Hub, start_hub
 from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch, prepare_launch
 from .progress import Progress
-from .recorder import TrialRecorder
+from .recorder import RunIds, TrialRecorder
 from .report import summarize
 
 log = logging.getLogger("sacred_ray")
@@ -126,6 +126,7 @@ class SweepDriver:
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
         self._remote = None
+        self.run_ids = RunIds()
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -134,7 +135,8 @@ class SweepDriver:
         if self._remote is None:
             self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.launch.request)
         token = f"{trial.key}:{attempt}:{trial.index}"
-        recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir)
+        recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir,
+                                 run_ids=self.run_ids)
         job = {
             "token": token,
             "config_updates": trial.config_updates,

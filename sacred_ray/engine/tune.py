@@ -28,7 +28,7 @@ from .observers import (
 )
 from .prepare import prepare_launch
 from .progress import Progress
-from .recorder import TrialRecorder
+from .recorder import RunIds, TrialRecorder
 from .sweep import POLL_SECONDS, _spec_file
 
 OPTUNA_UNSUPPORTED = ("randn", "qrandn")
@@ -220,6 +220,7 @@ class _Router(threading.Thread):
         self.base_dir = base_dir
         self.folder = folder
         self.recorders: dict = {}
+        self.run_ids = RunIds()
         self.runs: list = []
         self.observer_errors: list = []
         self.finish = threading.Event()
@@ -239,7 +240,8 @@ class _Router(threading.Thread):
         for token, kind, payload in events:
             rec = self.recorders.get(token)
             if kind == "start":
-                rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir)
+                rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
+                                                             run_ids=self.run_ids)
                 rec.token = token
                 rec.config = payload.get("config")
                 rec.began = time.time()
