@@ -54,6 +54,19 @@ def test_a_connection_without_the_key_is_refused_and_the_hub_keeps_serving(hub):
     assert hub.get(0) == [("t", "heartbeat", {"n": 1})]
 
 
+def test_a_silent_connection_does_not_hold_up_the_workers_after_it(hub):
+    import socket
+
+    silent = socket.create_connection(hub.address)  # connects, never answers the challenge
+    try:
+        link = DriverLink.to(hub.link)
+        link.send("t", "heartbeat", {"n": 2})
+        assert link.ask("t", "sync", None) == "ok"
+        assert hub.get(0) == [("t", "heartbeat", {"n": 2})]
+    finally:
+        silent.close()
+
+
 def test_a_driver_that_went_away_fails_the_start_and_not_the_other_events():
     hub = Hub("127.0.0.1")
     link = DriverLink.to(hub.link)

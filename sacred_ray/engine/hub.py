@@ -21,7 +21,7 @@ import os
 import queue
 import socket
 import threading
-from multiprocessing.connection import Listener
+from multiprocessing.connection import Listener, answer_challenge, deliver_challenge
 from typing import Any
 
 log = logging.getLogger("sacred_ray")
@@ -34,7 +34,9 @@ class Hub:
 
     def __init__(self, host: str = "127.0.0.1"):
         self._key = os.urandom(32)
-        self._listener = Listener((host, 0), family="AF_INET", authkey=self._key)
+        # The key is checked per connection in its own thread (see _read), so a client that
+        # connects and says nothing cannot hold up the workers that come after it.
+        self._listener = Listener((host, 0), family="AF_INET")
         self.address = self._listener.address
         self.events: queue.Queue = queue.Queue()
         self._waiting: dict = {}  # token -> (connection, send lock) of a start to answer
@@ -73,9 +75,9 @@ class Hub:
         while not self._closed:
             try:
                 conn = self._listener.accept()
-            except Exception as e:  # a client without the key, or the listener closing
+            except OSError as e:  # the listener closing
                 if not self._closed:
-                    log.debug("hub: refused a connection: %s", e)
+                    log.debug("hub: accept failed: %s", e)
                 continue
             if self._closed:
                 conn.close()
@@ -84,6 +86,13 @@ class Hub:
             threading.Thread(target=self._read, args=(conn,), name="sacred-ray-hub-reader", daemon=True).start()
 
     def _read(self, conn) -> None:
+        try:
+            deliver_challenge(conn, self._key)
+            answer_challenge(conn, self._key)
+        except Exception as e:  # not one of our workers
+            log.debug("hub: refused a connection: %s", e)
+            conn.close()
+            return
         lock = threading.Lock()
         while True:
             try:
