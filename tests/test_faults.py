@@ -36,17 +36,31 @@ def ledger(folder):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_a_dead_worker_is_recorded_failed_and_not_retried(ray_session, toy, tmp_path, mongo_db):
+# Runs are recorded in the driver (a MongoDB observer) or by the worker itself (-F, on the
+# driver's machine); the driver must get each ending right in both.
+RECORDED = {
+    "by the driver": lambda tmp_path: {"--mongo_db": "localhost:27017:sweeps"},
+    "by the worker": lambda tmp_path: {"--file_storage": str(tmp_path / "runs")},
+}
+
+
+def recorded_runs(where, tmp_path, mongo_db):
+    return list(mongo_db.runs.find()) if where == "by the driver" else file_runs(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("where", RECORDED)
+def test_a_dead_worker_is_recorded_failed_and_not_retried(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0, 2.0]}, "variants": {"ok": {}, "dies": {"fixed": {"exit_hard": True}, "grid": {"x": [3.0]}}},
             "sweep": {"dir": str(tmp_path / "sw")}}
-    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    result = run_sweep(toy, spec, options=RECORDED[where](tmp_path), progress=False)
     assert result.exit_code == 1
     assert result.counts == {"COMPLETED": 2, "FAILED": 1}
-    dead = list(mongo_db.runs.find({"config.x": 3.0}))
+    runs = recorded_runs(where, tmp_path, mongo_db)
+    dead = [r for r in runs if r["config"]["x"] == 3.0]
     assert len(dead) == 1  # no retry by Ray: one trial, one run
-    assert dead[0]["status"] == "FAILED"
+    assert dead[0]["status"] == "FAILED" and dead[0]["stop_time"]
     assert "worker died" in "".join(dead[0]["fail_trace"])
-    assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
+    assert sorted(r["status"] for r in runs) == ["COMPLETED", "COMPLETED", "FAILED"]
 
 
 def test_retries_rerun_a_failed_trial_each_attempt_its_own_run(ray_session, toy, tmp_path, mongo_db):
@@ -65,30 +79,33 @@ def test_retries_rerun_a_failed_trial_each_attempt_its_own_run(ray_session, toy,
         (1, "FAILED", True), (1, "FAILED", True), (2, "COMPLETED", False), (2, "COMPLETED", False)]
 
 
-def test_fail_fast_stops_the_sweep_at_the_first_failure(ray_session, toy, tmp_path, mongo_db):
+@pytest.mark.parametrize("where", RECORDED)
+def test_fail_fast_stops_the_sweep_at_the_first_failure(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0, 5.0]}, "fixed": {"sleep": 20.0},
             "variants": {"bad": {"fixed": {"fail": True, "sleep": 3.0}, "grid": {"x": [0.0]}}, "slow": {}},
             "sweep": {"dir": str(tmp_path / "sw"), "fail_fast": True, "max_concurrent": 2}}
     started = time.monotonic()
-    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    result = run_sweep(toy, spec, options=RECORDED[where](tmp_path), progress=False)
     assert time.monotonic() - started < 15  # the 20 s trials were stopped, not waited for
     assert result.exit_code == 1
     by_x = {r.trial.values["x"]: r for r in result.results}
     assert by_x[0.0].status == "FAILED"
     assert {r.status for x, r in by_x.items() if x != 0.0} == {"INTERRUPTED"}
-    assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
-    interrupted = list(mongo_db.runs.find({"status": "INTERRUPTED"}))
+    runs = recorded_runs(where, tmp_path, mongo_db)
+    assert "RUNNING" not in {r["status"] for r in runs}
+    interrupted = [r for r in runs if r["status"] == "INTERRUPTED"]
     assert interrupted  # the trial in flight beside the failure was stopped and recorded
     assert all(r["info"]["sacred_ray"]["stop_reason"].startswith("fail_fast") for r in interrupted)
 
 
-def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path, mongo_db):
+@pytest.mark.parametrize("where", RECORDED)
+def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0]}, "fixed": {"sleep": 60.0}, "sweep": {"dir": str(tmp_path / "sw"), "timeout": 1.5}}
     started = time.monotonic()
-    result = run_sweep(toy, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    result = run_sweep(toy, spec, options=RECORDED[where](tmp_path), progress=False)
     assert time.monotonic() - started < 8  # interrupted where it sleeps, not waited for
     assert result.exit_code == 1 and result.counts == {"TIMEOUT": 1}
-    (run,) = mongo_db.runs.find()
+    (run,) = recorded_runs(where, tmp_path, mongo_db)
     assert run["status"] == "TIMEOUT"
     assert run["info"]["sacred_ray"]["stop_reason"] == "timed out after 1.5s"
     assert run["config"]["sleep"] == 60.0 and run["stop_time"]
@@ -97,9 +114,10 @@ def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path
 GRID = "grid:\n  x: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]\nfixed: {sleep: 1.5}\nsweep: {name: long, max_concurrent: 2}\n"
 
 
-def _start_sweep(workdir, extra=()):
+def _start_sweep(workdir, extra=(), own_group=False):
     return subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", *extra],
-                            cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=own_group)
 
 
 def _wait_for_ledger(workdir, lines, timeout=120):
@@ -139,7 +157,7 @@ def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir
     assert len(file_runs(workdir / "runs")) == len(runs)
 
 
-def test_sigterm_exits_143_and_a_killed_driver_is_cleaned_up_on_resume(workdir):
+def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(workdir):
     write(workdir / "grid.yaml", GRID)
     proc = _start_sweep(workdir)
     _wait_for_ledger(workdir, 1)
@@ -152,15 +170,41 @@ def test_sigterm_exits_143_and_a_killed_driver_is_cleaned_up_on_resume(workdir):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}:
         time.sleep(0.1)
-    proc.kill()  # SIGKILL: the driver cannot record anything
+    proc.kill()  # SIGKILL: the driver records nothing; its workers notice and stop their runs
     proc.communicate(timeout=60)
-    assert "RUNNING" in {r["status"] for r in file_runs(workdir / "runs")}
+    time.sleep(3)  # let the killed driver's Ray wind down: no orphan may write after this
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "RUNNING" in {r["status"] for r in file_runs(workdir / "runs")}:
+        time.sleep(0.1)
+    orphans = [r for r in file_runs(workdir / "runs") if r["info"].get("sacred_ray", {}).get("stop_reason") ==
+               "the sweep's driver went away"]
+    assert orphans and {r["status"] for r in orphans} == {"INTERRUPTED"}
 
     done = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert "left RUNNING by an earlier driver as INTERRUPTED" in done.stdout
     runs = file_runs(workdir / "runs")
     assert "RUNNING" not in {r["status"] for r in runs}
+    assert sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_resume_closes_runs_left_running_by_a_machine_that_died(workdir):
+    """Driver and worker gone at once (a machine lost): nothing could end the run; --resume does."""
+    import datetime
+
+    from sacred.observers import FileStorageObserver
+
+    write(workdir / "grid.yaml", GRID)
+    stale = FileStorageObserver(str(workdir / "runs"))
+    stale.started_event(ex_info={"name": "toy", "base_dir": str(workdir), "sources": [], "dependencies": [],
+                                 "repositories": [], "mainfile": "toy.py"},
+                        command="main", host_info={}, start_time=datetime.datetime.utcnow(), config={"x": 1.0},
+                        meta_info={"sweep": {"name": "long", "trial": 0}}, _id=None)
+    done = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "marked 1 run(s) left RUNNING by an earlier driver as INTERRUPTED" in done.stdout
+    runs = file_runs(workdir / "runs")
+    closed = json.loads((workdir / "runs" / "1" / "run.json").read_text())
+    assert closed["status"] == "INTERRUPTED" and closed["stop_time"]
     assert sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 

@@ -69,6 +69,32 @@ def test_observer_added_in_code_gets_every_trial(ray_session, toy, tmp_path):
     assert sorted(r.run_id for r in result.results) == ["rec-1.0", "rec-2.0", "rec-3.0"]
 
 
+def test_worker_and_driver_observers_agree_on_each_runs_id(ray_session, toy, tmp_path, mongo_db):
+    """-F is written by the worker itself, -m and code observers by the driver; as for a run
+    alone, the highest priority observer (MongoDB) picks the id and the others use it."""
+    import json
+
+    Recording.instances.clear()
+    toy.observers.append(Recording())
+    try:
+        spec = {"grid": {"x": [1.0, 2.0, 3.0]}, "sweep": {"dir": str(tmp_path / "sw")}}
+        options = {"--mongo_db": "localhost:27017:sweeps", "--file_storage": str(tmp_path / "runs")}
+        result = run_sweep(toy, spec, options=options, progress=False)
+    finally:
+        toy.observers.clear()
+    assert result.exit_code == 0
+    runs = list(mongo_db.runs.find())
+    assert sorted(r["_id"] for r in runs) == sorted(r.run_id for r in result.results) == [1, 2, 3]
+    for run in runs:
+        folder = tmp_path / "runs" / str(run["_id"])
+        on_file = json.loads((folder / "run.json").read_text())
+        assert on_file["status"] == "COMPLETED" and json.loads((folder / "config.json").read_text()) == run["config"]
+        assert json.loads((folder / "info.json").read_text())["seen_id"] == run["info"]["seen_id"] == run["_id"]
+        assert on_file["meta"]["options"]["--mongo_db"] == run["meta"]["options"]["--mongo_db"] == "localhost:27017:sweeps"
+        assert on_file["meta"]["options"]["--file_storage"] == str(tmp_path / "runs")
+    assert sorted(len([e for e in obs.events if e[0] == "completed"]) for obs in Recording.instances[1:]) == [1, 1, 1]
+
+
 def test_mongo_records_runs_as_omniboard_reads_them(ray_session, toy, tmp_path, mongo_db):
     spec = {"grid": {"x": [1.0, 3.0], "+size": ["big", "small"]}, "fixed": {"steps": 4},
             "sweep": {"dir": str(tmp_path / "sw"), "name": "mongo"}}

@@ -159,6 +159,55 @@ def close_stale_runs(prototypes: list, sweep_name: str, reason: str) -> int:
     return closed
 
 
+def movable(observer) -> bool:
+    """Whether a worker on the driver's machine can record with this observer itself: a plain
+    FileStorageObserver with an absolute folder (what -F gives) writes the same files there,
+    without sending every event to the one driver process first."""
+    from sacred.observers import FileStorageObserver
+
+    return type(observer) is FileStorageObserver and os.path.isabs(observer.basedir)
+
+
+def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str]) -> None:
+    """Make a run a worker recorded in ``basedir`` end as the driver saw it end.
+
+    The worker's own observer cannot record a worker that died (the run stays RUNNING) or
+    a stop the driver decided (a timeout is INTERRUPTED to Sacred); this writes what the
+    driver's observers get in those cases: the status, and the reason for a stop."""
+    import datetime
+    import json
+
+    folder = os.path.join(basedir, str(run_id))
+    try:
+        with open(os.path.join(folder, "run.json")) as f:
+            run = json.load(f)
+    except (OSError, ValueError):
+        return
+    if run.get("status") != status:
+        run["status"] = status
+        run["stop_time"] = run.get("stop_time") or datetime.datetime.utcnow().isoformat()
+        if status == "FAILED" and not run.get("fail_trace"):
+            run["fail_trace"] = [reason or "the trial ended without reporting"]
+        _write_json(os.path.join(folder, "run.json"), run)
+    if reason and status in ("INTERRUPTED", "TIMEOUT"):
+        try:
+            with open(os.path.join(folder, "info.json")) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            info = {}
+        info.setdefault("sacred_ray", {})["stop_reason"] = reason
+        _write_json(os.path.join(folder, "info.json"), info)
+
+
+def _write_json(path: str, obj) -> None:
+    import json
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, sort_keys=True, indent=2)
+    os.replace(tmp, path)
+
+
 def fresh(observer):
     """A new instance for one trial: shared connections, private per-run state."""
     if hasattr(type(observer), "__copy__"):

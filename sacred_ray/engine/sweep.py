@@ -23,7 +23,7 @@ from ..worker.runner import run_trial
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
 from .folder import SweepFolder
 from .hub import RETURNED, Hub, start_hub
-from .observers import close_stale_runs, observer_flags_for_meta, observers_for_trial
+from .observers import amend_file_run, close_stale_runs, movable, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch, prepare_launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
@@ -101,6 +101,7 @@ class _Attempt:
     cancel_sent: float = 0.0
     config: Optional[dict] = None
     worker: Optional[dict] = None
+    here: bool = False  # the worker's own observers record the run too
 
 
 class SweepDriver:
@@ -127,6 +128,10 @@ class SweepDriver:
         self.stopping: Optional[str] = None
         self._remote = None
         self.run_ids = RunIds()
+        # File observers are written by a worker on this machine itself, as for the run
+        # alone; the driver records the rest, and every trial on another machine.
+        self.movable = [p for p in launch.prototypes if movable(p)]
+        self.stay = [p for p in launch.prototypes if not movable(p)]
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -145,6 +150,8 @@ class SweepDriver:
             "cwd": self.launch.cwd,
             "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                     "variant": trial.variant, "attempt": attempt}},
+            "driver_node": self.node_id, "local_observers": self.movable, "meta_options": self.meta_options,
+            "driver_priority": max((getattr(p, "priority", 0) for p in self.stay), default=None),
         }
         att = _Attempt(trial, attempt, token, recorder)
         att.ref = self._remote.remote(self.launch.ref, job, self.hub.link)
@@ -164,11 +171,7 @@ class SweepDriver:
             elif self.stopping or att.stop_status:
                 answer = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
             else:
-                payload["meta_info"].setdefault("options", {}).update(self.meta_options)
-                answer = att.recorder.start(payload)
-                att.started = time.monotonic()
-                att.config = payload.get("config")
-                att.worker = payload.get("worker")
+                answer = self._start(att, payload)
             self.hub.answer(token, answer)
         for token, kind, payload in events:
             if kind == RETURNED:
@@ -179,6 +182,9 @@ class SweepDriver:
             if att is None or kind == "start":
                 continue
             att.received += 1
+            if kind == "started":  # recorded by the worker's own observers; nothing to answer
+                self._start(att, payload)
+                continue
             rec = att.recorder
             if kind == "heartbeat":
                 rec.heartbeat(payload)
@@ -186,6 +192,18 @@ class SweepDriver:
                 rec.artifact(payload)
             elif kind == "resource":
                 rec.resource(payload)
+
+    def _start(self, att: _Attempt, payload: dict) -> dict:
+        """Start the trial's run in the driver's observers (those the worker does not have)."""
+        if payload.get("recorded_here"):  # the worker has the file observers: keep the others
+            att.here = True
+            att.recorder.observers = [obs for obs in att.recorder.observers if not movable(obs)]
+        payload["meta_info"].setdefault("options", {}).update(self.meta_options)
+        answer = att.recorder.start(payload)
+        att.started = time.monotonic()
+        att.config = payload.get("config")
+        att.worker = payload.get("worker")
+        return answer
 
     def _returned(self, ref) -> None:
         """A task ended: keep its outcome until every event it posted has been relayed."""
@@ -220,6 +238,9 @@ class SweepDriver:
         status = rec.status or "FAILED"
         if not rec.started and att.stop_status:
             status = att.stop_status
+        if att.here and rec.run_id is not None and status != "COMPLETED":  # the worker's observers: say how it ended, if they could not
+            for obs in self.movable:
+                amend_file_run(obs.basedir, rec.run_id, status, att.stop_reason or crash)
         error = None
         if status != "COMPLETED":
             error = att.stop_reason or crash or (outcome or {}).get("error") or (rec.errors[-1] if rec.errors else None)

@@ -43,8 +43,41 @@ class DriverLink:
 
         self.conn = Client(tuple(address), family="AF_INET", authkey=authkey)
         self.lock = threading.Lock()
+        self.lock_watch = threading.Lock()
         self.broken = False
         self.stash: dict = {}
+        self._on_lost = None  # called (from another thread) if the driver goes away
+        threading.Thread(target=self._watch, name="sacred-ray-driver-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Notice the driver's end of the connection closing, without reading from it."""
+        import select
+
+        gone = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+        poller = select.poll()
+        poller.register(self.conn.fileno(), gone)
+        while True:
+            try:
+                events = poller.poll()
+            except (OSError, ValueError):
+                return
+            if any(flags & select.POLLNVAL for _, flags in events):  # we closed it ourselves
+                return
+            if any(flags & gone for _, flags in events):
+                with self.lock_watch:
+                    self.broken = True
+                    on_lost = self._on_lost
+                if on_lost is not None:
+                    on_lost()
+                return
+
+    def on_lost(self, callback) -> None:
+        """Call ``callback`` when the driver goes away (at once if it has); None to stop."""
+        with self.lock_watch:
+            self._on_lost = callback
+            lost = self.broken
+        if lost and callback is not None:
+            callback()
 
     @classmethod
     def to(cls, link: dict) -> DriverLink:
@@ -79,6 +112,21 @@ class DriverLink:
             return self.stash.pop(token)
 
 
+class MetaFlags(RunObserver):
+    """First at a run's start: puts the sweep's observer flags in meta.options, so observers
+    recording in the worker store them as they would for the run alone (the driver does the
+    same for its own)."""
+
+    priority = float("inf")
+
+    def __init__(self, flags: dict):
+        self.flags = flags
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        meta_info.setdefault("options", {}).update(self.flags)
+        return None
+
+
 class RayObserver(RunObserver):
     """Relay a run's events to the sweep driver (see module docstring).
 
@@ -91,9 +139,18 @@ class RayObserver(RunObserver):
     priority = 100
     LIVE_AFTER = 1.0  # seconds into a run after which heartbeats are relayed as they happen
 
-    def __init__(self, link: dict, token: str, worker: Optional[dict] = None):
+    def __init__(self, link: dict, token: str, worker: Optional[dict] = None, recorded_here: bool = False,
+                 driver_records: bool = True, priority: Optional[float] = None):
+        """``recorded_here``: observers in this worker record the run too (the driver is on
+        this machine); ``driver_records``: the driver still has observers of its own for it,
+        so the start is a round trip and files travel; ``priority``: where this observer
+        stands among the run's observers (Sacred calls them in priority order)."""
         self.link = DriverLink.to(link)
         self.token = token
+        self.recorded_here = recorded_here
+        self.driver_records = driver_records
+        if priority is not None:
+            self.priority = priority
         self.worker = worker or {"pid": os.getpid()}
         self.run_id = None
         self.final: Optional[tuple] = None
@@ -117,9 +174,13 @@ class RayObserver(RunObserver):
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": copy.deepcopy(config),
             "meta_info": copy.deepcopy(meta_info), "_id": _id,
-            "worker": self.worker,
+            "worker": self.worker, "recorded_here": self.recorded_here,
         }
         self._started = time.monotonic()
+        if not self.driver_records:  # the id is the one this worker's observers gave: just tell
+            self.run_id = _id
+            self._post("started", payload)
+            return None
         answer = self.link.ask(self.token, "start", payload)
         if isinstance(answer, dict) and "error" in answer:
             raise ObserverStartError(answer["error"])
@@ -147,10 +208,14 @@ class RayObserver(RunObserver):
             self._held = beat
 
     def resource_event(self, filename):
+        if not self.driver_records:
+            return
         self._release_held()
         self._post("resource", {"filename": filename, "content": _read(filename)})
 
     def artifact_event(self, name, filename, metadata=None, content_type=None):
+        if not self.driver_records:
+            return
         self._release_held()
         self._post("artifact", {
             "name": name, "filename": os.path.basename(filename), "content": _read(filename),

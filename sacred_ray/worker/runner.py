@@ -18,7 +18,7 @@ from typing import Optional
 
 from sacred import Experiment
 
-from .observer import RayObserver
+from .observer import MetaFlags, RayObserver
 
 _EXPERIMENTS: dict = {}
 
@@ -98,6 +98,25 @@ def _restore_sigint(previous) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
+def _observers_here(job: dict, node: dict) -> list:
+    """Fresh copies of the observers this worker may record with itself: those the driver
+    marked as such (file storage), when this worker shares the driver's machine."""
+    import copy
+
+    if not job.get("local_observers") or node.get("node_id") != job.get("driver_node"):
+        return []
+    return [copy.copy(obs) for obs in job["local_observers"]]
+
+
+def _driver_lost(ex: Experiment) -> None:
+    """The sweep's driver died: stop this trial as Ctrl-C would, saying why, instead of
+    running on for nobody (an orphan's finished run would be run again on --resume)."""
+    run = ex.current_run
+    if run is not None:
+        run.info.setdefault("sacred_ray", {})["stop_reason"] = "the sweep's driver went away"
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
     """Run one trial attempt; every event goes to the driver's ``hub`` (its address and key).
 
@@ -108,7 +127,14 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
     after the run has started.
     """
     node = node_info()
-    observer = RayObserver(hub, job["token"], worker=node)
+    here = _observers_here(job, node)
+    driver_priority = job.get("driver_priority")
+    observer = RayObserver(
+        hub, job["token"], worker=node, recorded_here=bool(here),
+        driver_records=not here or driver_priority is not None,
+        # among observers recording here, stand where the driver's observers would stand
+        priority=(driver_priority if driver_priority is not None else float("-inf")) if here else None,
+    )
     outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node}
     saved: list = []
     ex = None
@@ -118,7 +144,10 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
         if job.get("cwd") and os.path.isdir(job["cwd"]):
             os.chdir(job["cwd"])
         ex = load_experiment(ref)
-        saved, ex.observers = ex.observers, [observer]
+        saved, ex.observers = ex.observers, [observer] + ([MetaFlags(job["meta_options"])] + here if here else [])
+        if observer.link.broken:  # the driver died while this worker was getting ready
+            raise RuntimeError("the sweep's driver went away before the run started")
+        observer.link.on_lost(lambda: _driver_lost(ex))
         run = ex.run(
             config_updates=job["config_updates"],
             named_configs=job["named_configs"],
@@ -132,6 +161,7 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
     except BaseException as e:  # the user's code may raise anything, SystemExit included
         outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
     finally:
+        observer.link.on_lost(None)
         _restore_sigint(previous_sigint)
         os.chdir(home)
         if ex is not None:
