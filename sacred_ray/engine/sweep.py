@@ -467,7 +467,9 @@ def run_sweep(
                     signals.install()
                 capacity = check_feasible(launch.request, grid.source, "sweep: resources",
                                           scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
-                window = settings.max_concurrent or capacity + max(1, capacity // 2)
+                # Up to 3 trials per slot wait at Ray's end, so a worker that finishes gets its
+                # next trial at once instead of after the driver's next turn (2 ms a trial).
+                window = settings.max_concurrent or 4 * capacity
                 hub = start_hub()
                 driver = SweepDriver(settings, trials, launch, folder, window, bar, hub)
                 driver.run()
