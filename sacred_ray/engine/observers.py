@@ -153,8 +153,7 @@ def close_stale_runs(prototypes: list, sweep_name: str, reason: str) -> int:
                     continue
                 if run.get("status") == "RUNNING" and (run.get("meta") or {}).get("sweep", {}).get("name") == sweep_name:
                     run.update(status="INTERRUPTED", stop_time=now.isoformat(), sacred_ray_stop_reason=reason)
-                    with open(path, "w") as f:
-                        json.dump(run, f, indent=2)
+                    _write_json(path, run)
                     closed += 1
     return closed
 

@@ -131,7 +131,9 @@ class SweepDriver:
         # File observers are written by a worker on this machine itself, as for the run
         # alone; the driver records the rest, and every trial on another machine.
         self.movable = [p for p in launch.prototypes if movable(p)]
-        self.stay = [p for p in launch.prototypes if not movable(p)]
+        # where RayObserver stands among a worker's observers: where the driver's would
+        self.driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not movable(p)),
+                                   default=None)
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -151,7 +153,7 @@ class SweepDriver:
             "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                     "variant": trial.variant, "attempt": attempt}},
             "driver_node": self.node_id, "local_observers": self.movable, "meta_options": self.meta_options,
-            "driver_priority": max((getattr(p, "priority", 0) for p in self.stay), default=None),
+            "driver_priority": self.driver_priority,
         }
         att = _Attempt(trial, attempt, token, recorder)
         att.ref = self._remote.remote(self.launch.ref, job, self.hub.link)

@@ -36,11 +36,12 @@ def _read(filename: str) -> Optional[bytes]:
 class DriverLink:
     """This process's connection to a driver's hub; one per process and driver, shared by its runs."""
 
-    _open: dict = {}
+    _current: Optional[DriverLink] = None
 
     def __init__(self, address: tuple, authkey: bytes):
         from multiprocessing.connection import Client
 
+        self.key = (address, authkey)
         self.conn = Client(tuple(address), family="AF_INET", authkey=authkey)
         self.lock = threading.Lock()
         self.lock_watch = threading.Lock()
@@ -82,12 +83,11 @@ class DriverLink:
     @classmethod
     def to(cls, link: dict) -> DriverLink:
         key = (tuple(link["address"]), link["authkey"])
-        found = cls._open.get(key)
-        if found is None or found.broken:
-            for other in cls._open.values():  # an earlier sweep's driver: done with it
-                other.conn.close()
-            cls._open = {key: cls(*key)}
-            found = cls._open[key]
+        found = cls._current
+        if found is None or found.broken or found.key != key:
+            if found is not None:  # an earlier sweep's driver (or a lost one): done with it
+                found.conn.close()
+            found = cls._current = cls(*key)
         return found
 
     def send(self, token: str, kind: str, payload: Any) -> None:
