@@ -120,6 +120,15 @@ def _start_sweep(workdir, extra=(), own_group=False):
                             start_new_session=own_group)
 
 
+def _wait_for_running(workdir, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "RUNNING" in {r["status"] for r in file_runs(workdir / "runs")}:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no trial was running")
+
+
 def _wait_for_ledger(workdir, lines, timeout=120):
     path = workdir / "sweeps" / "long" / "ledger.jsonl"
     deadline = time.monotonic() + timeout
@@ -134,6 +143,7 @@ def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir
     write(workdir / "grid.yaml", GRID)
     proc = _start_sweep(workdir)
     _wait_for_ledger(workdir, 2)
+    _wait_for_running(workdir)  # Ctrl-C while a trial runs, not between two
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -167,9 +177,7 @@ def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(work
     assert "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}
 
     proc = _start_sweep(workdir, ["--resume"])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}:
-        time.sleep(0.1)
+    _wait_for_running(workdir, timeout=120)
     proc.kill()  # SIGKILL: the driver records nothing; its workers notice and stop their runs
     proc.communicate(timeout=60)
     time.sleep(3)  # let the killed driver's Ray wind down: no orphan may write after this
