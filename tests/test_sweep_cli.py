@@ -5,6 +5,7 @@ import json
 import os
 
 from conftest import EXAMPLES, read_dump, run_cli, write
+from sacred.host_info import get_host_info
 
 GRID = """\
 fixed:
@@ -51,6 +52,8 @@ def test_file_storage_sweep_records_every_trial_and_the_sweep_folder(workdir):
         assert f"hello from x={x}" in run["cout"]
         assert run["metrics"]["loss"]["steps"] == [0, 1, 2, 3]
         assert run["info"]["ray"]["node_id"]
+        # what Sacred records for a run alone on this machine (a worker asks the machine once)
+        assert run["host"] == json.loads(json.dumps(get_host_info()))
     bad = by_x[7.0]
     assert bad["status"] == "FAILED" and "ValueError: boom x=7.0" in "".join(bad["fail_trace"])
 

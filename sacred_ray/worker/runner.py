@@ -18,6 +18,7 @@ from typing import Optional
 
 from sacred import Experiment
 
+from .local import made_run_folder, numbered_from_last, remember_host_info
 from .observer import MetaFlags, RayObserver
 
 _EXPERIMENTS: dict = {}
@@ -105,7 +106,10 @@ def _observers_here(job: dict, node: dict) -> list:
 
     if not job.get("local_observers") or node.get("node_id") != job.get("driver_node"):
         return []
-    return [copy.copy(obs) for obs in job["local_observers"]]
+    here = [copy.copy(obs) for obs in job["local_observers"]]
+    for obs in here:
+        numbered_from_last(obs)
+    return here
 
 
 def _driver_lost(ex: Experiment) -> None:
@@ -144,6 +148,7 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
         if job.get("cwd") and os.path.isdir(job["cwd"]):
             os.chdir(job["cwd"])
         ex = load_experiment(ref)
+        remember_host_info()
         saved, ex.observers = ex.observers, [observer] + ([MetaFlags(job["meta_options"])] + here if here else [])
         if observer.link.broken:  # the driver died while this worker was getting ready
             raise RuntimeError("the sweep's driver went away before the run started")
@@ -162,6 +167,8 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
         outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
     finally:
         observer.link.on_lost(None)
+        for obs in here:
+            made_run_folder(obs)
         _restore_sigint(previous_sigint)
         os.chdir(home)
         if ex is not None:

@@ -1,0 +1,86 @@
+"""What a worker process learns once and reuses for every trial it runs.
+
+A Ray worker process lives on one machine and runs trial after trial, while Sacred, made
+for one run per process, works some things out again on every run. Two of them cost
+more than everything else sacred-ray adds to a short trial:
+
+- host info: Sacred asks the machine for its CPU model (``cat /proc/cpuinfo``) and its
+  GPUs (``nvidia-smi``) on every run, two subprocesses, about 3 ms. They cannot change
+  under a running process, so each is asked once; the captured environment variables and
+  the experiment's own host-info getters are still gathered for every run.
+- file storage: ``FileStorageObserver`` lists the whole runs folder to number each run,
+  O(runs) per run. A worker remembers the last folder it made there and starts from
+  the next number; Sacred's own loop still skips folders that others made meanwhile.
+
+The runs recorded are the same as Sacred's; only the work to produce them is saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Optional
+
+_STATIC_HOST_INFO = ("hostname", "os", "python_version", "cpu", "gpus")
+_last_run_folder: dict = {}  # runs folder -> the largest run folder this process made there
+
+
+def _settings_key() -> tuple:
+    from sacred import SETTINGS
+
+    return SETTINGS.HOST_INFO.INCLUDE_CPU_INFO, SETTINGS.HOST_INFO.INCLUDE_GPU_INFO
+
+
+class _Once:
+    """A host-info getter's answer (or its IgnoreHostInfo), kept while Sacred's settings stay."""
+
+    def __init__(self, getter_function):
+        self.getter_function = getter_function
+        self.answers: dict = {}
+
+    def __call__(self):
+        from sacred.host_info import IgnoreHostInfo
+
+        key = _settings_key()
+        if key not in self.answers:
+            try:
+                self.answers[key] = (True, self.getter_function())
+            except IgnoreHostInfo:
+                self.answers[key] = (False, None)
+        known, value = self.answers[key]
+        if not known:
+            raise IgnoreHostInfo()
+        return copy.deepcopy(value)
+
+
+def remember_host_info() -> None:
+    """Make Sacred's machine-level host-info getters ask once per process (idempotent)."""
+    from sacred import host_info
+
+    getters = getattr(host_info, "_host_info_gatherers_list", None)
+    if not isinstance(getters, list):  # another Sacred: leave it as it is
+        return
+    for i, getter in enumerate(getters):
+        if getter.name in _STATIC_HOST_INFO and not isinstance(getter.getter_function, _Once):
+            getters[i] = host_info.HostInfoGetter(_Once(getter.getter_function), getter.name)
+
+
+def numbered_from_last(observer) -> None:
+    """Let a worker's copy of a plain FileStorageObserver number its run after the last one
+    this process made in that folder, instead of listing the folder."""
+    from sacred.observers import FileStorageObserver
+
+    if type(observer) is not FileStorageObserver:
+        return
+    last = _last_run_folder.get(os.path.abspath(observer.basedir))
+    if last is not None:
+        observer._maximum_existing_run_id = lambda: last
+
+
+def made_run_folder(observer) -> None:
+    """Remember the run folder ``observer`` made (after its run started)."""
+    folder: Optional[str] = getattr(observer, "dir", None)
+    name = os.path.basename(folder) if folder else ""
+    if name.isdigit():
+        base = os.path.abspath(os.path.dirname(folder))
+        _last_run_folder[base] = max(_last_run_folder.get(base, 0), int(name))
