@@ -13,6 +13,7 @@ commands; both work directly under ``@ex.automain``::
 
 from __future__ import annotations
 
+import atexit
 import functools
 from typing import Any, Callable, Optional
 
@@ -68,6 +69,7 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
 
         argv = _argv(argv)
         if find_command(ex, argv) is not None:
+            atexit.register(_skip_final_collections)
             raise SystemExit(main(ex, argv))
         near_miss(ex, argv)
         return sacred_commandline(argv)
@@ -77,6 +79,21 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         if command.__name__ not in ex.commands:
             ex.command(command, unobserved=True)
     return ex
+
+
+def _skip_final_collections() -> None:
+    """Let the interpreter's exit skip its final garbage collections (an atexit handler).
+
+    Registered by a sweep's command line, so it runs at the process's exit, after every run
+    is recorded and Ray is shut down. What is left then is Python's teardown, whose final
+    collections walk the whole heap (Sacred, pandas and Ray: about 0.3 s on two cores) to
+    free memory the OS is about to take back. ``gc.freeze`` puts every object out of their
+    reach; atexit handlers, flushing and reference counting are unchanged (Python never
+    promised ``__del__`` for objects still alive at exit). A caller that catches the
+    SystemExit and goes on is not affected: nothing happens before the exit itself."""
+    import gc
+
+    gc.freeze()
 
 
 def near_miss(ex: Experiment, argv: list) -> None:

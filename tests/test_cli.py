@@ -106,3 +106,38 @@ def test_plain_sacred_use_is_unchanged(tmp_path):
     # Sacred still refuses what it always refused
     proc = run_cli([DIGITS, "with", "nonexistent_key=1"], cwd=tmp_path, env=NO_RAY)
     assert proc.returncode == 1 and "nonexistent_key" in proc.stderr
+
+
+EXITING = """\
+import atexit
+import gc
+
+from sacred import Experiment
+
+import sacred_ray  # noqa: F401
+
+ex = Experiment("exiting")
+atexit.register(lambda: print("the script's own atexit handler ran; heap frozen:", gc.get_freeze_count() > 0))
+
+
+@ex.config
+def config():
+    x = 1
+
+
+@ex.automain
+@ex.distribute
+def main(x):
+    return x
+"""
+
+
+def test_a_commands_exit_skips_the_final_collections_and_keeps_the_scripts_atexit(tmp_path):
+    write(tmp_path / "exiting.py", EXITING)
+    write(tmp_path / "grid.yaml", "grid:\n  x: [1, 2]\n")
+    proc = run_cli(["exiting.py", "ray_sweep", "grid.yaml", "--dry-run"], cwd=tmp_path, env=NO_RAY)
+    assert proc.returncode == 0, proc.stderr
+    assert "the script's own atexit handler ran; heap frozen: True" in proc.stdout
+    proc = run_cli(["exiting.py", "with", "x=2"], cwd=tmp_path, env=NO_RAY)  # Sacred's own commands: as before
+    assert proc.returncode == 0, proc.stderr
+    assert "the script's own atexit handler ran; heap frozen: False" in proc.stdout
