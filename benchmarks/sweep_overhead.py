@@ -3,7 +3,8 @@
     python benchmarks/sweep_overhead.py [--repeats 3]
 
 Workloads: 40 trials of 0.5 s CPU (parallel efficiency) and 300 trials that do nothing
-(overhead per trial). Every way records its runs with a FileStorageObserver. Prints
+(overhead per trial). Every way records its runs with a FileStorageObserver, except
+"bare Ray": the same work in raw Ray tasks without Sacred, the floor of this machine. Prints
 medians over the repeats and the ratios the README quotes. The ways take turns within
 each repeat, so a change in the machine's load hits all of them alike; a ratio is the
 median of the per-repeat ratios. Trials-phase times come from the runs' own start/stop
@@ -64,6 +65,10 @@ def sequential(tmp, n, seconds):
     return timed([sys.executable, "-c", code], tmp)
 
 
+def bare(tmp, n, seconds):
+    return timed([sys.executable, os.path.join(HERE, "bare_ray.py"), os.path.join(tmp, "runs"), str(n), str(seconds)], tmp)
+
+
 def seed(tmp, n, seconds):
     return timed([sys.executable, os.path.join(HERE, "seed_pattern.py"), os.path.join(tmp, "runs"), str(n), str(seconds)], tmp)
 
@@ -74,7 +79,7 @@ def ray_sweep(tmp, n, seconds):
     return timed([sys.executable, WORKLOAD, "ray_sweep", "with", "grid.yaml", "-F", "runs"], tmp)
 
 
-WAYS = {"sequential": sequential, "seed pattern": seed, "ray_sweep": ray_sweep}
+WAYS = {"sequential": sequential, "bare Ray": bare, "seed pattern": seed, "ray_sweep": ray_sweep}
 
 
 def measure(way, n, seconds):
@@ -130,6 +135,7 @@ def parallel(repeats):
         print(f"{way:14} {phase:11.2f}s {phase / ideal:8.3f}x {wall:13.2f}s {wall / ideal:8.3f}x")
     print(f"ray_sweep / seed pattern: trials phase {ratio(runs, lambda r: r[1]):.3f}, "
           f"whole command {ratio(runs, lambda r: r[0]):.3f}")
+    print(f"ray_sweep / bare Ray (no Sacred): trials phase {ratio(runs, lambda r: r[1], to='bare Ray'):.3f}")
 
 
 def overhead(repeats):
