@@ -108,3 +108,13 @@ def test_a_subclass_numbers_its_runs_its_own_way(tmp_path, monkeypatch):
     observer = Mine(str(tmp_path))
     local.numbered_from_last(observer)
     assert "_maximum_existing_run_id" not in vars(observer)
+
+
+def test_a_worker_far_behind_the_others_looks_instead_of_stepping(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "_last_run_folder", {})
+    runs = tmp_path / "runs"
+    assert start(FileStorageObserver(str(runs)), 1) == "1"
+    for i in range(2, 1503):  # the other workers' runs while this one ran a long trial
+        (runs / str(i)).mkdir()
+    assert start(FileStorageObserver(str(runs)), 2) == "1503"  # Sacred alone gives up after 1000
+    assert start(FileStorageObserver(str(runs)), 3) == "1504"

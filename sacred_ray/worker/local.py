@@ -22,6 +22,7 @@ import os
 from typing import Optional
 
 _STATIC_HOST_INFO = ("hostname", "os", "python_version", "cpu", "gpus")
+_FAR_AHEAD = 64  # taken folders a worker steps over before it lists the folder instead
 _last_run_folder: dict = {}  # runs folder -> the largest run folder this process made there
 
 
@@ -72,9 +73,19 @@ def numbered_from_last(observer) -> None:
 
     if type(observer) is not FileStorageObserver:
         return
-    last = _last_run_folder.get(os.path.abspath(observer.basedir))
-    if last is not None:
-        observer._maximum_existing_run_id = lambda: last
+    base = os.path.abspath(observer.basedir)
+    last = _last_run_folder.get(base)
+    if last is None:
+        return
+
+    def maximum_existing_run_id() -> int:
+        # Sacred tries last+1, last+2, ... and gives up after 1000 taken folders. When many
+        # runs were made since this worker's last (it ran one long trial meanwhile), look.
+        if os.path.exists(os.path.join(base, str(last + _FAR_AHEAD))):
+            return FileStorageObserver._maximum_existing_run_id(observer)
+        return last
+
+    observer._maximum_existing_run_id = maximum_existing_run_id
 
 
 def made_run_folder(observer) -> None:
