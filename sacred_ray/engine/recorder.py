@@ -81,6 +81,9 @@ class TrialRecorder:
 
     # -- events ---------------------------------------------------------------
     def start(self, payload: dict) -> dict:
+        if not self.observers:  # the worker's own observers recorded the start
+            self.run_id, self.started = payload.get("_id"), True
+            return {"_id": self.run_id}
         ex_info = dict(payload["ex_info"])
         if self.base_dir:  # observers that store sources read them here, not on the worker
             ex_info["base_dir"] = self.base_dir

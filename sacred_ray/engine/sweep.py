@@ -123,6 +123,7 @@ class SweepDriver:
         self.by_token: dict = {}
         self.closing: list = []
         self.results: dict = {}
+        self.failed = 0  # trials whose latest attempt did not complete (kept as they end: O(1) per report)
         self.node_id = ray.get_runtime_context().get_node_id()
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
@@ -200,7 +201,8 @@ class SweepDriver:
         if payload.get("recorded_here"):  # the worker has the file observers: keep the others
             att.here = True
             att.recorder.observers = [obs for obs in att.recorder.observers if not movable(obs)]
-        payload["meta_info"].setdefault("options", {}).update(self.meta_options)
+        if att.recorder.observers:
+            payload["meta_info"].setdefault("options", {}).update(self.meta_options)
         answer = att.recorder.start(payload)
         att.started = time.monotonic()
         att.config = payload.get("config")
@@ -280,6 +282,8 @@ class SweepDriver:
 
     def _record(self, result: TrialResult, retrying: bool = False) -> None:
         """The trial's latest attempt: kept as its result and appended to the ledger at once."""
+        earlier = self.results.get(result.trial.index)  # a retried trial's failed attempt
+        self.failed += (result.status != "COMPLETED") - (earlier is not None and earlier.status != "COMPLETED")
         self.results[result.trial.index] = result
         t = result.trial
         self.folder.record({
@@ -353,9 +357,8 @@ class SweepDriver:
             return None, f"worker died: {e.__class__.__name__}: {_first_line(e)}"
 
     def _report(self) -> None:
-        failed = sum(1 for r in self.results.values() if r.status != "COMPLETED")
-        running = sum(1 for a in self.inflight.values() if a.started)
-        self.progress.update(len(self.results), running, failed)
+        running = sum(1 for a in self.inflight.values() if a.started)  # the window, not the sweep
+        self.progress.update(len(self.results), running, self.failed)
 
     def interrupt(self, reason: str, second: bool = False) -> None:
         """After Ctrl-C: stop trials, keep relaying until they are recorded (or give up)."""

@@ -170,17 +170,18 @@ class RayObserver(RunObserver):
             self._post("heartbeat", held)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        self._started = time.monotonic()
+        if not self.driver_records:  # this worker's observers record the run: the driver keeps score
+            self.run_id = _id
+            self._post("started", {"start_time": start_time, "config": copy.deepcopy(config), "_id": _id,
+                                   "worker": self.worker, "recorded_here": self.recorded_here})
+            return None
         payload = {
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": copy.deepcopy(config),
             "meta_info": copy.deepcopy(meta_info), "_id": _id,
             "worker": self.worker, "recorded_here": self.recorded_here,
         }
-        self._started = time.monotonic()
-        if not self.driver_records:  # the id is the one this worker's observers gave: just tell
-            self.run_id = _id
-            self._post("started", payload)
-            return None
         answer = self.link.ask(self.token, "start", payload)
         if isinstance(answer, dict) and "error" in answer:
             raise ObserverStartError(answer["error"])
