@@ -26,7 +26,7 @@ from typing import Any
 
 log = logging.getLogger("sacred_ray")
 
-RETURNED = "returned"  # a task ended: (ref, RETURNED, None) on the queue
+RETURNED = "returned"  # a task ended: (ref, RETURNED, its future) on the queue
 
 
 class Hub:
@@ -61,8 +61,9 @@ class Hub:
         return items
 
     def watch(self, ref) -> None:
-        """Queue ``(ref, RETURNED, None)`` when the Ray task behind ``ref`` ends."""
-        ref.future().add_done_callback(lambda _: self.events.put((ref, RETURNED, None)))
+        """Queue ``(ref, RETURNED, future)`` when the Ray task behind ``ref`` ends; the
+        future holds what ``ray.get(ref)`` would return or raise, already deserialized."""
+        ref.future().add_done_callback(lambda future: self.events.put((ref, RETURNED, future)))
 
     def answer(self, token: str, answer: Any) -> None:
         """Answer the ``start`` that ``token`` sent: {"_id": ...} or {"error": ...}."""

@@ -179,7 +179,7 @@ class SweepDriver:
         for token, kind, payload in events:
             if kind == RETURNED:
                 if token in self.inflight:
-                    self._returned(token)
+                    self._returned(token, payload)
                 continue
             att = self.by_token.get(token)
             if att is None or kind == "start":
@@ -209,10 +209,10 @@ class SweepDriver:
         att.worker = payload.get("worker")
         return answer
 
-    def _returned(self, ref) -> None:
+    def _returned(self, ref, future) -> None:
         """A task ended: keep its outcome until every event it posted has been relayed."""
         att = self.inflight.pop(ref)
-        att.outcome, att.crash = self._outcome(ref)
+        att.outcome, att.crash = self._outcome(future)
         att.returned = time.monotonic()
         self.closing.append(att)
 
@@ -341,12 +341,11 @@ class SweepDriver:
             self._handle(self.hub.get(0))
             self._close_ready()
 
-    def _outcome(self, ref) -> tuple:
-        import ray
+    def _outcome(self, future) -> tuple:
         from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
         try:
-            return ray.get(ref), None
+            return future.result(), None
         except TaskCancelledError:
             return None, "cancelled before it started"
         except WorkerCrashedError as e:
