@@ -43,12 +43,18 @@ def trials_phase(runs_dir):
 
 
 def timed(cmd, cwd):
+    """Seconds until the command's process exits, as a user's shell sees it. Its output goes
+    to a file, not a pipe: Ray's daemons inherit the driver's stdout and stderr and may hold a
+    pipe open for a moment after the driver has gone, which a shell does not wait for."""
     env = dict(os.environ, RAY_ADDRESS="local")
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd} failed:\n{proc.stderr[-2000:]}")
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        returncode = proc.wait()
+        wall = time.perf_counter() - start
+        if returncode != 0:
+            out.seek(0)
+            raise SystemExit(f"{cmd} failed:\n{out.read().decode(errors='replace')[-2000:]}")
     return wall
 
 
@@ -121,7 +127,7 @@ def main():
     if args.workload in ("all", "parallel"):
         parallel(args.repeats)
     if args.workload in ("all", "overhead"):
-        overhead(args.repeats)
+        overhead(2 * args.repeats)  # a few seconds a run, and noisier: twice the repeats
 
 
 def parallel(repeats):
@@ -140,7 +146,7 @@ def parallel(repeats):
 
 def overhead(repeats):
     n = 300
-    print(f"\noverhead per trial: {n} trials that do nothing")
+    print(f"\noverhead per trial: {n} trials that do nothing (median of {repeats})")
     print(f"{'way':14} {'trials phase':>12} {'per trial':>10} {'whole command':>14}")
     runs = measure_all(n, 0.0, repeats)
     for way in WAYS:
