@@ -139,3 +139,31 @@ def test_a_terminal_gets_a_live_progress_bar(workdir):
     assert "100%|" in text and "3/3" in text and "running" in text  # tqdm's bar, our counts
     assert "[3/3] done" not in text  # the plain lines are for logs, not terminals
     assert "3 trials: 3 COMPLETED" in out.decode()
+
+
+LEAVES_NOTHING = """\
+import os
+import ray
+from sacred_ray.engine.cluster import connect, disconnect
+
+connect(None, {})
+node = ray._private.worker._global_node
+pids = [info.process.pid for infos in node.all_processes.values() for info in infos]
+disconnect()
+alive = []
+for pid in pids:
+    try:
+        os.kill(pid, 0)
+        alive.append(pid)
+    except ProcessLookupError:
+        pass
+print("started", len(pids), "alive", alive)
+"""
+
+
+def test_the_ray_a_command_started_is_gone_when_it_ends(tmp_path):
+    write(tmp_path / "leaves.py", LEAVES_NOTHING)
+    proc = run_cli(["leaves.py"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    started, alive = proc.stdout.split("started ")[1].split(" alive ")
+    assert int(started) >= 3 and alive.strip() == "[]"  # monitor, GCS, raylet, ...: all stopped

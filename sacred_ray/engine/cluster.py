@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Optional
 
 from ..spec import Resources, SpecError
+
+log = logging.getLogger("sacred_ray")
 
 SCALE_WAIT_SECONDS = 120.0  # how long a sweep on a cluster waits for the autoscaler to fit a trial
 DEFAULT_EXCLUDES = [".git", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info"]
@@ -58,6 +61,26 @@ def connect(address: Optional[str], runtime_env: dict) -> None:
             raise
         kwargs.pop("include_dashboard")
         ray.init(address=address, **kwargs)
+
+
+def disconnect() -> None:
+    """``ray.shutdown()``, a second sooner when this process started the Ray it leaves.
+
+    Ray stops its autoscaler monitor after the GCS; the monitor's SIGTERM handler then
+    tries to report to the GCS that is gone, until Ray kills it a second later. A Ray
+    started here has nothing to autoscale, so the monitor is killed first, at once. For a
+    Ray this process joined (not the head's owner) nothing changes; if Ray's internals
+    differ, neither does anything, and the shutdown is Ray's own."""
+    import ray
+
+    try:
+        from ray._private.worker import _global_node as node
+
+        if node is not None and node.is_head():
+            node.kill_monitor(check_alive=False)
+    except Exception as e:  # another Ray: its own shutdown still runs
+        log.debug("could not stop Ray's monitor first: %s", e)
+    ray.shutdown()
 
 
 def ray_request(res: Resources) -> dict:

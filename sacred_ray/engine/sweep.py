@@ -20,7 +20,7 @@ from sacred import Experiment
 
 from ..spec import Trial
 from ..worker.runner import run_trial
-from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
+from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
 from .hub import RETURNED, Hub, start_hub
 from .observers import amend_file_run, close_stale_runs, movable, observer_flags_for_meta, observers_for_trial
@@ -495,7 +495,7 @@ def run_sweep(
         if hub is not None:
             hub.close()
         if launch.started_ray and ray.is_initialized():
-            ray.shutdown()
+            disconnect()
     if driver is not None:
         results += list(driver.results.values())
     done = {r.trial.index for r in results}

@@ -19,7 +19,7 @@ from sacred import Experiment
 
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
-from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect
+from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
 from .hub import start_hub
 from .observers import (
@@ -410,7 +410,7 @@ def run_tune(
             router.hub.close()
         folder.close()
         if launch.started_ray and ray.is_initialized():
-            ray.shutdown()
+            disconnect()
     if router is not None and router.error is not None:
         raise router.error
     return _result(space, plan, folder, grid, earlier_runs + (router.runs if router else []), exit_code,
