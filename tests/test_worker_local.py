@@ -8,6 +8,7 @@ the machine is asked, and how a folder that others fill at the same time is numb
 import datetime
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -118,3 +119,12 @@ def test_a_worker_far_behind_the_others_looks_instead_of_stepping(tmp_path, monk
         (runs / str(i)).mkdir()
     assert start(FileStorageObserver(str(runs)), 2) == "1503"  # Sacred alone gives up after 1000
     assert start(FileStorageObserver(str(runs)), 3) == "1504"
+
+
+def test_a_cleared_runs_folder_numbers_from_one_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "_last_run_folder", {})
+    runs = tmp_path / "runs"
+    assert start(FileStorageObserver(str(runs)), 1) == "1"
+    assert start(FileStorageObserver(str(runs)), 2) == "2"
+    shutil.rmtree(runs)  # the user cleared it between two sweeps; the worker process lives on
+    assert start(FileStorageObserver(str(runs)), 3) == "1"  # as Sacred numbers a fresh folder

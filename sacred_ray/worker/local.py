@@ -79,9 +79,12 @@ def numbered_from_last(observer) -> None:
         return
 
     def maximum_existing_run_id() -> int:
-        # Sacred tries last+1, last+2, ... and gives up after 1000 taken folders. When many
-        # runs were made since this worker's last (it ran one long trial meanwhile), look.
-        if os.path.exists(os.path.join(base, str(last + _FAR_AHEAD))):
+        # Look as Sacred does when the remembered folder is gone (the runs folder was
+        # cleared since: numbering starts over) or when many runs were made since this
+        # worker's last (it ran one long trial meanwhile): Sacred tries last+1, last+2, ...
+        # and gives up after 1000 taken folders.
+        if not os.path.isdir(os.path.join(base, str(last))) or os.path.exists(
+                os.path.join(base, str(last + _FAR_AHEAD))):
             return FileStorageObserver._maximum_existing_run_id(observer)
         return last
 
