@@ -1,11 +1,17 @@
 """The hub: where trial events reach the driver.
 
-Each worker process opens one connection to the driver (TCP, authenticated with a
-random key that travels with the tasks) and sends its trials' events over it, in
-order. Reader threads put them on one queue; the driver's loop is the only consumer
-and calls the observers. A ``start`` is answered by the driver (the run id its
-observers assigned); ``sync`` is answered by the reader as soon as everything the
-worker sent before it is queued, so a worker can know its events have arrived.
+Each worker process opens one connection to the driver (TCP, authenticated both ways
+with a random key that travels with the tasks: ``sacred_ray.protocol``) and sends its
+trials' events over it, in order. Reader threads put them on one queue; the driver's
+loop is the only consumer and calls the observers. A ``START`` is answered by the driver
+(the run id its observers assigned); ``SYNC`` is answered by the reader as soon as
+everything the worker sent before it is queued, so a worker can know its events have
+arrived. A body the driver cannot read arrives as ``UNREADABLE`` with its token, so the
+driver can fail that trial (and answer its start) instead of leaving it waiting.
+
+Many workers may connect at once (a cluster's first wave of trials): the listen backlog
+is the system's largest, each new connection is checked in its own thread with a bound
+on how long its peer may take, and workers retry with jittered pauses.
 
 Why not a Ray actor: an actor call costs about a millisecond of Python on each side
 and the actor is one more process to start; on two cores that overhead was larger
@@ -21,23 +27,22 @@ import os
 import queue
 import socket
 import threading
-from multiprocessing.connection import Listener, answer_challenge, deliver_challenge
 from typing import Any
 
-log = logging.getLogger("sacred_ray")
+from .. import protocol
+from ..protocol import RETURNED, START, SYNC, UNREADABLE
 
-RETURNED = "returned"  # a task ended: (ref, RETURNED, its future) on the queue
+log = logging.getLogger("sacred_ray")
 
 
 class Hub:
     """The driver's end (see module docstring); ``link`` is what workers need to connect."""
 
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", handshake_seconds: float = protocol.HANDSHAKE_SECONDS):
         self._key = os.urandom(32)
-        # The key is checked per connection in its own thread (see _read), so a client that
-        # connects and says nothing cannot hold up the workers that come after it.
-        self._listener = Listener((host, 0), family="AF_INET")
-        self.address = self._listener.address
+        self._handshake_seconds = handshake_seconds
+        self._listener = socket.create_server((host, 0), backlog=socket.SOMAXCONN)
+        self.address = self._listener.getsockname()[:2]
         self.events: queue.Queue = queue.Queue()
         self._waiting: dict = {}  # token -> (connection, send lock) of a start to answer
         self._connections: list = []
@@ -66,7 +71,7 @@ class Hub:
         ref.future().add_done_callback(lambda future: self.events.put((ref, RETURNED, future)))
 
     def answer(self, token: str, answer: Any) -> None:
-        """Answer the ``start`` that ``token`` sent: {"_id": ...} or {"error": ...}."""
+        """Answer the ``START`` that ``token`` sent: {"_id": ...} or {"error": ...}."""
         waiting = self._waiting.pop(token, None)
         if waiting is not None:
             _send(*waiting, (token, answer))
@@ -75,38 +80,36 @@ class Hub:
     def _accept(self) -> None:
         while not self._closed:
             try:
-                conn = self._listener.accept()
+                sock, _ = self._listener.accept()
             except OSError as e:  # the listener closing
                 if not self._closed:
                     log.debug("hub: accept failed: %s", e)
                 continue
             if self._closed:
-                conn.close()
+                sock.close()
                 return
-            self._connections.append(conn)
-            threading.Thread(target=self._read, args=(conn,), name="sacred-ray-hub-reader", daemon=True).start()
+            threading.Thread(target=self._read, args=(sock,), name="sacred-ray-hub-reader", daemon=True).start()
 
-    def _read(self, conn) -> None:
+    def _read(self, sock: socket.socket) -> None:
         try:
-            deliver_challenge(conn, self._key)
-            answer_challenge(conn, self._key)
-        except Exception as e:  # not one of our workers
+            conn = protocol.accept_peer(sock, self._key, self._handshake_seconds)
+        except Exception as e:  # not one of our workers, or one that said nothing in time
             log.debug("hub: refused a connection: %s", e)
-            conn.close()
             return
+        self._connections.append(conn)
         lock = threading.Lock()
         while True:
             try:
-                token, kind, payload = conn.recv()
+                token, kind, payload = protocol.open_envelope(conn.recv_bytes())
             except (EOFError, OSError):  # the worker process ended
                 return
-            except Exception as e:  # a message that does not unpickle here: keep the connection
-                log.warning("hub: dropped an event that could not be read: %s", e)
+            except Exception as e:  # an envelope that is not ours: nothing names a trial to fail
+                log.warning("hub: dropped a message that could not be read: %s", e)
                 continue
-            if kind == "sync":
+            if kind == SYNC:
                 _send(conn, lock, (token, "ok"))
                 continue
-            if kind == "start":
+            if kind == START or (kind == UNREADABLE and payload.get("kind") == START):
                 self._waiting[token] = (conn, lock)
             self.events.put((token, kind, payload))
 
