@@ -13,6 +13,7 @@ from sacred import Experiment
 from ..spec import SpecError
 from ..worker.runner import ExperimentRef
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
+from .folder import check_folder
 from .observers import build_prototypes, check_observer_flags, check_reachable, redact, split_options
 
 
@@ -39,20 +40,37 @@ class Launch:
 
 
 def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
-    """How workers find ``ex``: its module file (in the shipped folder, if shipped) and variable."""
+    """How workers find ``ex`` and what a cluster is shipped: ``(ExperimentRef, folder)``.
+
+    An experiment started as a script is imported by its file; one started with
+    ``python -m pkg.exp`` (or imported from a package) by its module name, so its relative
+    imports work, with the folder its package is imported from as what is shipped."""
     if ex.mainfile is None:
         raise SpecError("experiment", ex.path, "was defined interactively; define it in a .py file to sweep it")
     path = ex.mainfile.filename
-    attribute = None
+    found = None
     for module in list(sys.modules.values()):
         if getattr(module, "__file__", None) and os.path.abspath(module.__file__) == path:
             attribute = next((name for name, value in vars(module).items() if value is ex), None)
             if attribute:
+                found = module, attribute
                 break
-    if attribute is None:
+    if found is None:
         raise SpecError("experiment", ex.path, f"is not a module-level variable of {path}; define it as ex = Experiment(...)")
+    module, attribute = found
+    name = module.__name__
+    if name == "__main__":
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None and spec.name else None  # set by python -m
+    if name and "." in name:  # in a package: import it by name, from the package's root folder
+        root = path
+        for _ in range(name.count(".") + (os.path.basename(path) == "__init__.py") + 1):
+            root = os.path.dirname(root)
+        ref = ExperimentRef(attribute=attribute, path=path, module=name, root=root, driver_module=module.__name__)
+        return ref, root
     relative = os.path.basename(path) if shipped else None
-    return ExperimentRef(attribute=attribute, path=path, relative_path=relative), os.path.dirname(path)
+    ref = ExperimentRef(attribute=attribute, path=path, relative_path=relative, driver_module=module.__name__)
+    return ref, os.path.dirname(path)
 
 
 def _refuse_ray_client(address: Optional[str], in_spec: Optional[str], source: str, section: str) -> None:
@@ -89,6 +107,7 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     local = not started_ray or starts_local_ray(address)
     ref, experiment_dir = experiment_ref(ex, shipped=not local)
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
+    check_folder(folder_path, source, f"{section}: {'dir' if settings.dir else 'name'}")
     request = ray_request(settings.resources.merged_over(trial_resources(ex)))
     if started_ray and local:
         precheck_local(request, source, f"{section}: resources")

@@ -159,7 +159,10 @@ class TrialRecorder:
         if event is None:
             event = ("failed", {"fail_time": _now(), "fail_trace": [reason or "the trial ended without a final event"]})
         kind, payload = event
-        if status_override and status_override != "FAILED":
+        if status_override == "FAILED" and kind != "failed":  # the driver failed it (e.g. an unreadable message)
+            stop = payload.get("stop_time") or payload.get("interrupt_time") or _now()
+            kind, payload = "failed", {"fail_time": stop, "fail_trace": [reason or "failed by the sweep driver"]}
+        elif status_override and status_override != "FAILED":
             stop = payload.get("stop_time") or payload.get("interrupt_time") or payload.get("fail_time") or _now()
             kind, payload = "interrupted", {"interrupt_time": stop, "status": status_override}
         if reason and kind == "interrupted" and self.started:

@@ -27,7 +27,7 @@ def score(result, metric: str) -> Optional[float]:
             value = result.result.get(metric)
     try:
         value = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return value if math.isfinite(value) else None
 

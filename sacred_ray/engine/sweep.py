@@ -18,11 +18,13 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
+from .. import protocol
+from ..protocol import ARTIFACT, BEGUN, HEARTBEAT, RESOURCE, RETURNED, START, STARTED, UNREADABLE
 from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
-from .hub import RETURNED, Hub, start_hub
+from .hub import Hub, start_hub
 from .observers import amend_file_run, close_stale_runs, movable, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch, prepare_launch
 from .progress import Progress
@@ -91,6 +93,7 @@ class _Attempt:
     token: str
     recorder: TrialRecorder
     ref: Any = None
+    begun: Optional[float] = None  # when a worker took it: its timeout counts from here
     started: Optional[float] = None
     received: int = 0  # events relayed so far (the task's tail says how many to expect)
     outcome: Optional[dict] = None
@@ -166,7 +169,13 @@ class SweepDriver:
     def _handle(self, events: list) -> None:
         """Answer start events first (their workers are waiting), then record the rest in order."""
         for token, kind, payload in events:
-            if kind != "start":
+            if kind == UNREADABLE and payload["kind"] == START:
+                att = self.by_token.get(token)
+                if att is not None:
+                    self._unreadable(att, payload, stop=False)  # the error answer ends its run
+                self.hub.answer(token, {"error": f"the sweep driver could not read this run's start: {payload['error']}"})
+                continue
+            if kind != START:
                 continue
             att = self.by_token.get(token)
             if att is None:
@@ -182,19 +191,33 @@ class SweepDriver:
                     self._returned(token, payload)
                 continue
             att = self.by_token.get(token)
-            if att is None or kind == "start":
+            if att is None or kind == START or (kind == UNREADABLE and payload["kind"] == START):
+                continue
+            if kind == BEGUN:
+                att.begun, att.worker = time.monotonic(), payload["worker"]
                 continue
             att.received += 1
-            if kind == "started":  # recorded by the worker's own observers; nothing to answer
+            if kind == STARTED:  # recorded by the worker's own observers; nothing to answer
                 self._start(att, payload)
-                continue
-            rec = att.recorder
-            if kind == "heartbeat":
-                rec.heartbeat(payload)
-            elif kind == "artifact":
-                rec.artifact(payload)
-            elif kind == "resource":
-                rec.resource(payload)
+            elif kind == UNREADABLE:
+                self._unreadable(att, payload)
+            elif kind == HEARTBEAT:
+                att.recorder.heartbeat(payload)
+            elif kind == ARTIFACT:
+                att.recorder.artifact(payload)
+            elif kind == RESOURCE:
+                att.recorder.resource(payload)
+
+    def _unreadable(self, att: _Attempt, payload: dict, stop: bool = True) -> None:
+        """A message of this trial did not unpickle here: the trial fails, saying why; the sweep goes on."""
+        if att.stop_status:
+            return
+        att.stop_status = "FAILED"
+        att.stop_reason = (f"the sweep driver could not read the trial's {payload['kind']} message "
+                           f"({payload['error']}); its values must be importable where the driver runs")
+        if stop and att.ref in self.inflight:
+            att.cancel_sent = time.monotonic()
+            self._interrupt(att.ref, att, force=False)
 
     def _start(self, att: _Attempt, payload: dict) -> dict:
         """Start the trial's run in the driver's observers (those the worker does not have)."""
@@ -299,7 +322,8 @@ class SweepDriver:
         timeout = self.settings.timeout
         now = time.monotonic()
         for ref, att in self.inflight.items():
-            if timeout and att.started and not att.stop_status and now - att.started > timeout:
+            began = att.begun or att.started
+            if timeout and began and not att.stop_status and now - began > timeout:
                 att.stop_status, att.stop_reason = "TIMEOUT", f"timed out after {timeout:g}s"
                 att.cancel_sent = now
                 self._interrupt(ref, att, force=False)
@@ -345,7 +369,7 @@ class SweepDriver:
         from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
         try:
-            return future.result(), None
+            data = future.result()
         except TaskCancelledError:
             return None, "cancelled before it started"
         except WorkerCrashedError as e:
@@ -354,6 +378,10 @@ class SweepDriver:
             return None, f"worker error: {_first_line(e)}"
         except Exception as e:  # OOM kills, lost nodes, ...
             return None, f"worker died: {e.__class__.__name__}: {_first_line(e)}"
+        try:
+            return protocol.loads(data), None
+        except Exception as e:
+            return None, f"the sweep driver could not read the trial's outcome ({e.__class__.__name__}: {e})"
 
     def _report(self) -> None:
         running = sum(1 for a in self.inflight.values() if a.started)  # the window, not the sweep

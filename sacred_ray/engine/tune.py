@@ -17,6 +17,7 @@ from typing import Optional
 from ray.tune import Callback
 from sacred import Experiment
 
+from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, UNREADABLE
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
@@ -239,7 +240,10 @@ class _Router(threading.Thread):
     def handle(self, events: list) -> None:
         for token, kind, payload in events:
             rec = self.recorders.get(token)
-            if kind == "start":
+            if kind == UNREADABLE and payload["kind"] == START:
+                self.hub.answer(token, {"error": f"the sweep driver could not read this run's start: {payload['error']}"})
+                continue
+            if kind == START:
                 rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
                                                              run_ids=self.run_ids)
                 rec.token = token
@@ -248,13 +252,15 @@ class _Router(threading.Thread):
                 self.hub.answer(token, rec.start(payload))
             elif rec is None:
                 continue
-            elif kind == "heartbeat":
+            elif kind == UNREADABLE:
+                rec.errors.append(f"the sweep driver could not read a {payload['kind']} message: {payload['error']}")
+            elif kind == HEARTBEAT:
                 rec.heartbeat(payload)
-            elif kind == "artifact":
+            elif kind == ARTIFACT:
                 rec.artifact(payload)
-            elif kind == "resource":
+            elif kind == RESOURCE:
                 rec.resource(payload)
-            elif kind == "end":
+            elif kind == END:
                 rec.final(payload["final"])
                 self._record(rec, payload["outcome"].get("error"), payload["outcome"].get("node"))
 

@@ -12,13 +12,15 @@ events to expect before the tail.
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 import time
 from typing import Any, Optional
 
 from sacred.observers.base import RunObserver
+
+from .. import protocol
+from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, STARTED, SYNC
 
 
 class ObserverStartError(RuntimeError):
@@ -39,14 +41,13 @@ class DriverLink:
     _current: Optional[DriverLink] = None
 
     def __init__(self, address: tuple, authkey: bytes):
-        from multiprocessing.connection import Client
-
         self.key = (address, authkey)
-        self.conn = Client(tuple(address), family="AF_INET", authkey=authkey)
+        self.conn = protocol.connect_to(tuple(address), authkey)
         self.lock = threading.Lock()
         self.lock_watch = threading.Lock()
         self.broken = False
         self.stash: dict = {}
+        self.renames: dict = {}  # the experiment's module as this worker names it -> as the driver does
         self._on_lost = None  # called (from another thread) if the driver goes away
         threading.Thread(target=self._watch, name="sacred-ray-driver-watch", daemon=True).start()
 
@@ -87,23 +88,31 @@ class DriverLink:
         if found is None or found.broken or found.key != key:
             if found is not None:  # an earlier sweep's driver (or a lost one): done with it
                 found.conn.close()
-            found = cls._current = cls(*key)
+            try:
+                found = cls._current = cls(*key)
+            except ConnectionError as e:
+                raise ObserverStartError(str(e)) from e
         return found
 
     def send(self, token: str, kind: str, payload: Any) -> None:
         """Send without waiting; a driver that has gone away is not the run's problem."""
+        data = protocol.envelope(token, kind, payload, self.renames)
         try:
             with self.lock:
-                self.conn.send((token, kind, payload))
+                self.conn.send_bytes(data)
         except (OSError, ValueError):
             self.broken = True
 
-    def ask(self, token: str, kind: str, payload: Any) -> Any:
-        """Send and wait for the driver's answer to this token."""
+    def ask(self, token: str, kind: str, payload: Any, timeout: float = protocol.ANSWER_SECONDS) -> Any:
+        """Send and wait (at most ``timeout`` seconds) for the driver's answer to this token."""
+        data = protocol.envelope(token, kind, payload, self.renames)
+        deadline = time.monotonic() + timeout
         with self.lock:
             try:
-                self.conn.send((token, kind, payload))
+                self.conn.send_bytes(data)
                 while token not in self.stash:
+                    if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                        raise ObserverStartError(f"the sweep driver did not answer within {timeout:g}s")
                     answered, answer = self.conn.recv()
                     self.stash[answered] = answer
             except (OSError, EOFError, ValueError) as e:
@@ -167,22 +176,22 @@ class RayObserver(RunObserver):
     def _release_held(self) -> None:
         if self._held is not None:
             held, self._held = self._held, None
-            self._post("heartbeat", held)
+            self._post(HEARTBEAT, held)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self._started = time.monotonic()
         if not self.driver_records:  # this worker's observers record the run: the driver keeps score
             self.run_id = _id
-            self._post("started", {"start_time": start_time, "config": copy.deepcopy(config), "_id": _id,
+            self._post(STARTED, {"start_time": start_time, "config": protocol.snapshot(config, self.link.renames), "_id": _id,
                                    "worker": self.worker, "recorded_here": self.recorded_here})
             return None
         payload = {
             "ex_info": ex_info, "command": command, "host_info": host_info,
-            "start_time": start_time, "config": copy.deepcopy(config),
-            "meta_info": copy.deepcopy(meta_info), "_id": _id,
+            "start_time": start_time, "config": protocol.snapshot(config, self.link.renames),
+            "meta_info": protocol.snapshot(meta_info, self.link.renames), "_id": _id,
             "worker": self.worker, "recorded_here": self.recorded_here,
         }
-        answer = self.link.ask(self.token, "start", payload)
+        answer = self.link.ask(self.token, START, payload)
         if isinstance(answer, dict) and "error" in answer:
             raise ObserverStartError(answer["error"])
         self.run_id = answer.get("_id") if isinstance(answer, dict) else answer
@@ -201,10 +210,10 @@ class RayObserver(RunObserver):
             out = {"replace": captured_out}
         self._sent_out = captured_out
         metrics, self._pending_metrics = self._pending_metrics, {}
-        beat = {"info": copy.deepcopy(info), "out": out, "beat_time": beat_time, "result": result, "metrics": metrics}
+        beat = {"info": protocol.snapshot(info, self.link.renames), "out": out, "beat_time": beat_time, "result": result, "metrics": metrics}
         self._release_held()
         if time.monotonic() - self._started >= self.LIVE_AFTER:
-            self._post("heartbeat", beat)
+            self._post(HEARTBEAT, beat)
         else:
             self._held = beat
 
@@ -212,13 +221,13 @@ class RayObserver(RunObserver):
         if not self.driver_records:
             return
         self._release_held()
-        self._post("resource", {"filename": filename, "content": _read(filename)})
+        self._post(RESOURCE, {"filename": filename, "content": _read(filename)})
 
     def artifact_event(self, name, filename, metadata=None, content_type=None):
         if not self.driver_records:
             return
         self._release_held()
-        self._post("artifact", {
+        self._post(ARTIFACT, {
             "name": name, "filename": os.path.basename(filename), "content": _read(filename),
             "metadata": metadata, "content_type": content_type,
         })
@@ -242,9 +251,9 @@ class RayObserver(RunObserver):
         the driver holds everything sent so far."""
         self._release_held()
         if end is not None:
-            self.link.send(self.token, "end", end)
+            self.link.send(self.token, END, end)
         try:
-            self.link.ask(self.token, "sync", None)
+            self.link.ask(self.token, SYNC, None)
         except ObserverStartError:  # the driver is gone: nothing left to wait for
             pass
 

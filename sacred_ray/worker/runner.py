@@ -18,6 +18,8 @@ from typing import Optional
 
 from sacred import Experiment
 
+from .. import protocol
+from ..protocol import BEGUN
 from .local import made_run_folder, numbered_from_last, remember_host_info
 from .observer import MetaFlags, RayObserver
 
@@ -26,12 +28,16 @@ _EXPERIMENTS: dict = {}
 
 @dataclass(frozen=True)
 class ExperimentRef:
-    """Where a worker finds the experiment: a module file (or module name) and a variable."""
+    """Where a worker finds the experiment: a module file (or a module name, for an
+    experiment started with ``python -m``), the variable that holds it, and the name of
+    its module in the driver (where the driver finds the classes it defines)."""
 
     attribute: str
     path: Optional[str] = None
     relative_path: Optional[str] = None
     module: Optional[str] = None
+    root: Optional[str] = None  # the folder ``module`` is imported from, when it is on this machine
+    driver_module: Optional[str] = None
 
     def locate(self) -> str:
         """The module file to import here: the shipped copy in the working dir when present."""
@@ -48,8 +54,10 @@ class ExperimentRef:
 def load_experiment(ref: ExperimentRef) -> Experiment:
     """Import the experiment's module (cached per process) and return the Experiment."""
     if ref in _EXPERIMENTS:
-        return _EXPERIMENTS[ref]
+        return _EXPERIMENTS[ref][0]
     if ref.module:
+        if ref.root and os.path.isdir(ref.root) and ref.root not in sys.path:
+            sys.path.insert(0, ref.root)
         module = importlib.import_module(ref.module)
     else:
         path = ref.locate()
@@ -64,8 +72,14 @@ def load_experiment(ref: ExperimentRef) -> Experiment:
     ex = getattr(module, ref.attribute, None)
     if not isinstance(ex, Experiment):
         raise LookupError(f"{ref.attribute!r} in {ref.module or ref.path} is not a sacred.Experiment")
-    _EXPERIMENTS[ref] = ex
+    renames = {module.__name__: ref.driver_module} if ref.driver_module not in (None, module.__name__) else {}
+    _EXPERIMENTS[ref] = (ex, renames)
     return ex
+
+
+def renames_for(ref: ExperimentRef) -> dict:
+    """How the classes of a loaded experiment's module are named for the driver (see protocol)."""
+    return _EXPERIMENTS[ref][1] if ref in _EXPERIMENTS else {}
 
 
 def node_info() -> dict:
@@ -121,7 +135,7 @@ def _driver_lost(ex: Experiment) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
+def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> bytes:
     """Run one trial attempt; every event goes to the driver's ``hub`` (its address and key).
 
     ``job`` holds ``token``, ``config_updates``, ``named_configs``, ``options``
@@ -139,6 +153,7 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
         # among observers recording here, stand where the driver's observers would stand
         priority=(driver_priority if driver_priority is not None else float("-inf")) if here else None,
     )
+    observer.link.send(job["token"], BEGUN, {"worker": node})
     outcome: dict = {"status": "FAILED", "result": None, "run_id": None, "error": None, "node": node}
     saved: list = []
     ex = None
@@ -148,6 +163,7 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
         if job.get("cwd") and os.path.isdir(job["cwd"]):
             os.chdir(job["cwd"])
         ex = load_experiment(ref)
+        observer.link.renames = renames_for(ref)
         remember_host_info()
         saved, ex.observers = ex.observers, [observer] + ([MetaFlags(job["meta_options"])] + here if here else [])
         if observer.link.broken:  # the driver died while this worker was getting ready
@@ -176,4 +192,4 @@ def run_trial(ref: ExperimentRef, job: dict, hub: dict) -> dict:
             ex.current_run = None
     outcome["run_id"] = observer.run_id
     outcome["tail"] = observer.tail()
-    return outcome
+    return protocol.dumps(outcome, renames_for(ref))

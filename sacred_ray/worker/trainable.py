@@ -23,7 +23,7 @@ from sacred.utils import SacredInterrupt
 
 from ..spec.trial import nest
 from .observer import RayObserver
-from .runner import load_experiment, node_info
+from .runner import load_experiment, node_info, renames_for
 
 JOIN_SECONDS = 30.0
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "fifo": "Tune"}
@@ -38,7 +38,7 @@ class StoppedByTune(SacredInterrupt):
 def _number(value: Any) -> Optional[float]:
     try:
         value = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return value if math.isfinite(value) else None
 
@@ -78,6 +78,7 @@ class SacredTrainable(tune.Trainable):
             if job.get("cwd") and os.path.isdir(job["cwd"]):
                 os.chdir(job["cwd"])  # one trial per actor process: the run's folder is the user's
             ex = load_experiment(job["ref"])
+            observer.link.renames = renames_for(job["ref"])
             saved, ex.observers = ex.observers, [observer]
             tune_info = {"trial_id": self.trial_id, "experiment": job["name"]}
             run = ex._create_run(

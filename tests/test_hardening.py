@@ -1,0 +1,139 @@
+"""What must never happen, tried through the real command line: a sweep that hangs on a
+message it cannot read, a result that loses the end report, a folder that is not a sweep's
+moved or written over."""
+
+import csv
+import json
+import os
+import shutil
+
+from conftest import EXPERIMENTS, read_dump, run_cli, write
+
+
+def own_types(tmp_path):
+    shutil.copy(os.path.join(EXPERIMENTS, "own_types.py"), tmp_path / "own_types.py")
+    return tmp_path
+
+
+def _without_volatile(run):
+    keep = ("config", "result", "status")
+    out = {k: run[k] for k in keep}
+    out["config"] = {k: v for k, v in out["config"].items() if k != "seed"}
+    return out
+
+
+def test_classes_of_the_experiment_cross_to_the_drivers_observers_as_they_do_alone(tmp_path):
+    """An Enum in the config, a dataclass result, an unpicklable info value, with -m: the
+    driver used to drop the start message and the sweep hung forever."""
+    work = own_types(tmp_path)
+    write(work / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {timeout: 120}\n")
+    dump = tmp_path / "sweep.json"
+    proc = run_cli(["own_types.py", "ray_sweep", "grid.yaml", "-m", "localhost:27017:sweeps"], cwd=work,
+                   mongo_dump=dump, timeout=180)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    runs = {r["config"]["x"]: r for r in read_dump(dump, "sweeps")["runs"]}
+    assert sorted(runs) == [1.0, 2.0] and {r["status"] for r in runs.values()} == {"COMPLETED"}
+
+    alone_dump = tmp_path / "alone.json"
+    alone = run_cli(["own_types.py", "with", "x=2.0", "-m", "localhost:27017:sweeps"], cwd=work,
+                    mongo_dump=alone_dump)
+    assert alone.returncode == 0, alone.stderr
+    (run_alone,) = read_dump(alone_dump, "sweeps")["runs"]
+    # config (the Enum), result (the dataclass) and info as the run alone records them
+    assert _without_volatile(runs[2.0]) == _without_volatile(run_alone)
+    assert "__main__.Optimizer" in json.dumps(runs[2.0]["config"])
+    assert runs[2.0]["info"]["best"] == run_alone["info"]["best"]
+    assert runs[2.0]["info"]["lock"] == run_alone["info"]["lock"]
+
+
+def test_a_result_too_large_for_a_float_still_gives_the_report_and_summary(tmp_path):
+    work = own_types(tmp_path)
+    write(work / "grid.yaml", "grid:\n  x: [1.0, 2.0]\n  huge: [true]\nsweep: {name: huge}\n")
+    proc = run_cli(["own_types.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "2 trials: 2 COMPLETED" in proc.stdout
+    with open(work / "sweeps" / "huge" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    for name in os.listdir(work / "runs"):
+        if name.isdigit():
+            run = json.loads((work / "runs" / name / "run.json").read_text())
+            assert run["status"] == "COMPLETED" and run["result"] == 10**400
+
+
+def test_an_unreadable_start_fails_that_trial_with_the_reason_and_the_sweep_goes_on(tmp_path):
+    """A value of a class the driver cannot import (here: a module only the workers have)."""
+    work = own_types(tmp_path)
+    hidden = tmp_path / "worker_only"
+    hidden.mkdir()
+    write(hidden / "elsewhere.py", "class Thing:\n    def __init__(self, v):\n        self.v = v\n")
+    write(work / "exp.py", '''
+import os, sys
+from sacred import Experiment
+import sacred_ray  # noqa: F401
+
+ex = Experiment("hidden")
+
+@ex.config
+def config():
+    x = 1.0
+
+@ex.automain
+@ex.distribute(num_cpus=1)
+def main(x, _run):
+    if x > 1 and "WORKER_ONLY" in os.environ:
+        sys.path.insert(0, os.environ["WORKER_ONLY"])
+        import elsewhere
+        _run.info["thing"] = elsewhere.Thing(x)
+        _run.log_scalar("loss", 1.0, 0)
+        import time; time.sleep(1.5)  # past the first second: heartbeats are relayed live
+    return x
+''')
+    write(work / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {timeout: 60}\n")
+    dump = tmp_path / "m.json"
+    env = dict(os.environ, RAY_ADDRESS="local", PYTHONUNBUFFERED="1", WORKER_ONLY=str(hidden))
+    proc = run_cli(["exp.py", "ray_sweep", "grid.yaml", "-m", "localhost:27017:sweeps", "-b", "0.2"], cwd=work,
+                   mongo_dump=dump, env=env, timeout=180)
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    runs = {r["config"]["x"]: r for r in read_dump(dump, "sweeps")["runs"]}
+    assert runs[1.0]["status"] == "COMPLETED"
+    assert runs[2.0]["status"] == "FAILED"
+    assert "could not read the trial's heartbeat message" in "".join(runs[2.0]["fail_trace"])
+    assert "elsewhere" in "".join(runs[2.0]["fail_trace"])
+
+
+def test_a_trial_stuck_before_its_run_starts_still_times_out(workdir):
+    """The timeout counts from when a worker takes the trial, not from the run's start: a
+    config that never finishes (or a start that is never answered) cannot hang the sweep."""
+    write(workdir / "slow_config.py", '''
+import time
+from sacred import Experiment
+import sacred_ray  # noqa: F401
+
+ex = Experiment("slow_config")
+
+@ex.config
+def config():
+    x = 1.0
+    if x > 1:
+        time.sleep(120)
+
+@ex.automain
+@ex.distribute(num_cpus=1)
+def main(x):
+    return x
+''')
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {timeout: 4}\n")
+    import time
+
+    began = time.monotonic()
+    proc = run_cli(["slow_config.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir, timeout=100)
+    assert time.monotonic() - began < 60
+    assert proc.returncode == 1, proc.stderr
+    ledger = [json.loads(line) for line in (workdir / "sweeps" / "grid" / "ledger.jsonl").read_text().splitlines()]
+    by_key = {e["index"]: e for e in ledger}
+    assert by_key[0]["status"] == "COMPLETED"
+    assert by_key[1]["status"] == "TIMEOUT" and "timed out after 4s" in by_key[1]["error"]
