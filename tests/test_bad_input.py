@@ -1,6 +1,7 @@
 """The bad-input corpus: each entry exits 2 with one line naming the file, key and fix;
 no traceback, no Ray started, no sweep folder or run created."""
 
+import os
 import sys
 
 import pytest
@@ -91,3 +92,55 @@ def test_a_near_miss_command_says_which_was_meant(toy, capsys):
         toy.run_commandline(["toy.py", "ray_swep", "with", "g.yaml"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == "error: command line: unknown command 'ray_swep'; did you mean 'ray_sweep'?"
+
+
+def _tree(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+FOLDERS = [
+    ("sweep: {dir: .}\n", "g.yaml: sweep: dir: {here} holds files that are not a sweep's"),
+    ("sweep: {dir: data}\n", "g.yaml: sweep: dir: {here}/data holds files that are not a sweep's"),
+    ("sweep: {dir: notes.txt}\n", "g.yaml: sweep: dir: {here}/notes.txt is a file, not a folder"),
+    ("sweep: {dir: notes.txt/sub}\n", "g.yaml: sweep: dir: cannot create {here}/notes.txt/sub: {here}/notes.txt is a file"),
+    ("sweep: {dir: ..}\n", "g.yaml: sweep: dir: {parent} holds files that are not a sweep's"),
+]
+
+
+@pytest.mark.parametrize("settings,message", FOLDERS, ids=[f[0].strip() for f in FOLDERS])
+def test_a_folder_sacred_ray_did_not_make_is_never_written_or_moved(toy, tmp_path, monkeypatch, capsys, no_ray,
+                                                                    settings, message):
+    """`dir: .` used to rename the whole project folder on the second sweep."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.csv").write_text("a,b\n")
+    (project / "notes.txt").write_text("mine\n")
+    (project / "g.yaml").write_text(GOOD + settings)
+    monkeypatch.chdir(project)
+    before = _tree(tmp_path)
+    for _ in range(2):
+        code = main(toy, ["toy.py", "ray_sweep", "g.yaml", "-F", "runs"])
+        err = capsys.readouterr().err
+        assert code == 2
+        expected = message.format(here=project, parent=tmp_path)
+        assert err.startswith("error: " + expected), err
+        assert "choose a new or empty folder with sweep: dir" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert _tree(tmp_path) == before
+
+
+def test_an_empty_folder_or_a_sweep_folder_is_used_and_only_a_sweep_folder_moved(toy, tmp_path, monkeypatch):
+    from sacred_ray.engine.folder import MARKER, SweepFolder, check_folder
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_folder(str(empty), "g.yaml", "sweep: dir")
+    first = SweepFolder(str(empty))
+    first.record({"key": "a", "status": "COMPLETED"})
+    first.close()
+    assert (empty / MARKER).exists()
+    check_folder(str(empty), "g.yaml", "sweep: dir")  # ours now: accepted again
+    second = SweepFolder(str(empty))
+    second.close()
+    assert second.moved_aside and os.path.exists(os.path.join(second.moved_aside, "ledger.jsonl"))
+    assert os.listdir(empty) == [MARKER]

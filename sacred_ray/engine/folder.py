@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import yaml
 
+from ..spec import SpecError
+
 LEDGER = "ledger.jsonl"
 SYNC_SECONDS = 1.0  # the ledger is synced to disk at most this often
 
@@ -37,17 +39,65 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+MARKER = ".sacred-ray-sweep"  # in every folder this tool made: only such a folder is moved aside or reused
+_EARLIER_SPEC_HEADER = "# the sweep as run:"  # spec.yaml of a sweep folder made before the marker existed
+
+
+def is_sweep_folder(path: str) -> bool:
+    """Whether ``path`` is a sweep folder that sacred-ray made (now or in an earlier version)."""
+    if os.path.isfile(os.path.join(path, MARKER)):
+        return True
+    try:
+        with open(os.path.join(path, "spec.yaml"), encoding="utf-8") as f:
+            return f.readline().startswith(_EARLIER_SPEC_HEADER) and os.path.exists(os.path.join(path, LEDGER))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_folder(path: str, source: str, where: str) -> None:
+    """Refuse, before anything starts, a sweep folder that would write into or move a folder
+    this tool did not make (``dir: .``, ``/etc``, a home folder), a path that is a file, or
+    one that cannot be created or written."""
+    path = os.path.abspath(path)
+    fix = f"choose a new or empty folder with {where.split(':')[0]}: dir (or another name)"
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise SpecError(source, where, f"{path} is a file, not a folder; {fix}")
+    if os.path.isdir(path):
+        try:
+            entries = os.listdir(path)
+        except OSError as e:
+            raise SpecError(source, where, f"cannot read {path} ({e.strerror}); {fix}") from None
+        if entries and not is_sweep_folder(path):
+            raise SpecError(source, where, f"{path} holds files that are not a sweep's; sacred-ray writes into "
+                                           f"(and moves aside) only folders it made; {fix}")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise SpecError(source, where, f"cannot write in {path} (permission denied); {fix}")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise SpecError(source, where, f"cannot create {path}: {parent} is a file; {fix}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError(source, where, f"cannot create {path}: {parent} is not writable; {fix}")
+
+
 class SweepFolder:
-    """``sweeps/<name>/`` by default. A fresh (not resumed) sweep moves an older one aside."""
+    """``sweeps/<name>/`` by default; see ``check_folder`` for what it refuses. A fresh (not
+    resumed) sweep moves an older sweep's folder aside."""
 
     def __init__(self, path: str, resume: bool = False):
         self.path = os.path.abspath(path)
         self.moved_aside: Optional[str] = None
+        if os.path.isdir(self.path) and os.listdir(self.path) and not is_sweep_folder(self.path):
+            raise SpecError("sweep folder", self.path, "holds files that are not a sweep's; it is left as it is")
         if not resume and os.path.exists(os.path.join(self.path, LEDGER)):
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             self.moved_aside = f"{self.path}.{stamp}"
             os.rename(self.path, self.moved_aside)
         os.makedirs(self.path, exist_ok=True)
+        with open(self.file(MARKER), "w", encoding="utf-8") as f:
+            f.write("made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this name)\n")
         self._ledger = None  # opened on the first record
         self._synced = 0.0
 
