@@ -137,3 +137,40 @@ def main(x):
     by_key = {e["index"]: e for e in ledger}
     assert by_key[0]["status"] == "COMPLETED"
     assert by_key[1]["status"] == "TIMEOUT" and "timed out after 4s" in by_key[1]["error"]
+
+
+def test_an_experiment_started_with_python_m_imports_as_a_module_on_the_workers(tmp_path):
+    """Relative imports work on the workers as they do for `python -m pkg.exp` alone."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    write(pkg / "__init__.py", "")
+    write(pkg / "helpers.py", "OFFSET = 100.0\n")
+    write(pkg / "exp.py", '''
+from sacred import Experiment
+import sacred_ray  # noqa: F401
+
+from .helpers import OFFSET
+
+ex = Experiment("packaged")
+
+@ex.config
+def config():
+    x = 1.0
+
+@ex.automain
+@ex.distribute(num_cpus=1)
+def main(x):
+    return x + OFFSET
+''')
+    write(tmp_path / "grid.yaml", "grid:\n  x: [1.0, 2.0]\n")
+    proc = subprocess.run([sys.executable, "-m", "pkg.exp", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180, env=cli_env())
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    results = sorted(json.loads((tmp_path / "runs" / n / "run.json").read_text())["result"]
+                     for n in os.listdir(tmp_path / "runs") if n.isdigit())
+    assert results == [101.0, 102.0]
