@@ -153,10 +153,16 @@ def resolve_grid(ex: Optional[Experiment], spec, updates: Optional[dict] = None,
     from .spec import GridSpec, load_grid
     from .spec.grid import flatten
 
-    if isinstance(spec, GridSpec):
-        return spec
     overrides = flatten(updates or {}, "updates", "")
-    grid = load_grid(spec, overrides, tuple(named_configs))
+    if isinstance(spec, GridSpec):
+        if not overrides and not named_configs:
+            return spec
+        # more updates over a resolved grid: resolve its file again with both
+        grid = load_grid(spec.raw, {**spec.overrides, **overrides}, spec.named_configs + tuple(named_configs),
+                         source=spec.source)
+        grid.path = spec.path
+    else:
+        grid = load_grid(spec, overrides, tuple(named_configs))
     if ex is not None:
         check_grid(ex, grid, overrides)
     return grid
@@ -167,10 +173,15 @@ def resolve_space(ex: Experiment, spec, updates: Optional[dict] = None, named_co
     from .spec import SpaceSpec, load_space
     from .spec.grid import flatten
 
-    if isinstance(spec, SpaceSpec):
-        return spec
     overrides = flatten(updates or {}, "updates", "")
-    space = load_space(spec, overrides, tuple(named_configs))
+    if isinstance(spec, SpaceSpec):
+        if not overrides and not named_configs:
+            return spec
+        space = load_space(spec.raw, {**spec.overrides, **overrides}, spec.named_configs + tuple(named_configs),
+                           source=spec.source)
+        space.path = spec.path
+    else:
+        space = load_space(spec, overrides, tuple(named_configs))
     check_space(ex, space, overrides)
     return space
 

@@ -17,7 +17,6 @@ from sacred import Experiment
 from sacred.arg_parser import get_config_updates
 
 from .display import format_table, format_value, varying_keys
-from .plugin import COMMANDS
 from .spec import SpecError
 from .spec.grid import flatten
 
@@ -43,6 +42,7 @@ Sacred's own options (-m, -F, -c, -n, -l, -b, -C, ...) are accepted and apply to
 every trial; see `{prog} --help`.
 """
 
+COMMANDS = ("ray_sweep", "tune_with")
 OWN_VALUE_OPTIONS = ("--address", "--sort")
 OWN_FLAGS = ("--dry-run", "--resume", "--help", "-h")
 # Sacred options that make no sense for a sweep, with why.

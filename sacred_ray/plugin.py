@@ -19,10 +19,7 @@ from typing import Any, Callable, Optional
 
 from sacred import Experiment
 
-from .spec import Resources
-from .spec.settings import resources_from_ray_kwargs
-
-COMMANDS = ("ray_sweep", "tune_with")
+from .spec.settings import RESOURCES_ATTRIBUTE, resources_from_ray_kwargs
 
 
 def ray_sweep():
@@ -42,11 +39,6 @@ _NOT_FROM_SACRED = (
 )
 
 
-def trial_resources(ex: Experiment) -> Resources:
-    """The per-trial resources given to ``distribute`` (empty when none were)."""
-    return getattr(ex, "_sacred_ray_resources", Resources())
-
-
 def distribute(ex: Experiment, **resources: Any) -> Experiment:
     """Enable ``ray_sweep`` and ``tune_with`` on ``ex``; ``resources`` apply to every trial.
 
@@ -57,7 +49,7 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
     """
     if not isinstance(ex, Experiment):
         raise TypeError(f"distribute() takes a sacred.Experiment, got {type(ex).__name__}")
-    ex._sacred_ray_resources = resources_from_ray_kwargs(resources)
+    setattr(ex, RESOURCES_ATTRIBUTE, resources_from_ray_kwargs(resources))
     if getattr(ex, "_sacred_ray_enabled", False):
         return ex
     ex._sacred_ray_enabled = True
@@ -102,7 +94,7 @@ def near_miss(ex: Experiment, argv: list) -> None:
     import difflib
     import sys
 
-    from .cli import first_positional
+    from .cli import COMMANDS, first_positional
 
     word = first_positional(ex, argv)
     if word is None or word == "with" or word in dict(ex.gather_commands()) or "=" in word:

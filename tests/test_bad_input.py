@@ -65,7 +65,7 @@ def no_ray(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("Ray was started for bad input")
 
-    for module in ("sacred_ray.engine.sweep", "sacred_ray.engine.tune"):
+    for module in ("sacred_ray.engine.session",):
         __import__(module)
         monkeypatch.setattr(sys.modules[module], "connect", refuse)
     monkeypatch.setattr(cluster, "connect", refuse)

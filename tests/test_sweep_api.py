@@ -204,3 +204,22 @@ def test_mongo_observer_in_code_is_copied_per_trial(ray_session, toy, tmp_path, 
         toy.observers.clear()
     assert result.exit_code == 0
     assert sorted(r["config"]["x"] for r in mongo_db.runs.find({"status": "COMPLETED"})) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_updates_apply_over_a_grid_that_was_already_resolved(ray_session, toy, tmp_path):
+    """run_sweep(ex, resolved, updates=...) used to drop the updates silently."""
+    from sacred_ray.checks import resolve_grid
+
+    spec = tmp_path / "g.yaml"
+    spec.write_text(f"grid:\n  x: [1.0, 3.0]\nfixed: {{steps: 1}}\nsweep: {{dir: {tmp_path / 'sweep'}}}\n")
+    grid = resolve_grid(toy, str(spec), {"opt.lr": 0.5})
+    result = run_sweep(toy, grid, updates={"steps": 2}, named_configs=("big",),
+                       options={"--file_storage": str(tmp_path / "runs")}, progress=False)
+    assert result.exit_code == 0
+    assert sorted(r.config["x"] for r in result.results) == [1.0, 3.0]
+    for r in result.results:
+        # the earlier update, the new one and the named config all apply
+        assert r.config["opt"]["lr"] == 0.5 and r.config["steps"] == 2 and r.config["y"] == 10
+        assert r.metrics["loss"] is not None
+    header = (tmp_path / "sweep" / "spec.yaml").read_text()
+    assert f"spec_file: {spec}" in header

@@ -11,6 +11,7 @@ from typing import Optional
 from sacred import Experiment
 
 from ..spec import SpecError
+from ..spec.settings import declared_resources
 from ..worker.runner import ExperimentRef
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder
@@ -93,8 +94,6 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     """Check and resolve a launch; raises SpecError (nothing started) on anything wrong."""
     import ray
 
-    from ..plugin import trial_resources
-
     check_observer_flags(options)
     if options.get("--file_storage"):
         options["--file_storage"] = os.path.abspath(options["--file_storage"])
@@ -108,7 +107,7 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     ref, experiment_dir = experiment_ref(ex, shipped=not local)
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
     check_folder(folder_path, source, f"{section}: {'dir' if settings.dir else 'name'}")
-    request = ray_request(settings.resources.merged_over(trial_resources(ex)))
+    request = ray_request(settings.resources.merged_over(declared_resources(ex)))
     if started_ray and local:
         precheck_local(request, source, f"{section}: resources")
     observer_options, worker_options = split_options(options)

@@ -22,18 +22,17 @@ from .. import protocol
 from ..protocol import ARTIFACT, BEGUN, HEARTBEAT, RESOURCE, RETURNED, START, STARTED, UNREADABLE
 from ..spec import Trial
 from ..worker.runner import run_trial
-from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
-from .hub import Hub, start_hub
+from .hub import Hub
 from .observers import amend_file_run, close_stale_runs, movable, observer_flags_for_meta, observers_for_trial
-from .prepare import Launch, prepare_launch
+from .prepare import Launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
 from .report import summarize
+from .session import POLL_SECONDS, Interrupted, Session
 
 log = logging.getLogger("sacred_ray")
 
-POLL_SECONDS = 0.25
 GRACE_SECONDS = 10.0
 TAIL_WAIT_SECONDS = 30.0
 
@@ -73,17 +72,6 @@ class SweepResult:
     @property
     def counts(self) -> dict:
         return dict(collections.Counter(r.status for r in self.results))
-
-
-class SweepInterrupted(BaseException):
-    """SIGTERM (or Ctrl-C) reached the driver; ``code`` is the exit status to use.
-
-    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass
@@ -408,31 +396,6 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else e.__class__.__name__
 
 
-class _Signals:
-    """Turn SIGTERM into an interrupt with exit status 143 (Ctrl-C: 130)."""
-
-    def __enter__(self):
-        self.previous = signal.getsignal(signal.SIGTERM)
-        self.install()
-        return self
-
-    def install(self) -> None:
-        """(Re)install the handler: ray.init puts its own SIGTERM handler (sys.exit(15)) in place."""
-
-        def on_term(signum, frame):
-            raise SweepInterrupted(143, "SIGTERM")
-
-        try:
-            signal.signal(signal.SIGTERM, on_term)
-        except ValueError:  # not the main thread: leave signals alone
-            self.previous = None
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
-
-
 def run_sweep(
     ex: Experiment,
     spec,
@@ -452,103 +415,77 @@ def run_sweep(
     record the trials too. Returns every trial's result; raises SpecError on bad input
     before anything starts.
     """
-    import ray
-
     from ..checks import resolve_grid
 
-    options = dict(options or {})
     grid = resolve_grid(ex, spec, updates, named_configs)
     settings = grid.settings
-    launch = prepare_launch(ex, settings, options, address, grid.source, "sweep")
-    folder_path = launch.folder_path
-    folder = SweepFolder(folder_path, resume=resume)
-    trials = grid.trials
-    previous: dict = {}
+    session = Session(ex, grid, "sweep", options, address, resume, command, trials=grid.trials)
+    trials, results = grid.trials, []
     if resume:
-        stale = close_stale_runs(launch.prototypes, settings.name, "the sweep's driver stopped while this run was RUNNING")
-        if stale:
-            print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
-        for entry in folder.read_ledger():
-            previous[entry.get("key")] = entry
-        trials = [t for t in trials if previous.get(t.key, {}).get("status") != "COMPLETED"]
-    folder.write_spec(command or [], _spec_file(spec), grid.raw, grid.trials)
-    if folder.moved_aside:
-        print(f"an earlier sweep in {_rel(folder_path)} was moved to {_rel(folder.moved_aside)} (use --resume to continue one)")
-    results = []
-    if resume:
-        kept = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
-        for t in kept:
-            e = previous[t.key]
-            results.append(TrialResult(trial=t, status="COMPLETED", run_id=e.get("run_id"), result=e.get("result"),
-                                       metrics=e.get("metrics") or {}, duration=e.get("duration"),
-                                       node={"node_ip": e.get("node")}))
+        trials, results = _resumed(session, grid)
         if not trials:
             print(f"resume: all {len(grid.trials)} trials of {settings.name!r} are already COMPLETED; nothing to run")
-            folder.close()
-            return SweepResult(settings.name, folder.path, sorted(results, key=lambda r: r.trial.index))
-        print(f"resume: {len(kept)} trials already COMPLETED, {len(trials)} to run")
+            session.close()
+            return SweepResult(settings.name, session.folder.path, results,
+                               report=f"nothing to run: all {len(grid.trials)} trials are COMPLETED "
+                                      f"(results in {session.folder.file('summary.csv')})")
+        print(f"resume: {len(results)} trials already COMPLETED, {len(trials)} to run")
 
     bar = Progress(len(trials), settings.name, enabled=progress)
-    driver = hub = None
+    driver = None
     interrupted = None
     try:
-        with _Signals() as signals:
+        try:
+            capacity = session.start()
+            # Up to 3 trials per slot wait at Ray's end, so a worker that finishes gets its
+            # next trial at once instead of after the driver's next turn (2 ms a trial).
+            window = settings.max_concurrent or 4 * capacity
+            driver = SweepDriver(settings, trials, session.launch, session.folder, window, bar, session.hub)
+            driver.run()
+        except KeyboardInterrupt:
+            interrupted = Interrupted(130, "Ctrl-C")
+        except Interrupted as e:
+            interrupted = e
+        if interrupted is not None and driver is not None:
+            bar.close()
+            print(f"\n{interrupted.reason}: stopping {len(driver.inflight)} running trial(s) "
+                  f"(press Ctrl-C again to stop at once)", flush=True)
             try:
-                if launch.started_ray:
-                    connect(launch.address, launch.runtime_env)
-                    signals.install()
-                capacity = check_feasible(launch.request, grid.source, "sweep: resources",
-                                          scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
-                # Up to 3 trials per slot wait at Ray's end, so a worker that finishes gets its
-                # next trial at once instead of after the driver's next turn (2 ms a trial).
-                window = settings.max_concurrent or 4 * capacity
-                hub = start_hub()
-                driver = SweepDriver(settings, trials, launch, folder, window, bar, hub)
-                driver.run()
-            except KeyboardInterrupt:
-                interrupted = SweepInterrupted(130, "Ctrl-C")
-            except SweepInterrupted as e:
-                interrupted = e
-            if interrupted is not None and driver is not None:
-                bar.close()
-                print(f"\n{interrupted.reason}: stopping {len(driver.inflight)} running trial(s) "
-                      f"(press Ctrl-C again to stop at once)", flush=True)
-                try:
-                    driver.interrupt(f"sweep interrupted ({interrupted.reason})")
-                except (KeyboardInterrupt, SweepInterrupted):
-                    driver.interrupt(f"sweep interrupted ({interrupted.reason})", second=True)
+                driver.interrupt(f"sweep interrupted ({interrupted.reason})")
+            except (KeyboardInterrupt, Interrupted):
+                driver.interrupt(f"sweep interrupted ({interrupted.reason})", second=True)
     finally:
         bar.close()
-        folder.close()
-        if hub is not None:
-            hub.close()
-        if launch.started_ray and ray.is_initialized():
-            disconnect()
+        session.close()
     if driver is not None:
         results += list(driver.results.values())
     done = {r.trial.index for r in results}
     for t in trials:
         if t.index not in done:
             results.append(TrialResult(trial=t, status="INTERRUPTED", error="not run"))
-    out = SweepResult(settings.name, folder.path, sorted(results, key=lambda r: r.trial.index),
+    out = SweepResult(settings.name, session.folder.path, sorted(results, key=lambda r: r.trial.index),
                       interrupted=interrupted.reason if interrupted else None,
                       observer_errors=driver.observer_errors if driver else [])
     out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
-    out.report = summarize(out, sort or settings.metric, settings.mode, folder)
-    saved = os.path.join(folder.path, "failed_saves")
-    if os.path.isdir(saved) and os.listdir(saved):
-        out.report += (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
-                       f"(load them with sacred's MongoObserver once the server is back)")
+    out.report = summarize(out, sort or settings.metric, settings.mode, session.folder) + session.failed_saves_note()
     return out
 
 
-def _spec_file(spec) -> Optional[str]:
-    return os.path.abspath(spec) if isinstance(spec, (str, os.PathLike)) else None
-
-
-def _rel(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+def _resumed(session: Session, grid) -> tuple:
+    """(trials still to run, results of those the ledger has COMPLETED) for --resume."""
+    stale = close_stale_runs(session.launch.prototypes, grid.settings.name,
+                             "the sweep's driver stopped while this run was RUNNING")
+    if stale:
+        print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
+    previous = {entry.get("key"): entry for entry in session.earlier}
+    done = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
+    results = []
+    for t in done:
+        e = previous[t.key]
+        results.append(TrialResult(trial=t, status="COMPLETED", run_id=e.get("run_id"), result=e.get("result"),
+                                   metrics=e.get("metrics") or {}, duration=e.get("duration"),
+                                   node={"node_ip": e.get("node")}))
+    return [t for t in grid.trials if t not in done], results
 
 
 __all__ = ["SweepResult", "TrialResult", "run_sweep"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,17 +21,14 @@ from sacred import Experiment
 from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, UNREADABLE
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
-from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
-from .hub import start_hub
 from .observers import (
     observers_for_trial,
     redact,
 )
-from .prepare import prepare_launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
-from .sweep import POLL_SECONDS, _spec_file
+from .session import POLL_SECONDS, Interrupted, Session
 
 OPTUNA_UNSUPPORTED = ("randn", "qrandn")
 
@@ -214,9 +212,10 @@ def make_scheduler(settings):
 class _Router(threading.Thread):
     """Relays trial events to observers while Tune runs; one Sacred run = one recorder."""
 
-    def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder):
+    def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder, session: Session):
         super().__init__(name="sacred-ray-router", daemon=True)
         self.hub = hub
+        self.session = session  # its ``interrupted``: the user stopped the search
         self.prototypes = prototypes
         self.base_dir = base_dir
         self.folder = folder
@@ -261,7 +260,14 @@ class _Router(threading.Thread):
             elif kind == RESOURCE:
                 rec.resource(payload)
             elif kind == END:
-                rec.final(payload["final"])
+                final, stop = payload["final"], self.session.interrupted
+                if stop is not None and final is not None and final[0] == "interrupted":
+                    reason = f"sweep interrupted ({stop.reason})"
+                    if isinstance(rec.info.get("tune"), dict):
+                        rec.info["tune"]["stop_reason"] = reason
+                    rec.final(final, status_override="INTERRUPTED", reason=reason)
+                else:
+                    rec.final(final)
                 self._record(rec, payload["outcome"].get("error"), payload["outcome"].get("node"))
 
     def _record(self, rec: TrialRecorder, error: Optional[str], node: Optional[dict]) -> None:
@@ -276,9 +282,12 @@ class _Router(threading.Thread):
         self.folder.record(entry)
 
     def close_unfinished(self, reason: str) -> None:
+        stop = self.session.interrupted
+        if stop is not None:
+            reason = f"sweep interrupted ({stop.reason})"
         for rec in self.recorders.values():
             if not rec.finished:
-                rec.final(None, reason=reason)
+                rec.final(None, status_override="INTERRUPTED" if stop else None, reason=reason)
                 self._record(rec, reason, None)
 
 
@@ -339,92 +348,112 @@ def run_tune(
     ``options`` are Sacred's flags by long name, as for ``run_sweep``. Returns the best
     trial and a row per trial; writes ``best.yaml`` into the sweep folder.
     """
-    import ray
     from ray import tune
 
     from ..checks import resolve_space
     from ..worker.trainable import SacredTrainable
 
-    options = dict(options or {})
     space = resolve_space(ex, spec, updates, named_configs)
     _check_for_searcher(space)
     settings = space.settings
     plan = SearchPlan.of(space)
-    launch = prepare_launch(ex, settings, options, address, space.source, "tune")
-    folder_path = launch.folder_path
-    tune_dir = os.path.join(folder_path, "tune")
+    session = Session(ex, space, "tune", options, address, resume, command)
+    launch, folder = session.launch, session.folder
+    tune_dir = os.path.join(folder.path, "tune")
     resuming = resume and os.path.isdir(tune_dir)
-    folder = SweepFolder(folder_path, resume=resume)
-    earlier_runs = folder.read_ledger() if resume else []
-    folder.write_spec(command or [], _spec_file(spec), space.raw, [])
-    if folder.moved_aside:
-        print(f"an earlier search in {folder_path} was moved to {folder.moved_aside} (use --resume to continue one)")
     runtime_env = dict(launch.runtime_env)
     runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is the session's: it stops Tune as below
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
     bar = Progress(expected_trials(space, plan), settings.name, enabled=progress)
     router = None
-    exit_code = 0
+    grid = None
     try:
-        if launch.started_ray:
-            connect(launch.address, runtime_env)
-        check_feasible(launch.request, space.source, "tune: resources",
-                       scale_wait=0 if launch.local else SCALE_WAIT_SECONDS)
-        hub = start_hub()
-        router = _Router(hub, launch.prototypes, launch.base_dir, folder)
-        router.start()
-        job = {"ref": launch.ref, "hub": hub.link, "plan": plan, "options": launch.worker_options,
-               "metric": settings.metric, "scheduler": settings.scheduler, "max_t": budget(settings),
-               "name": settings.name, "cwd": launch.cwd}
-        request = launch.request
-        pg = {"cpu": request.get("num_cpus", 1)}
-        if request.get("num_gpus"):
-            pg["gpu"] = request["num_gpus"]
-        if request.get("memory"):
-            pg["memory"] = request["memory"]
-        pg.update(request.get("resources", {}))
-        trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), pg)
-        callback = ProgressCallback(bar, settings.metric, settings.mode)
-        if resuming:
-            tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
-        else:
-            param_space, search_alg = compile_search(plan, settings)
-            tuner = tune.Tuner(
-                trainable, param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
-                    search_alg=search_alg, scheduler=make_scheduler(settings),
-                    max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
-                    reuse_actors=True),
-                run_config=tune.RunConfig(
-                    name="tune", storage_path=folder_path, verbose=0, callbacks=[callback],
-                    failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
-            )
-        grid = tuner.fit()
-    except KeyboardInterrupt:
-        exit_code = 130
-        grid = None
+        try:
+            session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
+            router = _Router(session.hub, launch.prototypes, launch.base_dir, folder, session)
+            router.start()
+            job = {"ref": launch.ref, "hub": session.hub.link, "plan": plan, "options": launch.worker_options,
+                   "metric": settings.metric, "scheduler": settings.scheduler, "max_t": budget(settings),
+                   "name": settings.name, "cwd": launch.cwd, "completed": _completed(session.earlier, settings.metric)}
+            trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job),
+                                            _placement(launch.request))
+            callback = ProgressCallback(bar, settings.metric, settings.mode)
+            if resuming:
+                tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
+            else:
+                param_space, search_alg = compile_search(plan, settings)
+                tuner = tune.Tuner(
+                    trainable, param_space=param_space,
+                    tune_config=tune.TuneConfig(
+                        metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+                        search_alg=search_alg, scheduler=make_scheduler(settings),
+                        max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
+                        reuse_actors=True),
+                    run_config=tune.RunConfig(
+                        name="tune", storage_path=folder.path, verbose=0, callbacks=[callback],
+                        failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
+                )
+            grid = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune ran
+            session.interrupted = session.interrupted or Interrupted(130, "Ctrl-C")
+        except Interrupted as e:
+            session.interrupted = e
     finally:
         bar.close()
         if router is not None:
             router.finish.set()
             router.join(timeout=30)
             router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
-            router.hub.close()
-        folder.close()
-        if launch.started_ray and ray.is_initialized():
-            disconnect()
+        session.close()
     if router is not None and router.error is not None:
         raise router.error
-    return _result(space, plan, folder, grid, earlier_runs + (router.runs if router else []), exit_code,
-                   router.observer_errors if router else [], new_runs=router.runs if router else [])
+    stop = session.interrupted
+    out = _result(space, plan, folder, grid, session.earlier + (router.runs if router else []),
+                  stop.code if stop else 0, router.observer_errors if router else [],
+                  new_runs=router.runs if router else [], interrupted=stop)
+    out.report += session.failed_saves_note()
+    return out
+
+
+def _completed(earlier: list, metric: str) -> dict:
+    """Tune trials of a resumed search whose run COMPLETED: trial id -> its last result."""
+    done = {}
+    for entry in earlier:
+        metrics = entry.get("metrics") or {}
+        if entry.get("status") == "COMPLETED" and metric in metrics:
+            steps = (entry.get("steps") or {}).get(metric, 1)
+            done[entry["trial_id"]] = {"metrics": metrics, "step": max(steps - 1, 0)}
+    return done
+
+
+def _placement(request: dict) -> dict:
+    """A Ray task's resource request in the form ``tune.with_resources`` takes."""
+    pg = {"cpu": request.get("num_cpus", 1)}
+    if request.get("num_gpus"):
+        pg["gpu"] = request["num_gpus"]
+    if request.get("memory"):
+        pg["memory"] = request["memory"]
+    pg.update(request.get("resources", {}))
+    return pg
+
+
+def _stop_search(stop: Interrupted, bar: Progress) -> None:
+    """The first Ctrl-C or SIGTERM: ask Tune to stop its trials (its own graceful stop, which
+    also saves the search's state for --resume); before Tune runs, stop at once."""
+    handler = signal.getsignal(signal.SIGUSR1)  # Tune's stop, while Tuner.fit runs
+    if not callable(handler):
+        raise stop
+    bar.close()
+    print(f"\n{stop.reason}: stopping the search's running trials (press Ctrl-C again to stop at once)", flush=True)
+    handler(signal.SIGUSR1, None)
 
 
 def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs: list, exit_code: int,
-            observer_errors: list, new_runs: list) -> TuneResult:
+            observer_errors: list, new_runs: list, interrupted: Optional[Interrupted] = None) -> TuneResult:
     """The table, best trial and files of a search; ``runs`` includes a resumed search's earlier runs."""
     from ..display import format_table, format_value, varying_keys
 
@@ -437,7 +466,10 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs:
         config = result.config or {}
         trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "").split("_")[1:2]
         trial_id = trial_id[0] if isinstance(trial_id, list) and trial_id else trial_id
-        variant, updates, named = plan.decode(config)
+        try:
+            variant, updates, named = plan.decode(config)
+        except (KeyError, IndexError, TypeError, ValueError):  # a trial Tune made but never ran
+            variant, updates, named = None, {}, ()
         values = dict(updates)
         if named:
             values["+named"] = named[0] if len(named) == 1 else list(named)
@@ -445,8 +477,9 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs:
         last = trial_runs[-1] if trial_runs else {}
         metric_value = (result.metrics or {}).get(s.metric)
         rows.append({"trial_id": trial_id, "variant": variant, "values": values, "metric": metric_value,
-                     "status": last.get("status", "ERROR" if result.error else "?"), "run_id": last.get("run_id"),
-                     "runs": [r["run_id"] for r in trial_runs], "reason": last.get("reason"),
+                     "status": last.get("status", "ERROR" if result.error else "INTERRUPTED" if interrupted else "?"),
+                     "run_id": last.get("run_id"), "runs": [r["run_id"] for r in trial_runs],
+                     "reason": last.get("reason", "not run" if interrupted and not trial_runs else None),
                      "iterations": (result.metrics or {}).get("training_iteration"), "config": last.get("config")})
     ok = [r for r in rows if isinstance(r["metric"], (int, float)) and r["status"] == "COMPLETED"]
     ok.sort(key=lambda r: r["metric"], reverse=s.mode == "max")

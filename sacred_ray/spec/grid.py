@@ -43,6 +43,9 @@ class GridSpec:
     settings: SweepSettings
     raw: dict
     warnings: list = field(default_factory=list)
+    path: Optional[str] = None  # the file it was read from (absolute), if any
+    overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
+    named_configs: tuple = ()  # the command line's named configs
 
 
 @dataclass
@@ -93,7 +96,7 @@ def check_key(key: Any, source: str, where: str) -> str:
     return key
 
 
-def _named_value(value: Any, source: str, where: str) -> tuple:
+def named_value(value: Any, source: str, where: str) -> tuple:
     """A named-config value: one name or a list of names applied together."""
     names = value if isinstance(value, list) else [value]
     if not names or not all(isinstance(n, str) and n for n in names):
@@ -158,15 +161,15 @@ def _axis(key: str, value: Any, source: str, where: str) -> list:
     if not values:
         raise SpecError(source, f"{where}: {key}", "empty list; an axis needs at least one value")
     if is_named_key(key):
-        return [_named_value(v, source, f"{where}: {key}") for v in values]
+        return [named_value(v, source, f"{where}: {key}") for v in values]
     return values
 
 
-def _fixed(mapping: Any, source: str, where: str) -> dict:
+def parse_fixed(mapping: Any, source: str, where: str) -> dict:
     out = {}
     for key, value in flatten(mapping, source, where, leaf=_generator).items():
         if is_named_key(key):
-            out[key] = _named_value(value, source, f"{where}: {key}")
+            out[key] = named_value(value, source, f"{where}: {key}")
         elif _generator(value) == "value":
             out[key] = value["value"]
         elif _generator(value):
@@ -228,7 +231,7 @@ def _random(raw: Any, level: _Level, source: str, where: str) -> None:
         dist = parse_distribution(value, source, f"{where}: params: {key}", SAMPLED + ("value",))
         if is_named_key(key):
             for cat in dist.args if dist.name == "choice" else []:
-                _named_value(cat, source, f"{where}: params: {key}")
+                named_value(cat, source, f"{where}: params: {key}")
             if dist.name not in ("choice", "value"):
                 raise SpecError(source, f"{where}: params: {key}", "named configs are drawn with choice: [a, b]")
         level.params[key] = dist
@@ -252,7 +255,7 @@ def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
         seeds=parent.seeds, exclude=list(parent.exclude),
     )
     prefix = f"{where}: " if where else ""
-    fixed = _fixed(raw.get("fixed"), source, f"{prefix}fixed")
+    fixed = parse_fixed(raw.get("fixed"), source, f"{prefix}fixed")
     grid_raw = raw.get("grid")
     if "grid" in raw and (not isinstance(grid_raw, dict) or not grid_raw):
         raise SpecError(source, f"{prefix}grid", "expected a non-empty mapping of keys to lists")
@@ -370,7 +373,7 @@ def _expand(level: _Level, variant: Optional[str]):
         for draw in _draw(level, point, variant):
             values = {**level.fixed, **point}
             for k, v in draw.items():
-                values[k] = _named_value(v, "", "") if is_named_key(k) else v
+                values[k] = named_value(v, "", "") if is_named_key(k) else v
             for seed in level.seeds or [None]:
                 yield values, seed
 
@@ -447,10 +450,11 @@ def load_grid(
     ``overrides`` (dotted keys) and ``named_configs`` come from the command line and
     apply to every trial, over what the file says.
     """
+    path = None
     if isinstance(spec, dict):
         raw, source = spec, source or "<spec>"
     else:
-        path = os.fspath(spec)
+        path = os.path.abspath(os.fspath(spec))
         raw, source = read_yaml(path), source or os.path.basename(path)
     if raw is None:
         raise SpecError(source, "", "is empty; give at least a grid: or fixed: section")
@@ -458,7 +462,7 @@ def load_grid(
         raise SpecError(source, "", f"must be a mapping of sections ({', '.join(TOP_SECTIONS)}), got {type(raw).__name__}")
     if "space" in raw or "tune" in raw:
         raise SpecError(source, "space" if "space" in raw else "tune", "is a tune_with section; run this file with tune_with, or use grid: for ray_sweep")
-    settings = parse_sweep_settings(raw.get("sweep"), source, default_name=_default_name(source))
+    settings = parse_sweep_settings(raw.get("sweep"), source, default_name=default_name(source))
     levels = list(_leaves(raw, _Level(), source, "", None))
     for variant, level in levels:
         if level.params and level.samples is None:
@@ -470,10 +474,11 @@ def load_grid(
             raise SpecError(source, "seeds", "the file also sets 'seed'; use one of seeds: or seed")
     _check_exclude_keys(levels, source)
     trials, warnings = build_trials(levels, source, overrides, named_configs)
-    return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings)
+    return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings, path=path,
+                    overrides=dict(overrides or {}), named_configs=tuple(named_configs))
 
 
-def _default_name(source: str) -> str:
+def default_name(source: str) -> str:
     stem = os.path.splitext(os.path.basename(source))[0]
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "sweep"
 

@@ -39,6 +39,14 @@ class Resources:
         return ", ".join(parts) or "default"
 
 
+RESOURCES_ATTRIBUTE = "_sacred_ray_resources"  # where ``distribute`` keeps them on the Experiment
+
+
+def declared_resources(experiment: Any) -> Resources:
+    """The per-trial resources given to ``distribute`` (empty when none were)."""
+    return getattr(experiment, RESOURCES_ATTRIBUTE, Resources())
+
+
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
 

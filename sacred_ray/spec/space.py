@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
 from .errors import SpecError
-from .grid import _default_name, _fixed, _named_value, check_key, flatten, is_distribution, is_named_key
+from .grid import check_key, default_name, flatten, is_distribution, is_named_key, named_value, parse_fixed
 from .settings import TuneSettings, parse_tune_settings
 from .yaml_file import read_yaml
 
@@ -47,6 +47,9 @@ class SpaceSpec:
     settings: TuneSettings
     raw: dict
     warnings: list = field(default_factory=list)
+    path: Optional[str] = None  # the file it was read from (absolute), if any
+    overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
+    named_configs: tuple = ()  # the command line's named configs
 
     @property
     def keys(self) -> list:
@@ -71,7 +74,7 @@ def _space(raw, source: str, where: str) -> dict:
             if dist.name not in ("choice", "grid", "value"):
                 raise SpecError(source, f"{where}: {key}", "named configs are searched with choice: [...] or grid: [...]")
             cats = dist.args if dist.name != "value" else dist.args
-            dist = Distribution(dist.name, tuple(_named_value(c, source, f"{where}: {key}") for c in cats))
+            dist = Distribution(dist.name, tuple(named_value(c, source, f"{where}: {key}") for c in cats))
         out[key] = dist
     return out
 
@@ -83,7 +86,7 @@ def _leaves(raw: dict, fixed: dict, space: dict, source: str, where: str, varian
         if key not in allowed:
             hint = " ('grid', 'zip' and 'random' are ray_sweep sections; use space: with {grid: [...]} or a distribution)" if key in ("grid", "zip", "random", "seeds", "exclude") else ""
             raise SpecError(source, f"{prefix}{key}", f"unknown key; accepted: {', '.join(allowed)}{hint}")
-    new_fixed = _fixed(raw.get("fixed"), source, f"{prefix}fixed")
+    new_fixed = parse_fixed(raw.get("fixed"), source, f"{prefix}fixed")
     new_space = _space(raw.get("space"), source, f"{prefix}space")
     both = set(new_fixed) & set(new_space)
     if both:
@@ -119,10 +122,11 @@ def load_space(
     ``overrides`` (dotted keys) and ``named_configs`` come from the command line;
     an override fixes a key the file would search.
     """
+    path = None
     if isinstance(spec, dict):
         raw, source = spec, source or "<spec>"
     else:
-        path = os.fspath(spec)
+        path = os.path.abspath(os.fspath(spec))
         raw, source = read_yaml(path), source or os.path.basename(path)
     if raw is None:
         raise SpecError(source, "", "is empty; give at least a space: section")
@@ -131,7 +135,7 @@ def load_space(
     for section in ("grid", "zip", "random", "sweep"):
         if section in raw:
             raise SpecError(source, section, "is a ray_sweep section; run this file with ray_sweep, or write the search under space:")
-    settings = parse_tune_settings(raw.get("tune"), source, _default_name(source))
+    settings = parse_tune_settings(raw.get("tune"), source, default_name(source))
     variants = list(_leaves(raw, {}, {}, source, "", None))
     warnings = []
     overrides = dict(overrides or {})
@@ -158,7 +162,8 @@ def load_space(
             v.space = {k: Distribution("grid", d.args) if d.name == "choice" else d for k, d in v.space.items()}
     if "num_samples" not in (raw.get("tune") or {}) and search == "grid":
         settings = TuneSettings(**{**settings.__dict__, "num_samples": 1})
-    return SpaceSpec(source=source, variants=variants, settings=settings, raw=raw, warnings=warnings)
+    return SpaceSpec(source=source, variants=variants, settings=settings, raw=raw, warnings=warnings, path=path,
+                     overrides=dict(overrides), named_configs=tuple(named_configs))
 
 
 PRIMITIVE = (str, int, float, bool, type(None))

@@ -140,6 +140,12 @@ class SacredTrainable(tune.Trainable):
 
     # -- Tune's side ----------------------------------------------------------
     def step(self) -> dict:
+        completed = (self.job.get("completed") or {}).get(self.trial_id)
+        if self.pending_config is not None and completed is not None:
+            # --resume: this trial's run COMPLETED before the search stopped, after Tune last
+            # saved its state; give Tune that run's last result instead of running it again
+            self.pending_config = None
+            return {**completed["metrics"], "step": completed["step"], "done": True}
         if self.pending_config is not None:
             self._start(self.pending_config)
             self.pending_config = None

@@ -1,0 +1,126 @@
+"""The life both commands share: from a resolved spec to a joined Ray and back.
+
+``Session`` settles the launch (observers, where the experiment is, what a trial needs),
+opens the sweep folder and writes the spec into it, joins or starts Ray, takes over
+Ctrl-C and SIGTERM, checks that a trial fits, starts the hub, and undoes all of it in
+``close``. ``ray_sweep``'s driver and ``tune_with``'s search run inside one, so a stop,
+a resume or a new capability behaves the same for both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable, Optional
+
+from sacred import Experiment
+
+from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
+from .folder import SweepFolder
+from .hub import Hub, start_hub
+from .prepare import Launch, prepare_launch
+
+POLL_SECONDS = 0.25  # how long a driver's loop waits for trial events before it looks around
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM reached the driver; ``code`` is the exit status to use (130, 143).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Session:
+    """One sweep's or search's launch, folder, Ray and hub; see the module docstring.
+
+    ``section`` is the spec's section for how-to-run settings (``sweep`` or ``tune``); it
+    names the keys in error lines."""
+
+    def __init__(self, ex: Experiment, spec, section: str, options: Optional[dict] = None,
+                 address: Optional[str] = None, resume: bool = False, command: Optional[list] = None,
+                 trials: Optional[list] = None):
+        self.spec = spec
+        self.section = section
+        self.settings = spec.settings
+        self.launch: Launch = prepare_launch(ex, spec.settings, dict(options or {}), address, spec.source, section)
+        self.folder = SweepFolder(self.launch.folder_path, resume=resume)
+        self.earlier = self.folder.read_ledger() if resume else []
+        self.folder.write_spec(command or [], spec.path, spec.raw, trials or [])
+        self.hub: Optional[Hub] = None
+        self.interrupted: Optional[Interrupted] = None
+        self._graceful: Optional[Callable[[Interrupted], None]] = None
+        self._previous: dict = {}
+        if self.folder.moved_aside:
+            print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
+                  f"(use --resume to continue one)")
+
+    # -- starting ---------------------------------------------------------------
+    def start(self, runtime_env: Optional[dict] = None, graceful: Optional[Callable[[Interrupted], None]] = None) -> int:
+        """Join or start Ray, take over the stop signals, check a trial fits, start the hub;
+        return how many trials fit at once.
+
+        Without ``graceful`` SIGTERM raises ``Interrupted`` (143) and Ctrl-C raises
+        KeyboardInterrupt where the driver is. With it, the first Ctrl-C or SIGTERM is kept
+        in ``interrupted`` and handed to ``graceful`` (which asks the trials to stop), and a
+        second one raises at once."""
+        self._graceful = graceful
+        self._take_signals()  # before Ray starts: a Ctrl-C while it starts is ours too
+        if self.launch.started_ray:
+            connect(self.launch.address, self.launch.runtime_env if runtime_env is None else runtime_env)
+            self._take_signals()  # ray.init puts its own SIGTERM handler in place
+        capacity = check_feasible(self.launch.request, self.spec.source, f"{self.section}: resources",
+                                  scale_wait=0 if self.launch.local else SCALE_WAIT_SECONDS)
+        self.hub = start_hub()
+        return capacity
+
+    def _take_signals(self) -> None:
+        def on_signal(signum, frame):
+            stop = Interrupted(143, "SIGTERM") if signum == signal.SIGTERM else Interrupted(130, "Ctrl-C")
+            if self._graceful is None:
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise stop
+            if self.interrupted is not None:  # the second one: stop at once
+                raise KeyboardInterrupt
+            self.interrupted = stop
+            self._graceful(stop)
+
+        try:
+            for signum in (signal.SIGTERM,) + ((signal.SIGINT,) if self._graceful else ()):
+                self._previous.setdefault(signum, signal.getsignal(signum))
+                signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+
+    # -- ending -----------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the hub, close the folder, give the signals back and leave a Ray started here."""
+        import ray
+
+        self.folder.close()
+        if self.hub is not None:
+            self.hub.close()
+        for signum, handler in self._previous.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, TypeError):
+                pass
+        if self.launch.started_ray and ray.is_initialized():
+            disconnect()
+
+    def failed_saves_note(self) -> str:
+        """What to say when MongoDB could not take some runs (Sacred saved them here instead)."""
+        saved = os.path.join(self.folder.path, "failed_saves")
+        if not (os.path.isdir(saved) and os.listdir(saved)):
+            return ""
+        return (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
+                f"(load them with sacred's MongoObserver once the server is back)")
+
+
+def _rel(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

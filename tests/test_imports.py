@@ -1,0 +1,98 @@
+"""The package's imports go one way (command line -> engine -> worker; spec, protocol and
+display importable by all): no module reaches, even inside a function, a module that
+reaches it back, and no module takes another module's private names."""
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sacred_ray")
+
+
+def _modules():
+    found = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, os.path.dirname(PACKAGE))[:-3].replace(os.sep, ".")
+                found[rel[: -len(".__init__")] if rel.endswith(".__init__") else rel] = path
+    return found
+
+
+def _imports(module, path, modules):
+    """(imported module, names taken from it) for every import statement, at any depth."""
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("sacred_ray"):
+                    yield alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("sacred_ray"):
+                continue
+            names = [a.name for a in node.names]
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules]
+            for sub in submodules:
+                yield sub, []
+            rest = [n for n in names if f"{target}.{n}" not in modules]
+            if rest or not submodules:
+                yield target, rest
+
+
+def _graph():
+    modules = _modules()
+    graph = {m: set() for m in modules}
+    private = []
+    for module, path in modules.items():
+        for target, names in _imports(module, path, modules):
+            if target != module and target in modules:
+                graph[module].add(target)
+            private += [f"{module} takes {target}.{n}" for n in names if n.startswith("_")]
+    return graph, private
+
+
+def test_no_import_cycle():
+    graph, _ = _graph()
+    cycles = []
+
+    def visit(node, stack, on_stack, seen):
+        seen.add(node)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt in on_stack:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in seen:
+                visit(nxt, stack, on_stack, seen)
+        stack.pop()
+        on_stack.discard(node)
+
+    seen = set()
+    for node in sorted(graph):
+        if node not in seen:
+            visit(node, [], set(), seen)
+    # the package's __init__ is where users enter; its lazy names reach the engine
+    cycles = [c for c in cycles if not c.startswith("sacred_ray -> ") and " -> sacred_ray -> " not in c]
+    assert cycles == []
+
+
+def test_no_private_name_is_taken_from_another_module():
+    _, private = _graph()
+    assert private == []
+
+
+@pytest.mark.parametrize("low", ["sacred_ray.spec", "sacred_ray.protocol", "sacred_ray.display"])
+def test_the_shared_modules_import_nothing_above_them(low):
+    graph, _ = _graph()
+    above = ("sacred_ray.cli", "sacred_ray.plugin", "sacred_ray.engine", "sacred_ray.worker", "sacred_ray.checks")
+    reached = {t for m, targets in graph.items() if m == low or m.startswith(low + ".") for t in targets}
+    assert not [t for t in reached if t.startswith(above)]
