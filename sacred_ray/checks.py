@@ -148,42 +148,38 @@ def check_keys(
             )
 
 
-def resolve_grid(ex: Optional[Experiment], spec, updates: Optional[dict] = None, named_configs: tuple = ()):
-    """A grid (path, dict or GridSpec) resolved and checked against ``ex``; ``updates`` nested or dotted."""
-    from .spec import GridSpec, load_grid
+def _resolve(kind, load, check, ex, spec, updates, named_configs):
+    """A spec of ``kind`` from a path, a dict or an already resolved one, with the updates and
+    named configs applied (over a resolved one's own: its file is resolved again with both) and
+    checked by ``check`` against ``ex``; a resolved spec with nothing added is returned as is."""
     from .spec.grid import flatten
 
     overrides = flatten(updates or {}, "updates", "")
-    if isinstance(spec, GridSpec):
+    if isinstance(spec, kind):
         if not overrides and not named_configs:
             return spec
-        # more updates over a resolved grid: resolve its file again with both
-        grid = load_grid(spec.raw, {**spec.overrides, **overrides}, spec.named_configs + tuple(named_configs),
-                         source=spec.source)
-        grid.path = spec.path
+        resolved = load(spec.raw, {**spec.overrides, **overrides}, spec.named_configs + tuple(named_configs),
+                        source=spec.source)
+        resolved.path = spec.path
     else:
-        grid = load_grid(spec, overrides, tuple(named_configs))
+        resolved = load(spec, overrides, tuple(named_configs))
     if ex is not None:
-        check_grid(ex, grid, overrides)
-    return grid
+        check(ex, resolved, overrides)
+    return resolved
+
+
+def resolve_grid(ex: Optional[Experiment], spec, updates: Optional[dict] = None, named_configs: tuple = ()):
+    """A grid (path, dict or GridSpec) resolved and checked against ``ex``; ``updates`` nested or dotted."""
+    from .spec import GridSpec, load_grid
+
+    return _resolve(GridSpec, load_grid, check_grid, ex, spec, updates, named_configs)
 
 
 def resolve_space(ex: Experiment, spec, updates: Optional[dict] = None, named_configs: tuple = ()):
     """A space (path, dict or SpaceSpec) resolved and checked against ``ex``."""
     from .spec import SpaceSpec, load_space
-    from .spec.grid import flatten
 
-    overrides = flatten(updates or {}, "updates", "")
-    if isinstance(spec, SpaceSpec):
-        if not overrides and not named_configs:
-            return spec
-        space = load_space(spec.raw, {**spec.overrides, **overrides}, spec.named_configs + tuple(named_configs),
-                           source=spec.source)
-        space.path = spec.path
-    else:
-        space = load_space(spec, overrides, tuple(named_configs))
-    check_space(ex, space, overrides)
-    return space
+    return _resolve(SpaceSpec, load_space, check_space, ex, spec, updates, named_configs)
 
 
 def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:

@@ -32,6 +32,7 @@ import random
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 # -- message kinds -----------------------------------------------------------------
@@ -45,6 +46,83 @@ END = "end"              # a Tune trial's last word: its final event and outcome
 SYNC = "sync"            # answered by the hub once everything sent before it is queued
 UNREADABLE = "unreadable"  # hub -> driver: a body that did not unpickle ({"kind", "error"})
 RETURNED = "returned"    # hub -> driver: a Ray task ended (its future as the body)
+
+# -- what a worker is given and gives back -------------------------------------------
+@dataclass(frozen=True)
+class ExperimentRef:
+    """Where a worker finds the experiment: a module file (or a module name, for an
+    experiment started with ``python -m``), the variable that holds it, and the name of
+    its module in the driver (where the driver finds the classes it defines)."""
+
+    attribute: str
+    path: Optional[str] = None
+    relative_path: Optional[str] = None
+    module: Optional[str] = None
+    root: Optional[str] = None  # the folder ``module`` is imported from, when it is on this machine
+    driver_module: Optional[str] = None
+
+    def locate(self) -> str:
+        """The module file to import here: the shipped copy in the working dir when present."""
+        if self.relative_path and os.path.isfile(self.relative_path):
+            return os.path.abspath(self.relative_path)
+        if self.path and os.path.isfile(self.path):
+            return self.path
+        raise FileNotFoundError(
+            f"experiment module {self.relative_path or self.path!r} is not on this worker "
+            f"(cwd {os.getcwd()}); ship it with sweep.runtime_env.working_dir"
+        )
+
+
+@dataclass
+class RunJob:
+    """One Sacred run for a worker: what ``ex.run`` takes, and where to run it."""
+
+    token: str  # names the run's messages to the driver; opaque to the worker
+    config_updates: dict = field(default_factory=dict)
+    named_configs: tuple = ()
+    options: dict = field(default_factory=dict)  # Sacred's flags, observer flags removed
+    meta_info: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    cwd: Optional[str] = None  # the driver's folder, when the worker shares its machine
+
+
+@dataclass
+class LocalRecording:
+    """Observers a worker on the driver's machine records with itself (file storage)."""
+
+    driver_node: str
+    observers: list
+    meta_options: dict  # the observer flags as the run's meta.options shows them
+    driver_priority: Optional[float] = None  # where the driver's own observers stand, if it has any
+
+
+@dataclass
+class SearchJob:
+    """What every trial of a ``tune_with`` search is given (through ``tune.with_parameters``)."""
+
+    ref: ExperimentRef
+    hub: dict  # the driver hub's address and key
+    plan: Any  # the space file laid out for Tune (spec.space.SearchPlan)
+    options: dict  # Sacred's flags, observer flags removed
+    metric: str  # the metric Tune optimises: each log_scalar of it is one Tune result
+    scheduler: str
+    max_t: Optional[int]  # the scheduler's budget of iterations per trial, if it has one
+    name: str  # the search's name (meta.sweep.name)
+    cwd: Optional[str] = None
+    completed: dict = field(default_factory=dict)  # --resume: trial id -> last result of a COMPLETED run
+
+
+@dataclass
+class Outcome:
+    """How a worker's run ended, as the worker saw it."""
+
+    status: str = "FAILED"  # COMPLETED, INTERRUPTED or FAILED
+    result: Any = None
+    error: Optional[str] = None
+    node: dict = field(default_factory=dict)
+    run_id: Any = None
+    tail: dict = field(default_factory=dict)  # RayObserver.tail(): events the driver still needs
+
 
 HANDSHAKE_SECONDS = 10.0  # a peer gets this long to prove it holds the key
 CONNECT_SECONDS = 60.0    # a worker keeps trying to reach the driver this long

@@ -57,7 +57,7 @@ def test_a_stopped_search_records_the_users_stop_and_resumes_without_rerunning(t
     time.sleep(0.5)  # the running trial is well into its run
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err
+    assert proc.returncode == code, out + err
     assert "Traceback" not in err and "PC: @" not in err and "SIGTERM received" not in err
     runs = _runs(tmp_path / "runs")
     assert "RUNNING" not in {r["status"] for r in runs}

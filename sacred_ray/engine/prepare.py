@@ -10,9 +10,9 @@ from typing import Optional
 
 from sacred import Experiment
 
+from ..protocol import ExperimentRef
 from ..spec import SpecError
 from ..spec.settings import declared_resources
-from ..worker.runner import ExperimentRef
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder
 from .observers import build_prototypes, check_observer_flags, check_reachable, redact, split_options

@@ -19,7 +19,19 @@ from typing import Any, Optional
 from sacred import Experiment
 
 from .. import protocol
-from ..protocol import ARTIFACT, BEGUN, HEARTBEAT, RESOURCE, RETURNED, START, STARTED, UNREADABLE
+from ..protocol import (
+    ARTIFACT,
+    BEGUN,
+    HEARTBEAT,
+    RESOURCE,
+    RETURNED,
+    START,
+    STARTED,
+    UNREADABLE,
+    LocalRecording,
+    Outcome,
+    RunJob,
+)
 from ..spec import Trial
 from ..worker.runner import run_trial
 from .folder import SweepFolder
@@ -84,7 +96,7 @@ class _Attempt:
     begun: Optional[float] = None  # when a worker took it: its timeout counts from here
     started: Optional[float] = None
     received: int = 0  # events relayed so far (the task's tail says how many to expect)
-    outcome: Optional[dict] = None
+    outcome: Optional[Outcome] = None
     crash: Optional[str] = None
     returned: Optional[float] = None
     stop_status: Optional[str] = None
@@ -124,8 +136,8 @@ class SweepDriver:
         # alone; the driver records the rest, and every trial on another machine.
         self.movable = [p for p in launch.prototypes if movable(p)]
         # where RayObserver stands among a worker's observers: where the driver's would
-        self.driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not movable(p)),
-                                   default=None)
+        driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not movable(p)), default=None)
+        self.local = LocalRecording(self.node_id, self.movable, self.meta_options, driver_priority)
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -136,19 +148,14 @@ class SweepDriver:
         token = f"{trial.key}:{attempt}:{trial.index}"
         recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir,
                                  run_ids=self.run_ids)
-        job = {
-            "token": token,
-            "config_updates": trial.config_updates,
-            "named_configs": list(trial.named_configs),
-            "options": self.launch.worker_options,
-            "cwd": self.launch.cwd,
-            "meta_info": {"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
-                                    "variant": trial.variant, "attempt": attempt}},
-            "driver_node": self.node_id, "local_observers": self.movable, "meta_options": self.meta_options,
-            "driver_priority": self.driver_priority,
-        }
+        job = RunJob(
+            token=token, config_updates=trial.config_updates, named_configs=tuple(trial.named_configs),
+            options=self.launch.worker_options, cwd=self.launch.cwd,
+            meta_info={"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
+                                 "variant": trial.variant, "attempt": attempt}},
+        )
         att = _Attempt(trial, attempt, token, recorder)
-        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link)
+        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, self.local)
         self.inflight[att.ref] = att
         self.by_token[token] = att
         self.hub.watch(att.ref)
@@ -230,7 +237,7 @@ class SweepDriver:
     def _close_ready(self, give_up: bool = False) -> None:
         still = []
         for att in self.closing:
-            tail = (att.outcome or {}).get("tail") or {}
+            tail = att.outcome.tail if att.outcome is not None else {}
             waited = time.monotonic() - att.returned
             if att.received < tail.get("posted", 0) and waited < TAIL_WAIT_SECONDS and not give_up:
                 still.append(att)
@@ -243,7 +250,7 @@ class SweepDriver:
         self.closing = still
 
     # -- finishing ------------------------------------------------------------
-    def _finish(self, att: _Attempt, outcome: Optional[dict], crash: Optional[str]) -> None:
+    def _finish(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str]) -> None:
         self.by_token.pop(att.token, None)
         rec = att.recorder
         if not rec.finished:
@@ -258,13 +265,13 @@ class SweepDriver:
                 amend_file_run(obs.basedir, rec.run_id, status, att.stop_reason or crash)
         error = None
         if status != "COMPLETED":
-            error = att.stop_reason or crash or (outcome or {}).get("error") or (rec.errors[-1] if rec.errors else None)
-        node = (outcome or {}).get("node") or {}
+            error = att.stop_reason or crash or (outcome.error if outcome else None) or (rec.errors[-1] if rec.errors else None)
+        node = (outcome.node if outcome else None) or {}
         duration = time.monotonic() - att.started if att.started else None
         self.observer_errors.extend(rec.errors)
         retry = (status == "FAILED" and att.attempt <= self.settings.retries and not self.stopping)
         self._record(TrialResult(
-            trial=att.trial, status=status, run_id=rec.run_id, result=(outcome or {}).get("result"),
+            trial=att.trial, status=status, run_id=rec.run_id, result=outcome.result if outcome else None,
             metrics=dict(rec.metrics), duration=duration, node=node, error=error, attempts=att.attempt,
             config=att.config,
         ), retrying=retry)

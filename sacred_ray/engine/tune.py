@@ -18,7 +18,7 @@ from typing import Optional
 from ray.tune import Callback
 from sacred import Experiment
 
-from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, UNREADABLE
+from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, UNREADABLE, SearchJob
 from ..spec import SpaceSpec, SpecError
 from ..spec.space import PRIMITIVE, SearchPlan
 from .folder import SweepFolder
@@ -376,9 +376,9 @@ def run_tune(
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
             router = _Router(session.hub, launch.prototypes, launch.base_dir, folder, session)
             router.start()
-            job = {"ref": launch.ref, "hub": session.hub.link, "plan": plan, "options": launch.worker_options,
-                   "metric": settings.metric, "scheduler": settings.scheduler, "max_t": budget(settings),
-                   "name": settings.name, "cwd": launch.cwd, "completed": _completed(session.earlier, settings.metric)}
+            job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
+                            metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
+                            name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric))
             trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job),
                                             _placement(launch.request))
             callback = ProgressCallback(bar, settings.metric, settings.mode)

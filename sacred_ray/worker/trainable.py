@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import queue
 import threading
 import uuid
@@ -21,9 +20,10 @@ from typing import Any, Optional
 from ray import tune
 from sacred.utils import SacredInterrupt
 
+from ..protocol import Outcome, RunJob, SearchJob
 from ..spec.trial import nest
+from .core import LOST_DRIVER, node_info, run_sacred
 from .observer import RayObserver
-from .runner import load_experiment, node_info, renames_for
 
 JOIN_SECONDS = 30.0
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "fifo": "Tune"}
@@ -46,7 +46,7 @@ def _number(value: Any) -> Optional[float]:
 class SacredTrainable(tune.Trainable):
     """Runs the experiment for one Tune trial config; ``job`` comes from ``tune.with_parameters``."""
 
-    def setup(self, config: dict, job: Optional[dict] = None):
+    def setup(self, config: dict, job: Optional[SearchJob] = None):
         # The run starts at the first step(): Tune may build an actor and then discard it.
         self.job = job
         self.thread: Optional[threading.Thread] = None
@@ -61,7 +61,7 @@ class SacredTrainable(tune.Trainable):
         self.latest: dict = {}
         self.last_step = 0
         self.reported = 0
-        plan = self.job["plan"]
+        plan = self.job.plan
         variant, updates, named = plan.decode(config)
         self.token = f"{self.trial_id}:{uuid.uuid4().hex[:8]}"
         self.thread = threading.Thread(target=self._run, args=(variant, updates, named), daemon=True,
@@ -69,46 +69,39 @@ class SacredTrainable(tune.Trainable):
         self.thread.start()
 
     def _run(self, variant: Optional[str], updates: dict, named: tuple) -> None:
-        job = self.job
-        node = node_info()
-        outcome: dict = {"status": "FAILED", "result": None, "error": None, "node": node}
-        ex = saved = observer = None
+        job: SearchJob = self.job
+        observer = outcome = None
         try:
-            observer = RayObserver(job["hub"], self.token, worker=node)
-            if job.get("cwd") and os.path.isdir(job["cwd"]):
-                os.chdir(job["cwd"])  # one trial per actor process: the run's folder is the user's
-            ex = load_experiment(job["ref"])
-            observer.link.renames = renames_for(job["ref"])
-            saved, ex.observers = ex.observers, [observer]
-            tune_info = {"trial_id": self.trial_id, "experiment": job["name"]}
-            run = ex._create_run(
-                config_updates=nest(updates), named_configs=list(named),
-                info={"ray": node, "tune": tune_info},
-                meta_info={"sweep": {"name": job["name"], "trial": self.trial_id, "variant": variant},
-                           "tune": tune_info},
-                options=job["options"],
-            )
-            self.sacred_run = run
-            run.log_scalar = self._tap(run, run.log_scalar)
-            result = run()
-            outcome.update(status="COMPLETED", result=result)
-        except StoppedByTune as e:
-            outcome.update(status="INTERRUPTED", error=str(e))
-        except BaseException as e:  # the user's code may raise anything
-            outcome.update(status="FAILED", error=f"{e.__class__.__name__}: {e}")
+            node = node_info()
+            observer = RayObserver(job.hub, self.token, worker=node)
+            tune_info = {"trial_id": self.trial_id, "experiment": job.name}
+            run_job = RunJob(token=self.token, config_updates=nest(updates), named_configs=tuple(named),
+                             options=job.options, cwd=job.cwd, info={"ray": node, "tune": tune_info},
+                             meta_info={"sweep": {"name": job.name, "trial": self.trial_id, "variant": variant},
+                                        "tune": tune_info})
+            outcome = run_sacred(job.ref, run_job, observer, on_lost=self._driver_lost, on_created=self._created)
+        except BaseException as e:  # the driver could not be reached
+            outcome = Outcome(status="FAILED", error=f"{e.__class__.__name__}: {e}")
         finally:
-            if ex is not None:
-                ex.observers = saved
-                ex.current_run = None
             try:
                 if observer is not None:
                     observer.flush(end={"final": observer.final, "outcome": {
-                        k: v for k, v in outcome.items() if k != "result"}})
+                        "status": outcome.status if outcome else "FAILED", "error": outcome.error if outcome else None,
+                        "node": observer.worker}})
             finally:
                 self.reports.put(("end", outcome))
 
+    def _created(self, run) -> None:
+        self.sacred_run = run
+        run.log_scalar = self._tap(run, run.log_scalar)
+
+    def _driver_lost(self, ex) -> None:
+        """The driver went away: stop the run at its next report, as a scheduler's stop would."""
+        self.stop_reason = LOST_DRIVER
+        self.go_on.set()
+
     def _tap(self, run, log_scalar):
-        metric = self.job["metric"]
+        metric = self.job.metric
 
         def log_scalar_and_report(metric_name, value, step=None):
             log_scalar(metric_name, value, step)
@@ -135,12 +128,12 @@ class SacredTrainable(tune.Trainable):
         return log_scalar_and_report
 
     def _reason(self, verb: str) -> str:
-        scheduler = SCHEDULER_NAMES.get(self.job["scheduler"], self.job["scheduler"])
+        scheduler = SCHEDULER_NAMES.get(self.job.scheduler, self.job.scheduler)
         return f"{verb} by {scheduler} at step {self.last_step}"
 
     # -- Tune's side ----------------------------------------------------------
     def step(self) -> dict:
-        completed = (self.job.get("completed") or {}).get(self.trial_id)
+        completed = self.job.completed.get(self.trial_id)
         if self.pending_config is not None and completed is not None:
             # --resume: this trial's run COMPLETED before the search stopped, after Tune last
             # saved its state; give Tune that run's last result instead of running it again
@@ -153,14 +146,14 @@ class SacredTrainable(tune.Trainable):
         kind, payload, *rest = self.reports.get()
         if kind == "report":
             return {**payload, "step": rest[0]}
-        status = payload["status"]
+        status = payload.status
         if status == "FAILED":
-            raise RuntimeError(f"the trial's Sacred run failed: {payload['error']}")
+            raise RuntimeError(f"the trial's Sacred run failed: {payload.error}")
         if status != "COMPLETED":
-            raise RuntimeError(f"the trial's Sacred run ended {status}: {payload['error']}")
+            raise RuntimeError(f"the trial's Sacred run ended {status}: {payload.error}")
         final = dict(self.latest)
-        metric = self.job["metric"]
-        result = payload["result"]
+        metric = self.job.metric
+        result = payload.result
         if isinstance(result, dict):
             final.update({k: v for k, v in ((k, _number(v)) for k, v in result.items()) if v is not None})
         elif _number(result) is not None:
@@ -184,7 +177,7 @@ class SacredTrainable(tune.Trainable):
         thread = self.thread
         if thread is None or not thread.is_alive():
             return
-        max_t = self.job.get("max_t")
+        max_t = self.job.max_t
         if max_t and self.iteration >= max_t:
             self.finishing = True  # the scheduler's budget is used up: the run may end on its own
         else:

@@ -1,0 +1,118 @@
+"""One trial's Sacred run on a worker: what the ray_sweep task and the Tune trainable share.
+
+The experiment is rebuilt from its module (imported by file path under a private
+name, or by module name when it was started with ``python -m``; once per worker
+process), never shipped: Experiments cannot be pickled, and a by-value copy from
+``__main__`` fails at run time (../shared/DESIGN.md). ``run_sacred`` runs one
+``RunJob`` with the relay observer first among the run's observers, in the job's
+folder, and puts the process back as it found it: folder, the experiment's
+observers, its current run. Both callers notice a lost driver through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Callable, Optional
+
+from sacred import Experiment
+from sacred.utils import SacredInterrupt
+
+from ..protocol import ExperimentRef, Outcome, RunJob
+from .local import remember_host_info
+from .observer import RayObserver
+
+_EXPERIMENTS: dict = {}  # ExperimentRef -> (Experiment, renames for the driver)
+LOST_DRIVER = "the sweep's driver went away"
+
+
+def load_experiment(ref: ExperimentRef) -> Experiment:
+    """Import the experiment's module (cached per process) and return the Experiment."""
+    if ref in _EXPERIMENTS:
+        return _EXPERIMENTS[ref][0]
+    if ref.module:
+        if ref.root and os.path.isdir(ref.root) and ref.root not in sys.path:
+            sys.path.insert(0, ref.root)
+        module = importlib.import_module(ref.module)
+    else:
+        path = ref.locate()
+        name = "sacred_ray_experiment_" + hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:10]
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    ex = getattr(module, ref.attribute, None)
+    if not isinstance(ex, Experiment):
+        raise LookupError(f"{ref.attribute!r} in {ref.module or ref.path} is not a sacred.Experiment")
+    renames = {module.__name__: ref.driver_module} if ref.driver_module not in (None, module.__name__) else {}
+    _EXPERIMENTS[ref] = (ex, renames)
+    return ex
+
+
+def renames_for(ref: ExperimentRef) -> dict:
+    """How the classes of a loaded experiment's module are named for the driver (see protocol)."""
+    return _EXPERIMENTS[ref][1] if ref in _EXPERIMENTS else {}
+
+
+def node_info() -> dict:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: list = (),
+               on_lost: Optional[Callable[[Experiment], None]] = None,
+               on_created: Optional[Callable] = None) -> Outcome:
+    """Run ``job`` as one Sacred run whose observers are ``observer`` and ``also``.
+
+    ``on_lost(ex)`` is called (from another thread) if the driver goes away mid-run, after
+    the run's info says so; ``on_created(run)`` sees the run before it starts. The
+    outcome's status is the run's: COMPLETED, INTERRUPTED (Ctrl-C or a SacredInterrupt)
+    or FAILED (anything else the user's code raises, SystemExit included)."""
+    outcome = Outcome(node=observer.worker)
+    home = os.getcwd()
+    ex = saved = None
+    try:
+        if job.cwd and os.path.isdir(job.cwd):
+            os.chdir(job.cwd)
+        ex = load_experiment(ref)
+        observer.link.renames = renames_for(ref)
+        remember_host_info()
+        saved, ex.observers = ex.observers, [observer, *also]
+        if observer.link.broken:  # the driver died while this worker was getting ready
+            raise RuntimeError(f"{LOST_DRIVER} before the run started")
+        if on_lost is not None:
+            observer.link.on_lost(lambda: _lost(ex, on_lost))
+        run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
+                             info=job.info, meta_info=job.meta_info, options=job.options)
+        if on_created is not None:
+            on_created(run)
+        outcome.result = run()
+        outcome.status = "COMPLETED"
+    except (KeyboardInterrupt, SacredInterrupt) as e:
+        outcome.status, outcome.error = "INTERRUPTED", str(e) or "interrupted"
+    except BaseException as e:  # the user's code may raise anything, SystemExit included
+        outcome.status, outcome.error = "FAILED", f"{e.__class__.__name__}: {e}"
+    finally:
+        observer.link.on_lost(None)
+        os.chdir(home)
+        if ex is not None:
+            if saved is not None:
+                ex.observers = saved
+            ex.current_run = None
+    outcome.run_id = observer.run_id
+    return outcome
+
+
+def _lost(ex: Experiment, then: Callable[[Experiment], None]) -> None:
+    run = ex.current_run
+    if run is not None:
+        run.info.setdefault("sacred_ray", {})["stop_reason"] = LOST_DRIVER
+    then(ex)
