@@ -25,8 +25,8 @@ def load_trials(experiment, spec, updates=None, named_configs=()) -> list:
 
 _LAZY = {
     "run_sweep": ("sacred_ray.engine.sweep", "run_sweep"),
-    "SweepResult": ("sacred_ray.engine.sweep", "SweepResult"),
-    "TrialResult": ("sacred_ray.engine.sweep", "TrialResult"),
+    "SweepResult": ("sacred_ray.engine.results", "SweepResult"),
+    "TrialResult": ("sacred_ray.engine.results", "TrialResult"),
     "run_tune": ("sacred_ray.engine.tune", "run_tune"),
     "TuneResult": ("sacred_ray.engine.tune", "TuneResult"),
     "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),

@@ -5,8 +5,7 @@ import csv
 import yaml
 
 from sacred_ray.engine.folder import SweepFolder
-from sacred_ray.engine.report import default_mode, summarize
-from sacred_ray.engine.sweep import SweepResult, TrialResult
+from sacred_ray.engine.results import SweepResult, TrialResult, default_mode, summarize
 from sacred_ray.spec import load_grid
 
 

@@ -13,21 +13,14 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from sacred import Experiment
 
 from .. import protocol
 from ..protocol import (
-    ARTIFACT,
-    BEGUN,
-    HEARTBEAT,
-    RESOURCE,
-    RETURNED,
     START,
-    STARTED,
-    UNREADABLE,
     LocalRecording,
     Outcome,
     RunJob,
@@ -40,50 +33,14 @@ from .observers import amend_file_run, close_stale_runs, movable, observer_flags
 from .prepare import Launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
-from .report import summarize
+from .relay import Relay, Trials
+from .results import SweepResult, TrialResult, from_ledger, ledger_entry, summarize
 from .session import POLL_SECONDS, Interrupted, Session
 
 log = logging.getLogger("sacred_ray")
 
 GRACE_SECONDS = 10.0
 TAIL_WAIT_SECONDS = 30.0
-
-
-@dataclass
-class TrialResult:
-    """How one trial ended (its last attempt), as recorded by the observers."""
-
-    trial: Trial
-    status: str
-    run_id: Any = None
-    result: Any = None
-    metrics: dict = field(default_factory=dict)
-    duration: Optional[float] = None
-    node: dict = field(default_factory=dict)
-    error: Optional[str] = None
-    attempts: int = 1
-    config: Optional[dict] = None
-
-
-@dataclass
-class SweepResult:
-    """Every trial's result, in trial order, and where the sweep's files are."""
-
-    name: str
-    folder: str
-    results: list
-    interrupted: Optional[str] = None
-    observer_errors: list = field(default_factory=list)
-    exit_code: int = 0
-    report: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status == "COMPLETED" for r in self.results)
-
-    @property
-    def counts(self) -> dict:
-        return dict(collections.Counter(r.status for r in self.results))
 
 
 @dataclass
@@ -107,7 +64,7 @@ class _Attempt:
     here: bool = False  # the worker's own observers record the run too
 
 
-class SweepDriver:
+class SweepDriver(Trials):
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
     def __init__(self, settings, trials: list, launch: Launch, folder: SweepFolder, window: int,
@@ -120,6 +77,7 @@ class SweepDriver:
         self.window = window
         self.progress = progress
         self.hub = hub
+        self.relay = Relay(hub, self)
         self.meta_options = observer_flags_for_meta(launch.observer_options)
         self.queue = collections.deque((t, 1) for t in trials)
         self.inflight: dict = {}  # task ref -> _Attempt
@@ -161,47 +119,34 @@ class SweepDriver:
         self.hub.watch(att.ref)
 
     # -- events ---------------------------------------------------------------
-    def _handle(self, events: list) -> None:
-        """Answer start events first (their workers are waiting), then record the rest in order."""
-        for token, kind, payload in events:
-            if kind == UNREADABLE and payload["kind"] == START:
-                att = self.by_token.get(token)
-                if att is not None:
-                    self._unreadable(att, payload, stop=False)  # the error answer ends its run
-                self.hub.answer(token, {"error": f"the sweep driver could not read this run's start: {payload['error']}"})
-                continue
-            if kind != START:
-                continue
-            att = self.by_token.get(token)
-            if att is None:
-                answer = {"error": "this trial attempt was already given up by the sweep driver"}
-            elif self.stopping or att.stop_status:
-                answer = {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
-            else:
-                answer = self._start(att, payload)
-            self.hub.answer(token, answer)
-        for token, kind, payload in events:
-            if kind == RETURNED:
-                if token in self.inflight:
-                    self._returned(token, payload)
-                continue
-            att = self.by_token.get(token)
-            if att is None or kind == START or (kind == UNREADABLE and payload["kind"] == START):
-                continue
-            if kind == BEGUN:
-                att.begun, att.worker = time.monotonic(), payload["worker"]
-                continue
-            att.received += 1
-            if kind == STARTED:  # recorded by the worker's own observers; nothing to answer
-                self._start(att, payload)
-            elif kind == UNREADABLE:
-                self._unreadable(att, payload)
-            elif kind == HEARTBEAT:
-                att.recorder.heartbeat(payload)
-            elif kind == ARTIFACT:
-                att.recorder.artifact(payload)
-            elif kind == RESOURCE:
-                att.recorder.resource(payload)
+    # -- events (called by the relay) ---------------------------------------------
+    def recorder(self, token):
+        att = self.by_token.get(token)
+        return att.recorder if att is not None else None
+
+    def start(self, token, payload: dict, answered: bool) -> dict:
+        att = self.by_token.get(token)
+        if att is None:
+            return {"error": "this trial attempt was already given up by the sweep driver"}
+        if answered and (self.stopping or att.stop_status):
+            return {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
+        return self._start(att, payload)
+
+    def unreadable(self, token, payload: dict) -> None:
+        att = self.by_token.get(token)
+        if att is not None:  # an unreadable start ends its run with the error answer
+            self._unreadable(att, payload, stop=payload["kind"] != START)
+
+    def begun(self, token, payload: dict) -> None:
+        att = self.by_token[token]
+        att.begun, att.worker = time.monotonic(), payload["worker"]
+
+    def received(self, token) -> None:
+        self.by_token[token].received += 1
+
+    def returned(self, ref, future) -> None:
+        if ref in self.inflight:
+            self._returned(ref, future)
 
     def _unreadable(self, att: _Attempt, payload: dict, stop: bool = True) -> None:
         """A message of this trial did not unpickle here: the trial fails, saying why; the sweep goes on."""
@@ -274,7 +219,7 @@ class SweepDriver:
             trial=att.trial, status=status, run_id=rec.run_id, result=outcome.result if outcome else None,
             metrics=dict(rec.metrics), duration=duration, node=node, error=error, attempts=att.attempt,
             config=att.config,
-        ), retrying=retry)
+        ), retrying=retry, steps=dict(rec.metric_steps))
         if retry:
             self.queue.appendleft((att.trial, att.attempt + 1))
         elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
@@ -298,19 +243,12 @@ class SweepDriver:
         """A trial the sweep stopped before it ran: INTERRUPTED in the ledger, no Sacred run."""
         self._record(TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}", attempts=attempt))
 
-    def _record(self, result: TrialResult, retrying: bool = False) -> None:
+    def _record(self, result: TrialResult, retrying: bool = False, steps: Optional[dict] = None) -> None:
         """The trial's latest attempt: kept as its result and appended to the ledger at once."""
         earlier = self.results.get(result.trial.index)  # a retried trial's failed attempt
         self.failed += (result.status != "COMPLETED") - (earlier is not None and earlier.status != "COMPLETED")
         self.results[result.trial.index] = result
-        t = result.trial
-        self.folder.record({
-            "key": t.key, "index": t.index, "variant": t.variant, "attempt": result.attempts,
-            "status": result.status, "run_id": result.run_id, "result": result.result, "metrics": result.metrics,
-            "duration": round(result.duration, 3) if result.duration is not None else None,
-            "node": result.node.get("node_ip"), "node_id": result.node.get("node_id"), "error": result.error,
-            "retrying": retrying, "time": time.time(),
-        })
+        self.folder.record(ledger_entry(result, steps=steps, retrying=retrying))
 
     def _check_timeouts(self) -> None:
 
@@ -352,12 +290,12 @@ class SweepDriver:
             while go_on() and (deadline is None or time.monotonic() < deadline):
                 while self.queue and len(self.inflight) < self.window and not self.stopping:
                     self._submit(*self.queue.popleft())
-                self._handle(self.hub.get(POLL_SECONDS))
+                self.relay.dispatch(self.hub.get(POLL_SECONDS))
                 self._close_ready()
                 self._check_timeouts()
                 self._report()
         finally:
-            self._handle(self.hub.get(0))
+            self.relay.dispatch(self.hub.get(0))
             self._close_ready()
 
     def _outcome(self, future) -> tuple:
@@ -486,12 +424,7 @@ def _resumed(session: Session, grid) -> tuple:
         print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
     previous = {entry.get("key"): entry for entry in session.earlier}
     done = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
-    results = []
-    for t in done:
-        e = previous[t.key]
-        results.append(TrialResult(trial=t, status="COMPLETED", run_id=e.get("run_id"), result=e.get("result"),
-                                   metrics=e.get("metrics") or {}, duration=e.get("duration"),
-                                   node={"node_ip": e.get("node")}))
+    results = [from_ledger(t, previous[t.key]) for t in done]
     return [t for t in grid.trials if t not in done], results
 
 

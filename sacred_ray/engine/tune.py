@@ -18,8 +18,8 @@ from typing import Optional
 from ray.tune import Callback
 from sacred import Experiment
 
-from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, UNREADABLE, SearchJob
-from ..spec import SpaceSpec, SpecError
+from ..protocol import SearchJob
+from ..spec import SpaceSpec, SpecError, Trial
 from ..spec.space import PRIMITIVE, SearchPlan
 from .folder import SweepFolder
 from .observers import (
@@ -28,6 +28,8 @@ from .observers import (
 )
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
+from .relay import Relay, Trials
+from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
 from .session import POLL_SECONDS, Interrupted, Session
 
 OPTUNA_UNSUPPORTED = ("randn", "qrandn")
@@ -209,17 +211,19 @@ def make_scheduler(settings):
     return FIFOScheduler()
 
 
-class _Router(threading.Thread):
-    """Relays trial events to observers while Tune runs; one Sacred run = one recorder."""
+class _Router(Trials):
+    """Relays trial events to observers while Tune runs (``Tuner.fit`` has the main thread).
+    One Sacred run is one recorder, made when its worker asks to start it."""
 
     def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder, session: Session):
-        super().__init__(name="sacred-ray-router", daemon=True)
-        self.hub = hub
+        self.thread = threading.Thread(target=self.run, name="sacred-ray-router", daemon=True)
+        self.relay = Relay(hub, self)
         self.session = session  # its ``interrupted``: the user stopped the search
         self.prototypes = prototypes
         self.base_dir = base_dir
         self.folder = folder
         self.recorders: dict = {}
+        self.about: dict = {}  # token -> (trial id, variant, wall-clock start) of the run
         self.run_ids = RunIds()
         self.runs: list = []
         self.observer_errors: list = []
@@ -229,54 +233,52 @@ class _Router(threading.Thread):
     def run(self) -> None:
         try:
             while True:
-                events = self.hub.get(POLL_SECONDS)
+                events = self.relay.hub.get(POLL_SECONDS)
                 if self.finish.is_set() and not events:
                     break
-                self.handle(events)
+                self.relay.dispatch(events)
         except BaseException as e:  # keep the driver informed instead of dying silently
             self.error = e
 
-    def handle(self, events: list) -> None:
-        for token, kind, payload in events:
-            rec = self.recorders.get(token)
-            if kind == UNREADABLE and payload["kind"] == START:
-                self.hub.answer(token, {"error": f"the sweep driver could not read this run's start: {payload['error']}"})
-                continue
-            if kind == START:
-                rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
-                                                             run_ids=self.run_ids)
-                rec.token = token
-                rec.config = payload.get("config")
-                rec.began = time.time()
-                self.hub.answer(token, rec.start(payload))
-            elif rec is None:
-                continue
-            elif kind == UNREADABLE:
-                rec.errors.append(f"the sweep driver could not read a {payload['kind']} message: {payload['error']}")
-            elif kind == HEARTBEAT:
-                rec.heartbeat(payload)
-            elif kind == ARTIFACT:
-                rec.artifact(payload)
-            elif kind == RESOURCE:
-                rec.resource(payload)
-            elif kind == END:
-                final, stop = payload["final"], self.session.interrupted
-                if stop is not None and final is not None and final[0] == "interrupted":
-                    reason = f"sweep interrupted ({stop.reason})"
-                    if isinstance(rec.info.get("tune"), dict):
-                        rec.info["tune"]["stop_reason"] = reason
-                    rec.final(final, status_override="INTERRUPTED", reason=reason)
-                else:
-                    rec.final(final)
-                self._record(rec, payload["outcome"].get("error"), payload["outcome"].get("node"))
+    # -- events (called by the relay) ---------------------------------------------
+    def recorder(self, token):
+        return self.recorders.get(token)
 
-    def _record(self, rec: TrialRecorder, error: Optional[str], node: Optional[dict]) -> None:
-        trial_id = rec.token.split(":")[0]
+    def start(self, token, payload: dict, answered: bool) -> dict:
+        rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
+                                                     run_ids=self.run_ids)
+        rec.config = payload.get("config")
+        sweep = (payload.get("meta_info") or {}).get("sweep") or {}
+        self.about[token] = (sweep.get("trial"), sweep.get("variant"), time.time())
+        return rec.start(payload)
+
+    def unreadable(self, token, payload: dict) -> None:
+        rec = self.recorders.get(token)
+        if rec is not None:
+            rec.errors.append(f"the sweep driver could not read a {payload['kind']} message: {payload['error']}")
+
+    def end(self, token, payload: dict) -> None:
+        rec = self.recorders[token]
+        final, stop = payload["final"], self.session.interrupted
+        if stop is not None and final is not None and final[0] == "interrupted":
+            reason = f"sweep interrupted ({stop.reason})"
+            if isinstance(rec.info.get("tune"), dict):
+                rec.info["tune"]["stop_reason"] = reason
+            rec.final(final, status_override="INTERRUPTED", reason=reason)
+        else:
+            rec.final(final)
+        self._record(token, payload["outcome"].get("error"), payload["outcome"].get("node"))
+
+    def _record(self, token, error: Optional[str], node: Optional[dict]) -> None:
+        rec = self.recorders[token]
+        trial_id, variant, began = self.about.get(token, (None, None, time.time()))
         stop_reason = (rec.info.get("tune") or {}).get("stop_reason")
-        entry = {"trial_id": trial_id, "run_id": rec.run_id, "status": rec.status or "FAILED",
-                 "reason": stop_reason if rec.status == "INTERRUPTED" else error, "metrics": rec.metrics,
-                 "steps": rec.metric_steps, "duration": round(time.time() - rec.began, 3), "config": rec.config,
-                 "node": (node or {}).get("node_ip"), "time": time.time()}
+        result = TrialResult(
+            trial=Trial(index=None, variant=variant, key=trial_id or ""), trial_id=trial_id,
+            status=rec.status or "FAILED", run_id=rec.run_id, metrics=dict(rec.metrics),
+            duration=time.time() - began, node=node or {}, config=rec.config,
+            error=stop_reason if rec.status == "INTERRUPTED" else error)
+        entry = ledger_entry(result, steps=dict(rec.metric_steps))
         self.runs.append(entry)
         self.observer_errors.extend(rec.errors)
         self.folder.record(entry)
@@ -285,10 +287,10 @@ class _Router(threading.Thread):
         stop = self.session.interrupted
         if stop is not None:
             reason = f"sweep interrupted ({stop.reason})"
-        for rec in self.recorders.values():
+        for token, rec in self.recorders.items():
             if not rec.finished:
                 rec.final(None, status_override="INTERRUPTED" if stop else None, reason=reason)
-                self._record(rec, reason, None)
+                self._record(token, reason, None)
 
 
 class ProgressCallback(Callback):
@@ -375,7 +377,7 @@ def run_tune(
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
             router = _Router(session.hub, launch.prototypes, launch.base_dir, folder, session)
-            router.start()
+            router.thread.start()
             job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
                             metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
                             name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric))
@@ -406,7 +408,7 @@ def run_tune(
         bar.close()
         if router is not None:
             router.finish.set()
-            router.join(timeout=30)
+            router.thread.join(timeout=30)
             router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
         session.close()
     if router is not None and router.error is not None:
@@ -455,65 +457,60 @@ def _stop_search(stop: Interrupted, bar: Progress) -> None:
 def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs: list, exit_code: int,
             observer_errors: list, new_runs: list, interrupted: Optional[Interrupted] = None) -> TuneResult:
     """The table, best trial and files of a search; ``runs`` includes a resumed search's earlier runs."""
-    from ..display import format_table, format_value, varying_keys
-
     s = space.settings
-    by_trial: dict = collections.defaultdict(list)
-    for run in runs:
-        by_trial[run["trial_id"]].append(run)
-    rows = []
-    for result in (grid or []):
-        config = result.config or {}
-        trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "").split("_")[1:2]
-        trial_id = trial_id[0] if isinstance(trial_id, list) and trial_id else trial_id
-        try:
-            variant, updates, named = plan.decode(config)
-        except (KeyError, IndexError, TypeError, ValueError):  # a trial Tune made but never ran
-            variant, updates, named = None, {}, ()
-        values = dict(updates)
-        if named:
-            values["+named"] = named[0] if len(named) == 1 else list(named)
-        trial_runs = by_trial.get(trial_id, [])
-        last = trial_runs[-1] if trial_runs else {}
-        metric_value = (result.metrics or {}).get(s.metric)
-        rows.append({"trial_id": trial_id, "variant": variant, "values": values, "metric": metric_value,
-                     "status": last.get("status", "ERROR" if result.error else "INTERRUPTED" if interrupted else "?"),
-                     "run_id": last.get("run_id"), "runs": [r["run_id"] for r in trial_runs],
-                     "reason": last.get("reason", "not run" if interrupted and not trial_runs else None),
-                     "iterations": (result.metrics or {}).get("training_iteration"), "config": last.get("config")})
-    ok = [r for r in rows if isinstance(r["metric"], (int, float)) and r["status"] == "COMPLETED"]
-    ok.sort(key=lambda r: r["metric"], reverse=s.mode == "max")
-    rest = [r for r in rows if r not in ok]
-    ranked = ok + rest
-    best = ok[0] if ok else None
-    lines = []
-    keys = varying_keys([r["values"] for r in ranked]) if len(ranked) > 1 else list(ranked[0]["values"]) if ranked else []
-    has_variants = any(r["variant"] for r in ranked)
-    headers = ["trial"] + (["variant"] if has_variants else []) + keys + ["status", s.metric, "iters", "run id"]
-    table = [[r["trial_id"]] + ([r["variant"]] if has_variants else []) + [r["values"].get(k) for k in keys]
-             + [r["status"], r["metric"], r["iterations"], r["run_id"]] for r in ranked]
-    folder.write_summary(["trial_id", "variant", "status", s.metric, "iterations", "run_id", "runs", "reason"] + keys,
-                         [[r["trial_id"], r["variant"], r["status"], r["metric"], r["iterations"], r["run_id"],
-                           r["runs"], r["reason"]] + [r["values"].get(k) for k in keys] for r in ranked])
-    lines.append(format_table(headers, table[:10]))
-    if len(table) > 10:
-        lines.append(f"... {len(table) - 10} more in {folder.file('summary.csv')}")
-    if best is not None:
-        shown = ", ".join(f"{k}={format_value(v)}" for k, v in best["values"].items())
-        lines.append(f"best: trial {best['trial_id']} (run {best['run_id']}), {s.metric} = {format_value(best['metric'])}: {shown}")
-        if best.get("config") is not None:
-            folder.write_best(best["config"], f"config of the best trial ({s.metric} {s.mode}): run {best['run_id']}, "
-                                              f"trial {best['trial_id']}; load with: with {folder.file('best.yaml')}")
-            lines.append(f"best config: {folder.file('best.yaml')}")
+    results = [_trial_result(i, plan, tune_result, runs, s.metric, interrupted) for i, tune_result in enumerate(grid or [])]
+    out = SweepResult(s.name, folder.path, results)
+    report = summarize(out, s.metric, s.mode, folder, top=10)
     counts = collections.Counter(r["status"] for r in runs)
-    shown_counts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    lines.append(f"{len(rows)} trials, {len(runs)} Sacred runs: {shown_counts}; sweep folder {folder.path}")
-    errored = any(getattr(result, "error", None) for result in (grid or []))
-    failed = errored or any(r["status"] == "FAILED" for r in new_runs)
+    report += (f"\n{len(runs)} Sacred runs: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+               if len(runs) != len(results) else "")
+    ranked = rank(results, s.metric, s.mode)
+    rows = [_row(r, s.metric) for r in ranked]
+    best = best_of(ranked, s.metric)
+    failed = any(getattr(t, "error", None) for t in (grid or [])) or any(r["status"] == "FAILED" for r in new_runs)
     if exit_code == 0 and failed:
         exit_code = 1
-    return TuneResult(s.name, folder.path, s.metric, s.mode, best, ranked, new_runs, exit_code, "\n".join(lines),
-                      observer_errors)
+    return TuneResult(s.name, folder.path, s.metric, s.mode, _row(best, s.metric) if best else None, rows, new_runs,
+                      exit_code, report, observer_errors)
+
+
+def _trial_result(index: int, plan: SearchPlan, tune_result, runs: list, metric: str,
+                  interrupted: Optional[Interrupted]) -> TrialResult:
+    """One Tune trial as the shared results know trials: its values, last run and last report."""
+    reported = tune_result.metrics or {}
+    trial_id = reported.get("trial_id") or _trial_id_from_path(tune_result.path)
+    try:
+        variant, updates, named = plan.decode(tune_result.config or {})
+    except (KeyError, IndexError, TypeError, ValueError):  # a trial Tune made but never ran
+        variant, updates, named = None, {}, ()
+    trial = Trial(index=index, variant=variant, updates=dict(updates), named={"+named": named} if named else {},
+                  key=trial_id or "")
+    trial_runs = [r for r in runs if r.get("trial_id") == trial_id]
+    last = trial_runs[-1] if trial_runs else {}
+    metrics = dict(last.get("metrics") or {})
+    if reported.get(metric) is not None:
+        metrics[metric] = reported[metric]  # the last report Tune ranked it by
+    if trial_runs:
+        status, error = last.get("status"), last.get("error")
+    elif interrupted is not None:
+        status, error = "INTERRUPTED", "not run"
+    else:
+        status, error = "FAILED", str(tune_result.error) if tune_result.error else "no Sacred run was recorded"
+    return TrialResult(trial=trial, status=status, trial_id=trial_id, run_id=last.get("run_id"), metrics=metrics,
+                       duration=last.get("duration"), node={"node_ip": last.get("node")}, error=error,
+                       config=last.get("config"), iterations=reported.get("training_iteration"),
+                       runs=[r.get("run_id") for r in trial_runs], attempts=max(len(trial_runs), 1))
+
+
+def _trial_id_from_path(path: Optional[str]) -> Optional[str]:
+    parts = os.path.basename(path or "").split("_")
+    return "_".join(parts[1:3]) if len(parts) > 2 else None
+
+
+def _row(r: TrialResult, metric: str) -> dict:
+    return {"trial_id": r.trial_id, "variant": r.trial.variant, "values": r.trial.values, "metric": score(r, metric),
+            "status": r.status, "run_id": r.run_id, "runs": r.runs, "reason": r.error, "iterations": r.iterations,
+            "config": r.config}
 
 
 def run_tune_cli(ex: Experiment, req, space) -> int:

@@ -1,0 +1,170 @@
+"""What a sweep or a search leaves behind, for both commands: each trial's result, the
+ledger line of every finished run, the ranking, the end table, summary.csv and best.yaml.
+
+One ledger schema (``ledger_entry``; every field is described in README) serves
+``ray_sweep`` and ``tune_with``: a line per Sacred run, written the moment it ends, from
+which ``--resume`` knows what is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..display import format_table, format_value, varying_keys
+from ..spec import Trial
+from .folder import SweepFolder
+
+
+@dataclass
+class TrialResult:
+    """How one trial ended (its last attempt or run), as recorded by the observers."""
+
+    trial: Trial
+    status: str
+    run_id: Any = None
+    result: Any = None
+    metrics: dict = field(default_factory=dict)  # name -> last value logged
+    duration: Optional[float] = None
+    node: dict = field(default_factory=dict)
+    error: Optional[str] = None  # why it did not complete (the traceback's last line, a stop reason)
+    attempts: int = 1
+    config: Optional[dict] = None
+    trial_id: Optional[str] = None  # Tune's trial id (tune_with)
+    iterations: Optional[int] = None  # Tune's training_iteration (tune_with)
+    runs: list = field(default_factory=list)  # every Sacred run id of the trial, when it had several
+
+    @property
+    def label(self) -> Any:
+        """How the trial is named in tables: Tune's trial id, or the sweep's trial number."""
+        return self.trial_id if self.trial_id is not None else self.trial.index
+
+
+@dataclass
+class SweepResult:
+    """Every trial's result, in trial order, and where the sweep's files are."""
+
+    name: str
+    folder: str
+    results: list
+    interrupted: Optional[str] = None
+    observer_errors: list = field(default_factory=list)
+    exit_code: int = 0
+    report: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "COMPLETED" for r in self.results)
+
+    @property
+    def counts(self) -> dict:
+        return dict(collections.Counter(r.status for r in self.results))
+
+
+def ledger_entry(result: TrialResult, steps: Optional[dict] = None, retrying: bool = False) -> dict:
+    """One line of ``ledger.jsonl`` (the same fields for both commands; see README)."""
+    t = result.trial
+    return {
+        "key": t.key, "index": t.index, "trial_id": result.trial_id, "variant": t.variant,
+        "attempt": result.attempts, "status": result.status, "run_id": result.run_id, "result": result.result,
+        "metrics": result.metrics, "steps": steps or {},
+        "duration": round(result.duration, 3) if result.duration is not None else None,
+        "node": result.node.get("node_ip"), "node_id": result.node.get("node_id"), "error": result.error,
+        "retrying": retrying, "config": result.config, "time": time.time(),
+    }
+
+
+def from_ledger(trial: Trial, entry: dict) -> TrialResult:
+    """A trial's result as an earlier run of the sweep recorded it (for --resume)."""
+    return TrialResult(trial=trial, status=entry.get("status"), run_id=entry.get("run_id"), result=entry.get("result"),
+                       metrics=entry.get("metrics") or {}, duration=entry.get("duration"),
+                       node={"node_ip": entry.get("node"), "node_id": entry.get("node_id")},
+                       error=entry.get("error"), attempts=entry.get("attempt") or 1, config=entry.get("config"),
+                       trial_id=entry.get("trial_id"))
+
+
+def default_mode(metric: str) -> str:
+    """``min`` for names that read as a loss or an error, else ``max``."""
+    lowered = metric.lower()
+    return "min" if any(w in lowered for w in ("loss", "error", "err", "mse", "mae", "rmse", "perplexity")) else "max"
+
+
+def score(result: TrialResult, metric: str) -> Optional[float]:
+    """The number a trial is ranked by: its result (or result[metric]) or a metric's last value."""
+    if metric == "result":
+        value = result.result
+        if isinstance(value, dict):
+            value = value.get("result")
+        if value is None:
+            value = result.metrics.get("result")
+    else:
+        value = result.metrics.get(metric)
+        if value is None and isinstance(result.result, dict):
+            value = result.result.get(metric)
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def rank(results: list, metric: str, mode: str) -> list:
+    """Completed trials with a score first, best first; then the rest in trial order."""
+    def key(r):
+        s = score(r, metric)
+        ok = r.status == "COMPLETED" and s is not None
+        return (0 if ok else 1, (-s if mode == "max" else s) if ok else 0, r.trial.index)
+
+    return sorted(results, key=key)
+
+
+def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], folder: Optional[SweepFolder],
+              top: int = 20) -> str:
+    """Write summary.csv and best.yaml; return the text to show the user."""
+    metric = metric or "result"
+    mode = mode or default_mode(metric)
+    ranked = rank(result.results, metric, mode)
+    keys = varying_keys([r.trial.values for r in ranked]) if len(ranked) > 1 else []
+    has_variants = any(r.trial.variant for r in ranked)
+    tuned = any(r.trial_id is not None for r in ranked)
+    headers = (["trial" if tuned else "#"] + (["variant"] if has_variants else []) + keys + ["status", metric]
+               + (["iters"] if tuned else []) + ["run id", "time"])
+    rows = []
+    for r in ranked:
+        values = r.trial.values
+        rows.append([r.label] + ([r.trial.variant] if has_variants else []) + [values.get(k) for k in keys]
+                    + [r.status, score(r, metric)] + ([r.iterations] if tuned else [])
+                    + [r.run_id, f"{r.duration:.1f}s" if r.duration else None])
+    if folder is not None:
+        folder.write_summary(
+            ["index", "key", "trial_id", "variant", "status", "run_id", metric, "iterations", "runs", "duration_s",
+             "node", "attempts", "error"] + keys,
+            [[r.trial.index, r.trial.key, r.trial_id, r.trial.variant, r.status, r.run_id, score(r, metric),
+              r.iterations, r.runs or None, round(r.duration, 3) if r.duration else None, r.node.get("node_ip"),
+              r.attempts, r.error] + [r.trial.values.get(k) for k in keys] for r in ranked],
+        )
+    lines = [format_table(headers, rows[:top])]
+    if len(rows) > top:
+        lines.append(f"... {len(rows) - top} more in {folder.file('summary.csv') if folder else 'the results'}")
+    best = best_of(ranked, metric)
+    if best is not None:
+        shown = ", ".join(f"{k}={format_value(v)}" for k, v in best.trial.values.items()) or "the defaults"
+        lines.append(f"best: trial {best.label} (run {best.run_id}), {metric} = {format_value(score(best, metric))}: "
+                     f"{shown}")
+        if folder is not None and best.config is not None:
+            folder.write_best(best.config, f"config of the best trial ({metric} {mode}): run {best.run_id}, "
+                                           f"trial {best.label}; load with: with {folder.file('best.yaml')}")
+            lines.append(f"best config: {folder.file('best.yaml')}")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
+    lines.append(f"{len(result.results)} trials: {counts}; sweep folder {folder.path if folder else result.folder}")
+    return "\n".join(lines)
+
+
+def best_of(ranked: list, metric: str) -> Optional[TrialResult]:
+    """The first of ``rank``'s order, if it completed with a score."""
+    if ranked and ranked[0].status == "COMPLETED" and score(ranked[0], metric) is not None:
+        return ranked[0]
+    return None
