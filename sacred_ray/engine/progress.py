@@ -32,17 +32,28 @@ class Progress:
         self._last_line = 0.0
         self.extra = ""
         self._bar = None
+        self.label = label
+        self._shown = False
+
+    def start(self) -> None:
+        """Show the bar (or the first line): once the trials can start, not before the checks."""
+        if self._shown:
+            return
+        self._shown = True
+        total, label, enabled = self.total, self.label, self.enabled
+        self.started = time.monotonic()
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=label, unit="trial", file=self.stream, dynamic_ncols=True,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}")
         elif enabled:
             print(f"{label}: {total} trials", file=self.stream, flush=True)
 
     def update(self, done: int, running: int, failed: int, extra: str = "") -> None:
         if not self.enabled:
             return
+        self.start()
         step = done - self.done
         self.done, self.running, self.failed = done, running, failed
         self.extra = extra

@@ -385,6 +385,7 @@ def run_sweep(
             # Up to 3 trials per slot wait at Ray's end, so a worker that finishes gets its
             # next trial at once instead of after the driver's next turn (2 ms a trial).
             window = settings.max_concurrent or 4 * capacity
+            bar.start()
             driver = SweepDriver(settings, trials, session.launch, session.folder, window, bar, session.hub)
             driver.run()
         except KeyboardInterrupt:

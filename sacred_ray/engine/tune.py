@@ -19,8 +19,8 @@ from ray.tune import Callback
 from sacred import Experiment
 
 from ..protocol import SearchJob
-from ..spec import SpaceSpec, SpecError, Trial
-from ..spec.space import PRIMITIVE, SearchPlan
+from ..spec import SpaceSpec, Trial
+from ..spec.space import SearchPlan
 from .folder import SweepFolder
 from .observers import (
     observers_for_trial,
@@ -30,9 +30,8 @@ from .progress import Progress
 from .recorder import RunIds, TrialRecorder
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
+from .searchers import budget, check_searcher, compile_search, make_scheduler
 from .session import POLL_SECONDS, Interrupted, Session
-
-OPTUNA_UNSUPPORTED = ("randn", "qrandn")
 
 
 @dataclass
@@ -49,166 +48,6 @@ class TuneResult:
     exit_code: int = 0
     report: str = ""
     observer_errors: list = field(default_factory=list)
-
-
-def _searcher_available(name: str, source: str) -> None:
-    if name in ("optuna", "hyperopt"):
-        try:
-            __import__(name)
-        except ImportError:
-            raise SpecError(source, "tune: search", f'{name} is not installed; pip install "sacred-ray[{name}]"') from None
-
-
-def _check_for_searcher(space: SpaceSpec) -> None:
-    search = space.settings.search
-    _searcher_available(search, space.source)
-    if search == "optuna":
-        for v in space.variants:
-            for key, dist in v.space.items():
-                if dist.name in OPTUNA_UNSUPPORTED:
-                    where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
-                    raise SpecError(space.source, where, f"optuna cannot sample {dist.name}; use uniform or search: random")
-
-
-def _suggest(trial, name: str, dist):
-    a = dist.args
-    n = dist.name
-    if n == "value":
-        return a[0]
-    if n == "choice":
-        if all(isinstance(c, PRIMITIVE) for c in a):
-            return trial.suggest_categorical(name, list(a))
-        return trial.suggest_categorical(name, list(range(len(a))))
-    if n == "uniform":
-        return trial.suggest_float(name, a[0], a[1])
-    if n == "quniform":
-        return trial.suggest_float(name, a[0], a[1], step=a[2])
-    if n in ("loguniform", "qloguniform"):
-        x = trial.suggest_float(name, a[0], a[1], log=True)
-        return round(x / a[2]) * a[2] if n == "qloguniform" else x
-    if n == "randint":
-        return trial.suggest_int(name, a[0], a[1] - 1)
-    if n == "qrandint":
-        return trial.suggest_int(name, a[0], a[1], step=a[2] if len(a) > 2 else 1)
-    if n in ("lograndint", "qlograndint"):
-        x = trial.suggest_int(name, a[0], a[1] - (1 if n == "lograndint" else 0), log=True)
-        return int(round(x / a[2]) * a[2]) if n == "qlograndint" else x
-    raise ValueError(f"optuna cannot sample {n}")
-
-
-class DefineByRun:
-    """Optuna's define-by-run space: pick a variant, then suggest only that variant's parameters."""
-
-    def __init__(self, plan: SearchPlan):
-        self.plan = plan
-
-    def __call__(self, trial) -> dict:
-        names = [v.name for v in self.plan.variants]
-        index = names.index(trial.suggest_categorical("variant", names)) if len(names) > 1 else 0
-        for key, dist in self.plan.sampled(index).items():
-            _suggest(trial, self.plan.param_name(index, key), dist)
-        return {"variant_index": index}
-
-
-def _hyperopt(hp, label: str, dist):
-    import math
-
-    a, n = dist.args, dist.name
-    if n == "value":
-        return a[0]
-    if n == "choice":
-        return hp.choice(label, list(a) if all(isinstance(c, PRIMITIVE) for c in a) else list(range(len(a))))
-    if n == "uniform":
-        return hp.uniform(label, a[0], a[1])
-    if n == "quniform":
-        return hp.quniform(label, a[0], a[1], a[2])
-    if n == "loguniform":
-        return hp.loguniform(label, math.log(a[0]), math.log(a[1]))
-    if n == "qloguniform":
-        return hp.qloguniform(label, math.log(a[0]), math.log(a[1]), a[2])
-    if n == "randn":
-        return hp.normal(label, a[0] if a else 0.0, a[1] if len(a) > 1 else 1.0)
-    if n == "qrandn":
-        return hp.qnormal(label, a[0], a[1], a[2])
-    if n == "randint":
-        return hp.randint(label, a[0], a[1])
-    if n == "qrandint":
-        return hp.quniform(label, a[0], a[1], a[2] if len(a) > 2 else 1)
-    if n == "lograndint":
-        return hp.qloguniform(label, math.log(a[0]), math.log(a[1] - 1), 1)
-    if n == "qlograndint":
-        return hp.qloguniform(label, math.log(a[0]), math.log(a[1]), a[2])
-    raise ValueError(f"hyperopt cannot sample {n}")
-
-
-def hyperopt_space(plan: SearchPlan) -> dict:
-    """hyperopt's conditional space: a choice of variants, each branch with only its parameters."""
-    from hyperopt import hp
-
-    branches = []
-    for index, variant in enumerate(plan.variants):
-        branch = {"variant_index": index}
-        for key, dist in plan.sampled(index).items():
-            label = f"{variant.name}:{key}" if len(plan.variants) > 1 else key
-            branch[plan.param_name(index, key)] = _hyperopt(hp, label, dist)
-        branches.append(branch)
-    return {"branch": hp.choice("variant", branches) if len(branches) > 1 else branches[0]}
-
-
-def compile_search(plan: SearchPlan, settings):
-    """(param_space, search_alg) for Tune, from a search plan."""
-    from ray import tune
-
-    if settings.search == "hyperopt":
-        from ray.tune.search.hyperopt import HyperOptSearch
-
-        seed = settings.search_options.get("seed")
-        return {}, HyperOptSearch(space=hyperopt_space(plan), metric=settings.metric, mode=settings.mode,
-                                  random_state_seed=seed, n_initial_points=min(10, settings.num_samples))
-
-    if settings.search == "optuna":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        seed = settings.search_options.get("seed")
-        return {}, OptunaSearch(space=DefineByRun(plan), metric=settings.metric, mode=settings.mode, seed=seed)
-
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    draws = collections.Counter()
-
-    def sample(spec):
-        cell = spec.config["cell"]
-        draws[cell] += 1
-        return plan.sample_cell(cell, draws[cell] - 1)
-
-    space = {"cell": tune.grid_search(list(range(len(plan.cells)))), "params": tune.sample_from(sample)}
-    return space, BasicVariantGenerator(random_state=plan.seed)
-
-
-DEFAULT_MAX_T = {"asha": 100, "hyperband": 81}  # Ray's defaults for ASHAScheduler, HyperBandScheduler
-
-
-def budget(settings) -> Optional[int]:
-    """The iterations a scheduler gives a trial at most (None: no such budget)."""
-    if settings.scheduler not in DEFAULT_MAX_T:
-        return None
-    return settings.scheduler_options.get("max_t", DEFAULT_MAX_T[settings.scheduler])
-
-
-def make_scheduler(settings):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
-
-    options = dict(settings.scheduler_options)
-    kind = settings.scheduler
-    if kind == "asha":
-        return ASHAScheduler(**options)
-    if kind == "hyperband":
-        return HyperBandScheduler(**options)
-    if kind == "median":
-        return MedianStoppingRule(**options)
-    return FIFOScheduler()
 
 
 class _Router(Trials):
@@ -356,7 +195,7 @@ def run_tune(
     from ..worker.trainable import SacredTrainable
 
     space = resolve_space(ex, spec, updates, named_configs)
-    _check_for_searcher(space)
+    check_searcher(space)
     settings = space.settings
     plan = SearchPlan.of(space)
     session = Session(ex, space, "tune", options, address, resume, command)
@@ -376,6 +215,7 @@ def run_tune(
     try:
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
+            bar.start()
             router = _Router(session.hub, launch.prototypes, launch.base_dir, folder, session)
             router.thread.start()
             job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,

@@ -13,26 +13,110 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .errors import SpecError
 
-# name -> (argument names, number of required arguments)
-DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], int]] = {
-    "uniform": (("lower", "upper"), 2),
-    "quniform": (("lower", "upper", "q"), 3),
-    "loguniform": (("lower", "upper", "base"), 2),
-    "qloguniform": (("lower", "upper", "q", "base"), 3),
-    "randn": (("mean", "sd"), 0),
-    "qrandn": (("mean", "sd", "q"), 3),
-    "randint": (("lower", "upper"), 2),
-    "qrandint": (("lower", "upper", "q"), 2),
-    "lograndint": (("lower", "upper", "base"), 2),
-    "qlograndint": (("lower", "upper", "q", "base"), 3),
-    "choice": ((), 1),
-    "grid": ((), 1),
-    "value": ((), 0),
+PRIMITIVE = (str, int, float, bool, type(None))
+
+
+def _quantized(x: float, q: float) -> float:
+    return clean_float(round(x / q) * q)
+
+
+def _categories(args: tuple) -> list:
+    """What a searcher chooses among: the values, or their positions when they are not plain."""
+    return list(args) if all(isinstance(c, PRIMITIVE) for c in args) else list(range(len(args)))
+
+
+def _log_uniform(rng: random.Random, lo: float, hi: float, base: float) -> float:
+    return base ** rng.uniform(math.log(lo, base), math.log(hi, base))
+
+
+def _arg(args: tuple, i: int, default: Any) -> Any:
+    return args[i] if len(args) > i else default
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One distribution of the language, in every form it takes.
+
+    ``params`` are its arguments (Ray Tune's names and order), of which ``required`` must
+    be given. ``sample(args, rng)`` draws a value as Tune's sampler of the same name would
+    (ray_sweep's random section and tune_with's own generator use it). ``optuna(trial,
+    name, args)`` suggests a value through an Optuna trial and ``hyperopt(hp, label, args)``
+    builds hyperopt's expression; None where that searcher cannot express it. A searcher
+    hands back a position for ``categorical`` kinds whose values are not plain, and a float
+    for ``integer`` kinds (``decode`` undoes both)."""
+
+    params: tuple
+    required: int
+    sample: Callable
+    optuna: Optional[Callable] = None
+    hyperopt: Optional[Callable] = None
+    integer: bool = False
+    categorical: bool = False
+
+    def decode(self, args: tuple, raw: Any) -> Any:
+        """A searcher's suggestion as the value the trial runs with."""
+        raw = raw.item() if hasattr(raw, "item") else raw  # numpy scalars from the searcher
+        if self.categorical and not all(isinstance(c, PRIMITIVE) for c in args):
+            return args[int(raw)]
+        return int(round(raw)) if self.integer else raw
+
+
+KINDS: dict = {
+    "uniform": Kind(
+        ("lower", "upper"), 2, lambda a, rng: rng.uniform(a[0], a[1]),
+        optuna=lambda t, n, a: t.suggest_float(n, a[0], a[1]),
+        hyperopt=lambda hp, n, a: hp.uniform(n, a[0], a[1])),
+    "quniform": Kind(
+        ("lower", "upper", "q"), 3, lambda a, rng: _quantized(rng.uniform(a[0], a[1]), a[2]),
+        optuna=lambda t, n, a: t.suggest_float(n, a[0], a[1], step=a[2]),
+        hyperopt=lambda hp, n, a: hp.quniform(n, a[0], a[1], a[2])),
+    "loguniform": Kind(
+        ("lower", "upper", "base"), 2, lambda a, rng: _log_uniform(rng, a[0], a[1], _arg(a, 2, 10)),
+        optuna=lambda t, n, a: t.suggest_float(n, a[0], a[1], log=True),
+        hyperopt=lambda hp, n, a: hp.loguniform(n, math.log(a[0]), math.log(a[1]))),
+    "qloguniform": Kind(
+        ("lower", "upper", "q", "base"), 3,
+        lambda a, rng: _quantized(_log_uniform(rng, a[0], a[1], _arg(a, 3, 10)), a[2]),
+        optuna=lambda t, n, a: _quantized(t.suggest_float(n, a[0], a[1], log=True), a[2]),
+        hyperopt=lambda hp, n, a: hp.qloguniform(n, math.log(a[0]), math.log(a[1]), a[2])),
+    "randn": Kind(
+        ("mean", "sd"), 0, lambda a, rng: rng.gauss(_arg(a, 0, 0.0), _arg(a, 1, 1.0)),
+        hyperopt=lambda hp, n, a: hp.normal(n, _arg(a, 0, 0.0), _arg(a, 1, 1.0))),
+    "qrandn": Kind(
+        ("mean", "sd", "q"), 3, lambda a, rng: _quantized(rng.gauss(a[0], a[1]), a[2]),
+        hyperopt=lambda hp, n, a: hp.qnormal(n, a[0], a[1], a[2])),
+    "randint": Kind(
+        ("lower", "upper"), 2, lambda a, rng: rng.randrange(int(a[0]), int(a[1])),
+        optuna=lambda t, n, a: t.suggest_int(n, a[0], a[1] - 1),
+        hyperopt=lambda hp, n, a: hp.randint(n, a[0], a[1]), integer=True),
+    "qrandint": Kind(
+        ("lower", "upper", "q"), 2,
+        lambda a, rng: int(round(rng.randint(int(a[0]), int(a[1])) / _arg(a, 2, 1)) * _arg(a, 2, 1)),
+        optuna=lambda t, n, a: t.suggest_int(n, a[0], a[1], step=_arg(a, 2, 1)),
+        hyperopt=lambda hp, n, a: hp.quniform(n, a[0], a[1], _arg(a, 2, 1)), integer=True),
+    "lograndint": Kind(
+        ("lower", "upper", "base"), 2,
+        lambda a, rng: min(int(math.exp(rng.uniform(math.log(a[0]), math.log(a[1])))), int(a[1]) - 1),
+        optuna=lambda t, n, a: t.suggest_int(n, a[0], a[1] - 1, log=True),
+        hyperopt=lambda hp, n, a: hp.qloguniform(n, math.log(a[0]), math.log(a[1] - 1), 1), integer=True),
+    "qlograndint": Kind(
+        ("lower", "upper", "q", "base"), 3,
+        lambda a, rng: int(round(math.exp(rng.uniform(math.log(a[0]), math.log(a[1]))) / a[2]) * a[2]),
+        optuna=lambda t, n, a: int(round(t.suggest_int(n, a[0], a[1], log=True) / a[2]) * a[2]),
+        hyperopt=lambda hp, n, a: hp.qloguniform(n, math.log(a[0]), math.log(a[1]), a[2]), integer=True),
+    "choice": Kind(
+        (), 1, lambda a, rng: a[rng.randrange(len(a))],
+        optuna=lambda t, n, a: t.suggest_categorical(n, _categories(a)),
+        hyperopt=lambda hp, n, a: hp.choice(n, _categories(a)), categorical=True),
+    "grid": Kind((), 1, lambda a, rng: a[rng.randrange(len(a))], categorical=True),
+    "value": Kind((), 0, lambda a, rng: a[0], optuna=lambda t, n, a: a[0], hyperopt=lambda hp, n, a: a[0]),
 }
+# name -> (argument names, number of required arguments): what a file may write
+DISTRIBUTIONS: dict = {name: (kind.params, kind.required) for name, kind in KINDS.items()}
 GENERATORS = ("range", "linspace", "logspace", "value")
 SAMPLED = tuple(n for n in DISTRIBUTIONS if n not in ("grid", "value"))
 
@@ -66,43 +150,12 @@ class Distribution:
     args: tuple
 
     @property
-    def categories(self) -> list:
-        return list(self.args)
+    def kind(self) -> Kind:
+        return KINDS[self.name]
 
     def sample(self, rng: random.Random) -> Any:
         """Draw one value the way Ray Tune's sampler of the same name would."""
-        n, a = self.name, self.args
-        if n == "value":
-            return a[0]
-        if n in ("choice", "grid"):
-            return a[rng.randrange(len(a))]
-        if n == "uniform":
-            return rng.uniform(a[0], a[1])
-        if n == "quniform":
-            return clean_float(round(rng.uniform(a[0], a[1]) / a[2]) * a[2])
-        if n in ("loguniform", "qloguniform"):
-            base = a[3] if n == "qloguniform" and len(a) > 3 else (a[2] if n == "loguniform" and len(a) > 2 else 10)
-            lo, hi = math.log(a[0], base), math.log(a[1], base)
-            x = base ** rng.uniform(lo, hi)
-            return clean_float(round(x / a[2]) * a[2]) if n == "qloguniform" else x
-        if n in ("randn", "qrandn"):
-            mean = a[0] if len(a) > 0 else 0.0
-            sd = a[1] if len(a) > 1 else 1.0
-            x = rng.gauss(mean, sd)
-            return clean_float(round(x / a[2]) * a[2]) if n == "qrandn" else x
-        if n == "randint":
-            return rng.randrange(int(a[0]), int(a[1]))
-        if n == "qrandint":
-            q = int(a[2]) if len(a) > 2 else 1
-            return int(round(rng.randint(int(a[0]), int(a[1])) / q) * q)
-        if n in ("lograndint", "qlograndint"):
-            lo, hi = math.log(a[0]), math.log(a[1])
-            x = math.exp(rng.uniform(lo, hi))
-            if n == "lograndint":
-                return min(int(x), int(a[1]) - 1)
-            q = int(a[2])
-            return int(round(x / q) * q)
-        raise AssertionError(n)
+        return self.kind.sample(self.args, rng)
 
     def describe(self) -> str:
         if self.name == "value":

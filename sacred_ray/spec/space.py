@@ -166,9 +166,6 @@ def load_space(
                      overrides=dict(overrides), named_configs=tuple(named_configs))
 
 
-PRIMITIVE = (str, int, float, bool, type(None))
-
-
 @dataclass(frozen=True)
 class SearchPlan:
     """A space file laid out for Tune: one cell per (variant, grid point).
@@ -230,13 +227,7 @@ class SearchPlan:
             variant_index = int(config.get("variant_index", 0))
             values = {}
             for key, dist in self.sampled(variant_index).items():
-                raw = config[self.param_name(variant_index, key)]
-                raw = raw.item() if hasattr(raw, "item") else raw  # numpy scalars from the searcher
-                if dist.name == "choice" and not all(isinstance(c, PRIMITIVE) for c in dist.args):
-                    raw = dist.args[int(raw)]
-                elif dist.name.endswith("randint"):
-                    raw = int(round(raw))
-                values[key] = raw
+                values[key] = dist.kind.decode(dist.args, config[self.param_name(variant_index, key)])
         variant = self.variants[variant_index]
         values = {**variant.fixed, **values}
         updates, named = {}, []

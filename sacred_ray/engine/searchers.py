@@ -1,0 +1,141 @@
+"""A space file's search plan as Ray Tune runs it: one entry per searcher, one per scheduler.
+
+Each searcher says how it is built from a ``SearchPlan`` and which distributions it can
+express; how a distribution looks to Optuna or hyperopt is the distribution's own entry
+(``spec.distributions.KINDS``). Adding a searcher is one entry here; adding a
+distribution, one entry there.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..spec import SpaceSpec, SpecError
+from ..spec.space import SearchPlan
+
+
+class DefineByRun:
+    """Optuna's define-by-run space: pick a variant, then suggest only that variant's parameters."""
+
+    def __init__(self, plan: SearchPlan):
+        self.plan = plan
+
+    def __call__(self, trial) -> dict:
+        names = [v.name for v in self.plan.variants]
+        index = names.index(trial.suggest_categorical("variant", names)) if len(names) > 1 else 0
+        for key, dist in self.plan.sampled(index).items():
+            dist.kind.optuna(trial, self.plan.param_name(index, key), dist.args)
+        return {"variant_index": index}
+
+
+def hyperopt_space(plan: SearchPlan) -> dict:
+    """hyperopt's conditional space: a choice of variants, each branch with only its parameters."""
+    from hyperopt import hp
+
+    branches = []
+    for index, variant in enumerate(plan.variants):
+        branch = {"variant_index": index}
+        for key, dist in plan.sampled(index).items():
+            label = f"{variant.name}:{key}" if len(plan.variants) > 1 else key
+            branch[plan.param_name(index, key)] = dist.kind.hyperopt(hp, label, dist.args)
+        branches.append(branch)
+    return {"branch": hp.choice("variant", branches) if len(branches) > 1 else branches[0]}
+
+
+def _basic(plan: SearchPlan, settings) -> tuple:
+    """Tune's own generator: every cell (variant x grid point) ``num_samples`` times, the
+    cell's distributions drawn by our samplers (reproducible per cell, key and draw)."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    draws = collections.Counter()
+
+    def sample(spec):
+        cell = spec.config["cell"]
+        draws[cell] += 1
+        return plan.sample_cell(cell, draws[cell] - 1)
+
+    space = {"cell": tune.grid_search(list(range(len(plan.cells)))), "params": tune.sample_from(sample)}
+    return space, BasicVariantGenerator(random_state=plan.seed)
+
+
+def _optuna(plan: SearchPlan, settings) -> tuple:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = settings.search_options.get("seed")
+    return {}, OptunaSearch(space=DefineByRun(plan), metric=settings.metric, mode=settings.mode, seed=seed)
+
+
+def _hyperopt(plan: SearchPlan, settings) -> tuple:
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    seed = settings.search_options.get("seed")
+    return {}, HyperOptSearch(space=hyperopt_space(plan), metric=settings.metric, mode=settings.mode,
+                              random_state_seed=seed, n_initial_points=min(10, settings.num_samples))
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """``build(plan, settings) -> (param_space, search_alg)``; ``package``: what must be
+    installed; ``form``: the attribute of a distribution's Kind it needs (None: any)."""
+
+    build: Callable
+    package: Optional[str] = None
+    form: Optional[str] = None
+
+
+SEARCHERS = {
+    "random": Searcher(_basic),
+    "grid": Searcher(_basic),
+    "optuna": Searcher(_optuna, package="optuna", form="optuna"),
+    "hyperopt": Searcher(_hyperopt, package="hyperopt", form="hyperopt"),
+}
+
+
+def check_searcher(space: SpaceSpec) -> None:
+    """Refuse, before anything starts, a searcher that is not installed or a distribution it cannot express."""
+    name = space.settings.search
+    searcher = SEARCHERS[name]
+    if searcher.package:
+        try:
+            __import__(searcher.package)
+        except ImportError:
+            raise SpecError(space.source, "tune: search",
+                            f'{name} is not installed; pip install "sacred-ray[{name}]"') from None
+    if searcher.form is None:
+        return
+    for v in space.variants:
+        for key, dist in v.space.items():
+            if dist.name != "grid" and getattr(dist.kind, searcher.form) is None:
+                where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
+                raise SpecError(space.source, where, f"{name} cannot sample {dist.name}; use uniform or search: random")
+
+
+def compile_search(plan: SearchPlan, settings) -> tuple:
+    """(param_space, search_alg) for Tune, from a search plan."""
+    return SEARCHERS[settings.search].build(plan, settings)
+
+
+DEFAULT_MAX_T = {"asha": 100, "hyperband": 81}  # Ray's defaults for ASHAScheduler, HyperBandScheduler
+
+
+def budget(settings) -> Optional[int]:
+    """The iterations a scheduler gives a trial at most (None: no such budget)."""
+    if settings.scheduler not in DEFAULT_MAX_T:
+        return None
+    return settings.scheduler_options.get("max_t", DEFAULT_MAX_T[settings.scheduler])
+
+
+def make_scheduler(settings):
+    """Tune's scheduler for the ``tune.scheduler`` setting, with its options."""
+    from ray.tune import schedulers
+
+    kinds = {"asha": schedulers.ASHAScheduler, "hyperband": schedulers.HyperBandScheduler,
+             "median": schedulers.MedianStoppingRule}
+    if settings.scheduler in kinds:
+        return kinds[settings.scheduler](**dict(settings.scheduler_options))
+    return schedulers.FIFOScheduler()
