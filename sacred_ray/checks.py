@@ -42,9 +42,9 @@ def config_paths(config: dict, prefix: str = "") -> set:
     return paths
 
 
-def resolved_config(ex: Experiment, named_configs: tuple = (), updates: Optional[dict] = None) -> dict:
+def resolved_config(ex: Experiment, named_configs: tuple = ()) -> dict:
     """The configuration Sacred computes for the main command; nothing is run."""
-    run = create_run(ex, ex.default_command, updates or {}, named_configs=named_configs)
+    run = create_run(ex, ex.default_command, {}, named_configs=named_configs)
     return copy.deepcopy(run.config)
 
 

@@ -128,36 +128,7 @@ def parse(ex: Experiment, argv: list) -> SweepRequest:
         if not token.startswith("-") or token == "-":
             positional.append(token)
             continue
-        flag, has_value, value = token.partition("=")
-        if flag in OWN_FLAGS:
-            if has_value:
-                raise SpecError("command line", flag, "takes no value")
-            if flag in ("-h", "--help"):
-                req.help = True
-            else:
-                setattr(req, flag[2:].replace("-", "_"), True)
-            continue
-        takes_value = flag in OWN_VALUE_OPTIONS or options.get(flag, (None, False))[1]
-        if flag not in OWN_VALUE_OPTIONS and flag not in options:
-            raise SpecError("command line", flag, f"unknown option; see {req.program} {req.command} --help")
-        if takes_value and not has_value:
-            if i >= len(tokens):
-                raise SpecError("command line", flag, "needs a value")
-            value = tokens[i]
-            i += 1
-        elif not takes_value and has_value:
-            raise SpecError("command line", flag, "takes no value")
-        if flag in OWN_VALUE_OPTIONS:
-            setattr(req, flag[2:], value)
-            continue
-        long_flag = options[flag][0]
-        if long_flag in DROPPED:
-            req.warnings.append(f"ignoring {flag}: {DROPPED[long_flag]}")
-            continue
-        if long_flag == "--help":
-            req.help = True
-            continue
-        req.options[long_flag] = value if takes_value else True
+        i = _option(req, token, tokens, i, options)
     if req.help:
         return req
     positional = [p for p in positional if p != "with"]
@@ -177,6 +148,41 @@ def parse(ex: Experiment, argv: list) -> SweepRequest:
     req.updates = flatten(nested, "command line", "")
     req.named_configs = tuple(named)
     return req
+
+
+def _option(req: SweepRequest, token: str, tokens: list, i: int, options: dict) -> int:
+    """Take one option (and its value, from the next token if need be) into ``req``; return
+    the index of the token after it."""
+    flag, has_value, value = token.partition("=")
+    if flag in OWN_FLAGS:
+        if has_value:
+            raise SpecError("command line", flag, "takes no value")
+        if flag in ("-h", "--help"):
+            req.help = True
+        else:
+            setattr(req, flag[2:].replace("-", "_"), True)
+        return i
+    if flag not in OWN_VALUE_OPTIONS and flag not in options:
+        raise SpecError("command line", flag, f"unknown option; see {req.program} {req.command} --help")
+    takes_value = flag in OWN_VALUE_OPTIONS or options[flag][1]
+    if takes_value and not has_value:
+        if i >= len(tokens):
+            raise SpecError("command line", flag, "needs a value")
+        value = tokens[i]
+        i += 1
+    elif not takes_value and has_value:
+        raise SpecError("command line", flag, "takes no value")
+    if flag in OWN_VALUE_OPTIONS:
+        setattr(req, flag[2:], value)
+        return i
+    long_flag = options[flag][0]
+    if long_flag in DROPPED:
+        req.warnings.append(f"ignoring {flag}: {DROPPED[long_flag]}")
+    elif long_flag == "--help":
+        req.help = True
+    else:
+        req.options[long_flag] = value if takes_value else True
+    return i
 
 
 def print_trials(grid, out=sys.stdout) -> None:

@@ -220,17 +220,3 @@ def fresh(observer):
 
 def observers_for_trial(prototypes: list) -> list:
     return [fresh(p) for p in prototypes]
-
-
-def describe(prototypes: list) -> str:
-    names = []
-    for obs in prototypes:
-        name = type(obs).__name__
-        where = getattr(obs, "basedir", None)
-        if where:
-            name += f"({os.path.relpath(where)})"
-        runs = getattr(obs, "runs", None)
-        if runs is not None and hasattr(runs, "database"):
-            name += f"({runs.database.name})"
-        names.append(name)
-    return ", ".join(names) or "no observers"

@@ -77,18 +77,17 @@ class Relay:
                 self.trials.begun(token, payload)
                 continue
             self.trials.received(token)
-            if kind == HEARTBEAT:
-                rec.heartbeat(payload)
-            elif kind == ARTIFACT:
-                rec.artifact(payload)
-            elif kind == RESOURCE:
-                rec.resource(payload)
+            if kind in _RECORDED:
+                getattr(rec, _RECORDED[kind])(payload)
             elif kind == STARTED:
                 self.trials.start(token, payload, answered=False)
             elif kind == UNREADABLE:
                 self.trials.unreadable(token, payload)
             elif kind == END:
                 self.trials.end(token, payload)
+
+
+_RECORDED = {HEARTBEAT: "heartbeat", ARTIFACT: "artifact", RESOURCE: "resource"}  # kind -> TrialRecorder method
 
 
 def _is_start(kind: str, payload: Any) -> bool:

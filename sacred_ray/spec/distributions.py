@@ -213,7 +213,14 @@ def make_distribution(name: str, args: Any, source: str, where: str) -> Distribu
             f"takes {count} arguments [{', '.join(names)}], got {len(args)}",
         )
     values = [_number(v, source, where, argname) for v, argname in zip(args, names)]
-    arg = dict(zip(names, values))
+    _check_arguments(name, dict(zip(names, values)), source, where)
+    if name.endswith("randint"):
+        values = [int(v) for v in values]
+    return Distribution(name, tuple(values))
+
+
+def _check_arguments(name: str, arg: dict, source: str, where: str) -> None:
+    """What each argument must be, by its name: bounds in order, positive scales and steps."""
     if "lower" in arg and not arg["lower"] < arg["upper"]:
         raise SpecError(source, where, f"lower ({arg['lower']}) must be below upper ({arg['upper']})")
     if name.startswith(("log", "qlog")) and arg["lower"] <= 0:
@@ -228,8 +235,6 @@ def make_distribution(name: str, args: Any, source: str, where: str) -> Distribu
         for k in ("lower", "upper", "q"):
             if k in arg and not float(arg[k]).is_integer():
                 raise SpecError(source, where, f"{k} must be a whole number, got {arg[k]}")
-        values = [int(v) for v in values]
-    return Distribution(name, tuple(values))
 
 
 def expand_generator(name: str, args: Any, source: str, where: str) -> list:

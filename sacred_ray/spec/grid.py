@@ -378,6 +378,24 @@ def _expand(level: _Level, variant: Optional[str]):
                 yield values, seed
 
 
+def _split(values: dict, seed: Optional[int], overrides: dict, named_configs: tuple) -> tuple:
+    """(updates, named configs by label, seed) of one grid point, the command line's over the file's."""
+    updates, named = {}, {}
+    for k, v in values.items():
+        if is_named_key(k):
+            named[k] = v
+        elif k == "seed":
+            seed = v
+        else:
+            updates[k] = v
+    updates.update(overrides)
+    if "seed" in updates:
+        seed = updates.pop("seed")
+    if named_configs:
+        named["+command line"] = tuple(named_configs)
+    return updates, named, seed
+
+
 def build_trials(
     levels: list,
     source: str,
@@ -393,19 +411,7 @@ def build_trials(
     excluded = 0
     for variant, level in levels:
         for values, seed in _expand(level, variant):
-            updates, named = {}, {}
-            for k, v in values.items():
-                if is_named_key(k):
-                    named[k] = v
-                elif k == "seed":
-                    seed = v
-                else:
-                    updates[k] = v
-            updates.update(overrides)
-            if "seed" in updates:
-                seed = updates.pop("seed")
-            if named_configs:
-                named["+command line"] = tuple(named_configs)
+            updates, named, seed = _split(values, seed, overrides, named_configs)
             probe = Trial(0, variant, updates, named, seed)
             if any(_matches(probe.values, rule) for rule in level.exclude):
                 excluded += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -65,7 +66,7 @@ def parse_memory(value: Any, source: str, where: str) -> int:
 
 
 def _positive_number(value: Any, source: str, where: str, allow_zero: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         floor = "at least 0" if allow_zero else "above 0"
         raise SpecError(source, where, f"must be a number {floor}, got {value!r}")
@@ -86,6 +87,9 @@ def parse_resources(raw: Any, source: str, where: str) -> Resources:
     if not isinstance(custom, dict):
         raise SpecError(source, f"{where}: custom", "expected a mapping of resource names to amounts")
     for name, amount in custom.items():
+        if str(name).lower() in ("cpu", "gpu", "memory"):
+            raise SpecError(source, f"{where}: custom: {name}", f"is not a custom resource; write {str(name).lower()}: "
+                                                               f"{amount} beside custom")
         _positive_number(amount, source, f"{where}: custom: {name}")
     gpu = raw.get("gpu")
     if gpu is not None:
@@ -133,6 +137,31 @@ def _check(raw: dict, key: str, kind, source: str, where: str, what: str):
     return value
 
 
+def _whole(raw: dict, key: str, source: str, where: str, minimum: int) -> Optional[int]:
+    """``raw[key]`` as a whole number of at least ``minimum`` (None when unset)."""
+    if raw.get(key) is None:
+        return None
+    n = _check(raw, key, int, source, where, f"a whole number of at least {minimum}")
+    if n < minimum:
+        raise SpecError(source, f"{where}: {key}", f"must be at least {minimum}, got {n}")
+    return n
+
+
+def _seconds(raw: dict, key: str, source: str, where: str) -> Optional[float]:
+    """``raw[key]`` as a finite number of seconds above 0 (None when unset)."""
+    if raw.get(key) is None:
+        return None
+    t = _check(raw, key, float, source, where, "seconds above 0")
+    if not (0 < t < float("inf")):
+        raise SpecError(source, f"{where}: {key}", f"must be seconds above 0, got {t}")
+    return float(t)
+
+
+def _set(out: dict, key: str, value: Any) -> None:
+    if value is not None:
+        out[key] = value
+
+
 @dataclass(frozen=True)
 class SweepSettings:
     """How to run a sweep (never what): the ``sweep`` section of a grid file."""
@@ -178,6 +207,8 @@ def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
         out["mode"] = mode
     if raw.get("metric") is not None:
         out["metric"] = _check(raw, "metric", str, source, where, "a metric name logged with _run.log_scalar, or result")
+        if not out["metric"].strip():
+            raise SpecError(source, f"{where}: metric", "must be a metric name logged with _run.log_scalar, or result; got ''")
     return out
 
 
@@ -191,21 +222,9 @@ def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSetti
         if key not in SWEEP_KEYS:
             raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(SWEEP_KEYS)}")
     out = _common(raw, source, where, default_name)
-    if raw.get("max_concurrent") is not None:
-        n = _check(raw, "max_concurrent", int, source, where, "a whole number of at least 1")
-        if n < 1:
-            raise SpecError(source, f"{where}: max_concurrent", f"must be at least 1, got {n}")
-        out["max_concurrent"] = n
-    if raw.get("retries") is not None:
-        n = _check(raw, "retries", int, source, where, "a whole number of at least 0")
-        if n < 0:
-            raise SpecError(source, f"{where}: retries", f"must be at least 0, got {n}")
-        out["retries"] = n
-    if raw.get("timeout") is not None:
-        t = _check(raw, "timeout", float, source, where, "seconds above 0")
-        if t <= 0:
-            raise SpecError(source, f"{where}: timeout", f"must be seconds above 0, got {t}")
-        out["timeout"] = float(t)
+    _set(out, "max_concurrent", _whole(raw, "max_concurrent", source, where, 1))
+    _set(out, "retries", _whole(raw, "retries", source, where, 0))
+    _set(out, "timeout", _seconds(raw, "timeout", source, where))
     if raw.get("fail_fast") is not None:
         out["fail_fast"] = _check(raw, "fail_fast", bool, source, where, "true or false")
     return SweepSettings(**out)
@@ -257,6 +276,28 @@ def _typed(raw: Any, source: str, where: str, accepted: tuple) -> tuple:
     return name, options
 
 
+def _search(raw: Any, source: str, where: str) -> tuple:
+    name, options = _typed(raw, source, where, SEARCHERS)
+    for k, v in options.items():
+        if k != "seed":
+            raise SpecError(source, f"{where}: {k}", "unknown option; accepted: type, seed")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise SpecError(source, f"{where}: seed", f"must be a whole number, got {v!r}")
+    return name, options
+
+
+def _scheduler(raw: Any, source: str, where: str) -> tuple:
+    name, options = _typed(raw, source, where, tuple(SCHEDULERS))
+    for k, v in options.items():
+        if k not in SCHEDULERS[name]:
+            accepted = ", ".join(SCHEDULERS[name]) or "none"
+            raise SpecError(source, f"{where}: {k}", f"unknown option for {name}; accepted: {accepted}")
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if k not in ("time_attr", "hard_stop") and not (number and 0 < v < float("inf")):
+            raise SpecError(source, f"{where}: {k}", f"must be a number above 0, got {v!r}")
+    return name, options
+
+
 def parse_tune_settings(raw: Any, source: str, default_name: str) -> TuneSettings:
     where = "tune"
     if raw is None:
@@ -267,37 +308,13 @@ def parse_tune_settings(raw: Any, source: str, default_name: str) -> TuneSetting
         if key not in TUNE_KEYS:
             raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(TUNE_KEYS)}")
     out = _common(raw, source, where, default_name)
-    if raw.get("num_samples") is not None:
-        n = _check(raw, "num_samples", int, source, where, "a whole number of at least 1")
-        if n < 1:
-            raise SpecError(source, f"{where}: num_samples", f"must be at least 1, got {n}")
-        out["num_samples"] = n
-    if raw.get("max_concurrent_trials") is not None:
-        n = _check(raw, "max_concurrent_trials", int, source, where, "a whole number of at least 1")
-        if n < 1:
-            raise SpecError(source, f"{where}: max_concurrent_trials", f"must be at least 1, got {n}")
-        out["max_concurrent_trials"] = n
-    if raw.get("max_failures") is not None:
-        n = _check(raw, "max_failures", int, source, where, "a whole number of at least 0")
-        out["max_failures"] = n
-    if raw.get("time_budget_s") is not None:
-        t = _check(raw, "time_budget_s", float, source, where, "seconds above 0")
-        if t <= 0:
-            raise SpecError(source, f"{where}: time_budget_s", f"must be seconds above 0, got {t}")
-        out["time_budget_s"] = float(t)
+    _set(out, "num_samples", _whole(raw, "num_samples", source, where, 1))
+    _set(out, "max_concurrent_trials", _whole(raw, "max_concurrent_trials", source, where, 1))
+    # Tune reads -1 as "retry forever": every retry is a new Sacred run, so a bound is required
+    _set(out, "max_failures", _whole(raw, "max_failures", source, where, 0))
+    _set(out, "time_budget_s", _seconds(raw, "time_budget_s", source, where))
     if raw.get("search") is not None:
-        name, options = _typed(raw["search"], source, f"{where}: search", SEARCHERS)
-        for k in options:
-            if k not in ("seed",):
-                raise SpecError(source, f"{where}: search: {k}", "unknown option; accepted: type, seed")
-        out["search"], out["search_options"] = name, options
+        out["search"], out["search_options"] = _search(raw["search"], source, f"{where}: search")
     if raw.get("scheduler") is not None:
-        name, options = _typed(raw["scheduler"], source, f"{where}: scheduler", tuple(SCHEDULERS))
-        for k, v in options.items():
-            if k not in SCHEDULERS[name]:
-                accepted = ", ".join(SCHEDULERS[name]) or "none"
-                raise SpecError(source, f"{where}: scheduler: {k}", f"unknown option for {name}; accepted: {accepted}")
-            if k != "time_attr" and k != "hard_stop" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-                raise SpecError(source, f"{where}: scheduler: {k}", f"must be a number above 0, got {v!r}")
-        out["scheduler"], out["scheduler_options"] = name, options
+        out["scheduler"], out["scheduler_options"] = _scheduler(raw["scheduler"], source, f"{where}: scheduler")
     return TuneSettings(**out)

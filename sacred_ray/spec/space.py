@@ -51,15 +51,6 @@ class SpaceSpec:
     overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
     named_configs: tuple = ()  # the command line's named configs
 
-    @property
-    def keys(self) -> list:
-        """Every key any variant sets or samples, in file order."""
-        seen: dict = {}
-        for v in self.variants:
-            for k in list(v.fixed) + list(v.space):
-                seen[k] = True
-        return list(seen)
-
 
 def _space(raw, source: str, where: str) -> dict:
     if raw is None:
@@ -111,6 +102,30 @@ def _leaves(raw: dict, fixed: dict, space: dict, source: str, where: str, varian
         yield from _leaves(sub, dict(fixed), dict(space), source, f"{prefix}variants: {name}", path)
 
 
+def _apply_command_line(variants: list, overrides: dict, named_configs: tuple, source: str) -> list:
+    """Fix every variant's keys the command line sets (over the file's search); return warnings."""
+    warnings = []
+    for v in variants:
+        for key, value in overrides.items():
+            if key in v.space:
+                warnings.append(f"{source}: {key}={value!r} from the command line replaces the file's search over {key}")
+            v.space.pop(key, None)
+            v.fixed[key] = value
+        if named_configs:
+            v.fixed["+command line"] = tuple(named_configs)
+    return warnings
+
+
+def _check_for_search(variants: list, search: str, source: str) -> None:
+    for v in variants:
+        for key, dist in v.space.items():
+            where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
+            if search == "grid" and dist.name not in ("grid", "value", "choice"):
+                raise SpecError(source, where, f"search: grid enumerates only grid/choice values, not {dist.name}; use search: random")
+            if search in ("optuna", "hyperopt") and dist.name == "grid":
+                raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
+
+
 def load_space(
     spec: Union[str, os.PathLike, dict],
     overrides: Optional[dict] = None,
@@ -137,26 +152,12 @@ def load_space(
             raise SpecError(source, section, "is a ray_sweep section; run this file with ray_sweep, or write the search under space:")
     settings = parse_tune_settings(raw.get("tune"), source, default_name(source))
     variants = list(_leaves(raw, {}, {}, source, "", None))
-    warnings = []
     overrides = dict(overrides or {})
-    for v in variants:
-        for key, value in overrides.items():
-            if key in v.space:
-                warnings.append(f"{source}: {key}={value!r} from the command line replaces the file's search over {key}")
-            v.space.pop(key, None)
-            v.fixed[key] = value
-        if named_configs:
-            v.fixed["+command line"] = tuple(named_configs)
+    warnings = _apply_command_line(variants, overrides, named_configs, source)
     if not any(v.space for v in variants) and len(variants) < 2:
         raise SpecError(source, "space", "nothing to search; add space: {name: {uniform: [0, 1]}} or use ray_sweep")
     search = settings.search
-    for v in variants:
-        for key, dist in v.space.items():
-            where = f"variants: {v.name}: space: {key}" if v.name else f"space: {key}"
-            if search == "grid" and dist.name not in ("grid", "value", "choice"):
-                raise SpecError(source, where, f"search: grid enumerates only grid/choice values, not {dist.name}; use search: random")
-            if search in ("optuna", "hyperopt") and dist.name == "grid":
-                raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
+    _check_for_search(variants, search, source)
     if search == "grid":
         for v in variants:
             v.space = {k: Distribution("grid", d.args) if d.name == "choice" else d for k, d in v.space.items()}
