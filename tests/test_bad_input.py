@@ -57,6 +57,15 @@ CORPUS = [
     ({"s.yaml": "space:\n  xx: {uniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: 'xx' is not a config entry of 'toy'"),
     ({"s.yaml": SPACE + "tune: {search: optuna}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: optuna is not installed; pip install "sacred-ray[optuna]"'),
     ({"s.yaml": SPACE + "tune: {search: hyperopt}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: hyperopt is not installed; pip install "sacred-ray[hyperopt]"'),
+    # every setting is checked before Ray starts
+    ({"s.yaml": SPACE + "tune: {max_failures: -1}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: max_failures: must be at least 0, got -1"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, max_t: .nan}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: max_t: must be a number above 0, got nan"),
+    ({"s.yaml": SPACE + "tune: {search: {type: random, seed: abc}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: search: seed: must be a whole number, got 'abc'"),
+    ({"s.yaml": SPACE + "tune: {metric: ''}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: metric: must be a metric name logged with _run.log_scalar, or result; got ''"),
+    ({"s.yaml": SPACE + "tune: {time_budget_s: .inf}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: time_budget_s: must be seconds above 0, got inf"),
+    ({"g.yaml": GOOD + "sweep: {resources: {cpu: .nan}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: cpu: must be a number at least 0, got nan"),
+    ({"g.yaml": GOOD + "sweep: {resources: {custom: {CPU: 1}}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: custom: CPU: is not a custom resource; write cpu: 1 beside custom"),
+    ({"g.yaml": GOOD + "sweep: {timeout: .inf}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: timeout: must be seconds above 0, got inf"),
 ]
 
 

@@ -83,13 +83,15 @@ def _readers():
 
 
 def test_a_connection_that_never_speaks_holds_no_thread_past_the_handshake_bound():
-    hub = Hub("127.0.0.1", handshake_seconds=0.5)
+    hub = Hub("127.0.0.1", handshake_seconds=2.0)
     try:
         before = _readers()
         silent = [socket.create_connection(hub.address) for _ in range(5)]
-        time.sleep(0.2)
-        assert _readers() >= before + 5  # each is checked in a thread of its own ...
         deadline = time.time() + 5
+        while _readers() < before + 5 and time.time() < deadline:
+            time.sleep(0.02)
+        assert _readers() >= before + 5  # each is checked in a thread of its own ...
+        deadline = time.time() + 15
         while _readers() > before and time.time() < deadline:
             time.sleep(0.1)
         assert _readers() == before  # ... which gives up on a peer that says nothing

@@ -223,3 +223,11 @@ def test_updates_apply_over_a_grid_that_was_already_resolved(ray_session, toy, t
         assert r.metrics["loss"] is not None
     header = (tmp_path / "sweep" / "spec.yaml").read_text()
     assert f"spec_file: {spec}" in header
+
+
+def test_a_trial_that_asks_for_no_cpu_runs_as_documented(ray_session, toy, tmp_path):
+    """`resources: {cpu: 0}` used to be refused as if no node could run the trial."""
+    spec = {"grid": {"x": [1.0, 2.0, 3.0]}, "sweep": {"resources": {"cpu": 0}, "dir": str(tmp_path / "s")}}
+    result = run_sweep(toy, spec, options={"--file_storage": str(tmp_path / "runs")}, progress=False)
+    assert result.exit_code == 0, result.report
+    assert [r.status for r in result.results] == ["COMPLETED"] * 3

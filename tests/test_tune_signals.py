@@ -25,7 +25,8 @@ def _runs(folder):
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         try:
             run = json.loads((folder / name / "run.json").read_text())
-            run["info"] = json.loads((folder / name / "info.json").read_text())
+            info = folder / name / "info.json"  # written at the run's first heartbeat
+            run["info"] = json.loads(info.read_text()) if info.exists() else {}
         except (OSError, ValueError):  # not a run folder, or being written now
             continue
         out.append(run)
@@ -34,7 +35,15 @@ def _runs(folder):
 
 def _start(tmp_path, extra=()):
     return subprocess.Popen([sys.executable, "curves.py", "tune_with", "space.yaml", "-F", "runs", *extra],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
+
+
+def _default_signals():
+    """A background shell starts jobs with SIGINT ignored: give the command Ctrl-C and SIGTERM as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _wait(tmp_path, proc, done):
