@@ -52,7 +52,7 @@ def raw_tune(trials, folder):
 
 
 def sacred_tune(ex, trials, folder, scheduler=None):
-    from sacred_ray.engine.tune import run_tune
+    from sacred_ray.api import run_tune
 
     spec = {"fixed": {"steps": 10, "step_seconds": 0.1}, "space": {"quality": {"uniform": [0, 1]}},
             "tune": {"metric": "loss", "mode": "min", "num_samples": trials, "dir": os.path.join(folder, "sw")}}

@@ -24,10 +24,10 @@ def load_trials(experiment, spec, updates=None, named_configs=()) -> list:
 
 
 _LAZY = {
-    "run_sweep": ("sacred_ray.engine.sweep", "run_sweep"),
+    "run_sweep": ("sacred_ray.api", "run_sweep"),
     "SweepResult": ("sacred_ray.engine.results", "SweepResult"),
     "TrialResult": ("sacred_ray.engine.results", "TrialResult"),
-    "run_tune": ("sacred_ray.engine.tune", "run_tune"),
+    "run_tune": ("sacred_ray.api", "run_tune"),
     "TuneResult": ("sacred_ray.engine.tune", "TuneResult"),
     "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),
 }

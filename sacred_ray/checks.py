@@ -48,18 +48,24 @@ def resolved_config(ex: Experiment, named_configs: tuple = ()) -> dict:
     return copy.deepcopy(run.config)
 
 
-def locate(raw, key: str, where: str = "") -> str:
-    """Where in a parsed spec file ``key`` is written (e.g. ``variants: rnn: grid``)."""
-    if not isinstance(raw, dict):
-        return ""
+def _section_bodies(raw: dict):
+    """(section, mapping) for every mapping of keys a spec file's sections hold."""
     for section in SECTIONS:
         body = raw.get(section)
         if section == "random" and isinstance(body, dict):
             body = body.get("params")
-        bodies = body if isinstance(body, list) else [body]
-        for b in bodies:
-            if isinstance(b, dict) and _has(b, key):
-                return f"{where}{section}"
+        for b in body if isinstance(body, list) else [body]:
+            if isinstance(b, dict):
+                yield section, b
+
+
+def locate(raw, key: str, where: str = "") -> str:
+    """Where in a parsed spec file ``key`` is written (e.g. ``variants: rnn: grid``)."""
+    if not isinstance(raw, dict):
+        return ""
+    for section, body in _section_bodies(raw):
+        if _has(body, key):
+            return f"{where}{section}"
     for name, sub in (raw.get("variants") or {}).items() if isinstance(raw.get("variants"), dict) else []:
         found = locate(sub, key, f"{where}variants: {name}: ")
         if found:
@@ -102,15 +108,10 @@ def check_named_configs(ex: Experiment, names: Iterable[str], source: str, raw) 
 def _named_where(raw, name: str, where: str = "") -> str:
     if not isinstance(raw, dict):
         return ""
-    for section in SECTIONS:
-        body = raw.get(section)
-        if section == "random" and isinstance(body, dict):
-            body = body.get("params")
-        for b in body if isinstance(body, list) else [body]:
-            if isinstance(b, dict):
-                for k, v in b.items():
-                    if isinstance(k, str) and k.startswith("+") and name in repr(v):
-                        return f"{where}{section}: {k}"
+    for section, body in _section_bodies(raw):
+        for k, v in body.items():
+            if isinstance(k, str) and k.startswith("+") and name in repr(v):
+                return f"{where}{section}: {k}"
     variants = raw.get("variants")
     if isinstance(variants, dict):
         for vname, sub in variants.items():
@@ -152,7 +153,7 @@ def _resolve(kind, load, check, ex, spec, updates, named_configs):
     """A spec of ``kind`` from a path, a dict or an already resolved one, with the updates and
     named configs applied (over a resolved one's own: its file is resolved again with both) and
     checked by ``check`` against ``ex``; a resolved spec with nothing added is returned as is."""
-    from .spec.grid import flatten
+    from .spec.vocabulary import flatten
 
     overrides = flatten(updates or {}, "updates", "")
     if isinstance(spec, kind):

@@ -18,7 +18,7 @@ from sacred.arg_parser import get_config_updates
 
 from .display import format_table, format_value, varying_keys
 from .spec import SpecError
-from .spec.grid import flatten
+from .spec.vocabulary import flatten
 
 USAGE = """\
 Usage:
@@ -261,9 +261,9 @@ def main(ex: Experiment, argv: list) -> int:
         if req.dry_run:
             (print_trials if req.command == "ray_sweep" else print_space)(spec)
             return 0
-        from .engine.launch import launch
+        from .api import run_command
 
-        return launch(ex, req, spec)
+        return run_command(ex, req, spec)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

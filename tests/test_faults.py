@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import cli_env, read_dump, run_cli, write
 
-from sacred_ray.engine.sweep import run_sweep
+from sacred_ray.api import run_sweep
 
 
 def file_runs(folder):

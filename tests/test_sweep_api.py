@@ -5,7 +5,7 @@ import pytest
 from sacred.observers import MongoObserver, RunObserver
 
 import sacred_ray
-from sacred_ray.engine.sweep import run_sweep
+from sacred_ray.api import run_sweep
 
 
 class Recording(RunObserver):

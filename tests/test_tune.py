@@ -9,7 +9,7 @@ import pytest
 from conftest import EXPERIMENTS, run_cli, write
 
 import sacred_ray
-from sacred_ray.engine.tune import run_tune
+from sacred_ray.api import run_tune
 
 ASHA = {
     "space": {"quality": {"uniform": [0.0, 1.0]}},

@@ -170,3 +170,31 @@ def check_feasible(request: dict, source: str, where: str, scale_wait: float = 0
             f"lower the request or add nodes" + (" (the autoscaler added none in time)" if scale_wait else ""),
         )
     return fits
+
+
+def task_outcome(future) -> tuple:
+    """``(Outcome, None)`` from a finished trial task's future, or ``(None, why it has none)``:
+    the worker died, the task was cancelled, or its outcome cannot be read here."""
+    from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
+
+    from .. import protocol
+
+    try:
+        data = future.result()
+    except TaskCancelledError:
+        return None, "cancelled before it started"
+    except WorkerCrashedError as e:
+        return None, f"worker died: {_first_line(e)}"
+    except RayTaskError as e:
+        return None, f"worker error: {_first_line(e)}"
+    except Exception as e:  # OOM kills, lost nodes, ...
+        return None, f"worker died: {e.__class__.__name__}: {_first_line(e)}"
+    try:
+        return protocol.loads(data), None
+    except Exception as e:
+        return None, f"the sweep driver could not read the trial's outcome ({e.__class__.__name__}: {e})"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else e.__class__.__name__

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from sacred import Experiment
@@ -18,9 +19,23 @@ from sacred import Experiment
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
 from .hub import Hub, start_hub
+from .observers import close_stale_runs
 from .prepare import Launch, prepare_launch
 
 POLL_SECONDS = 0.25  # how long a driver's loop waits for trial events before it looks around
+
+
+@dataclass
+class Request:
+    """How to run a sweep or a search, whichever command: what ``run_sweep`` and ``run_tune``
+    take besides the spec, and what the command line's flags say."""
+
+    options: Optional[dict] = None  # Sacred's flags by long name ({"--file_storage": "runs"})
+    address: Optional[str] = None  # a Ray cluster to join (else sweep.address, RAY_ADDRESS, a local Ray)
+    resume: bool = False  # continue the sweep of the same name
+    progress: bool = True  # show progress on stderr
+    command: Optional[list] = None  # the command line, as spec.yaml records it (credentials hidden)
+    sort: Optional[str] = None  # rank the end table by this metric
 
 
 class Interrupted(BaseException):
@@ -40,16 +55,21 @@ class Session:
     ``section`` is the spec's section for how-to-run settings (``sweep`` or ``tune``); it
     names the keys in error lines."""
 
-    def __init__(self, ex: Experiment, spec, section: str, options: Optional[dict] = None,
-                 address: Optional[str] = None, resume: bool = False, command: Optional[list] = None,
-                 trials: Optional[list] = None):
+    def __init__(self, ex: Experiment, spec, section: str, req: Request, trials: Optional[list] = None):
         self.spec = spec
         self.section = section
         self.settings = spec.settings
-        self.launch: Launch = prepare_launch(ex, spec.settings, dict(options or {}), address, spec.source, section)
-        self.folder = SweepFolder(self.launch.folder_path, resume=resume)
-        self.earlier = self.folder.read_ledger() if resume else []
-        self.folder.write_spec(command or [], spec.path, spec.raw, trials or [])
+        self.req = req
+        self.launch: Launch = prepare_launch(ex, spec.settings, dict(req.options or {}), req.address, spec.source,
+                                             section)
+        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
+        self.earlier = self.folder.read_ledger() if req.resume else []
+        if req.resume:
+            stale = close_stale_runs(self.launch.prototypes, spec.settings.name,
+                                     "the sweep's driver stopped while this run was RUNNING")
+            if stale:
+                print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
+        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [])
         self.hub: Optional[Hub] = None
         self.interrupted: Optional[Interrupted] = None
         self._graceful: Optional[Callable[[Interrupted], None]] = None

@@ -18,7 +18,6 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
-from .. import protocol
 from ..protocol import (
     START,
     LocalRecording,
@@ -27,15 +26,16 @@ from ..protocol import (
 )
 from ..spec import Trial
 from ..worker.runner import run_trial
+from .cluster import task_outcome
 from .folder import SweepFolder
 from .hub import Hub
-from .observers import amend_file_run, close_stale_runs, movable, observer_flags_for_meta, observers_for_trial
+from .observers import amend_file_run, movable, observer_flags_for_meta, observers_for_trial
 from .prepare import Launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, from_ledger, ledger_entry, summarize
-from .session import POLL_SECONDS, Interrupted, Session
+from .session import POLL_SECONDS, Interrupted, Request, Session
 
 log = logging.getLogger("sacred_ray")
 
@@ -175,7 +175,7 @@ class SweepDriver(Trials):
     def _returned(self, ref, future) -> None:
         """A task ended: keep its outcome until every event it posted has been relayed."""
         att = self.inflight.pop(ref)
-        att.outcome, att.crash = self._outcome(future)
+        att.outcome, att.crash = task_outcome(future)
         att.returned = time.monotonic()
         self.closing.append(att)
 
@@ -298,24 +298,6 @@ class SweepDriver(Trials):
             self.relay.dispatch(self.hub.get(0))
             self._close_ready()
 
-    def _outcome(self, future) -> tuple:
-        from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
-
-        try:
-            data = future.result()
-        except TaskCancelledError:
-            return None, "cancelled before it started"
-        except WorkerCrashedError as e:
-            return None, f"worker died: {_first_line(e)}"
-        except RayTaskError as e:
-            return None, f"worker error: {_first_line(e)}"
-        except Exception as e:  # OOM kills, lost nodes, ...
-            return None, f"worker died: {e.__class__.__name__}: {_first_line(e)}"
-        try:
-            return protocol.loads(data), None
-        except Exception as e:
-            return None, f"the sweep driver could not read the trial's outcome ({e.__class__.__name__}: {e})"
-
     def _report(self) -> None:
         running = sum(1 for a in self.inflight.values() if a.started)  # the window, not the sweep
         self.progress.update(len(self.results), running, self.failed)
@@ -336,37 +318,12 @@ class SweepDriver(Trials):
             self._close_ready(give_up=True)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else e.__class__.__name__
-
-
-def run_sweep(
-    ex: Experiment,
-    spec,
-    updates: Optional[dict] = None,
-    named_configs: tuple = (),
-    options: Optional[dict] = None,
-    address: Optional[str] = None,
-    resume: bool = False,
-    progress: bool = True,
-    command: Optional[list] = None,
-    sort: Optional[str] = None,
-) -> SweepResult:
-    """Run every trial of a grid (a path, a dict, or a resolved GridSpec) on Ray.
-
-    ``options`` are Sacred's command-line flags by long name (``{"--file_storage":
-    "runs", "--mongo_db": "localhost:27017:sweeps"}``); observers in ``ex.observers``
-    record the trials too. Returns every trial's result; raises SpecError on bad input
-    before anything starts.
-    """
-    from ..checks import resolve_grid
-
-    grid = resolve_grid(ex, spec, updates, named_configs)
+def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
+    """Run every trial of a resolved grid on Ray (see ``sacred_ray.run_sweep``)."""
     settings = grid.settings
-    session = Session(ex, grid, "sweep", options, address, resume, command, trials=grid.trials)
+    session = Session(ex, grid, "sweep", req, trials=grid.trials)
     trials, results = grid.trials, []
-    if resume:
+    if req.resume:
         trials, results = _resumed(session, grid)
         if not trials:
             print(f"resume: all {len(grid.trials)} trials of {settings.name!r} are already COMPLETED; nothing to run")
@@ -376,7 +333,7 @@ def run_sweep(
                                       f"(results in {session.folder.file('summary.csv')})")
         print(f"resume: {len(results)} trials already COMPLETED, {len(trials)} to run")
 
-    bar = Progress(len(trials), settings.name, enabled=progress)
+    bar = Progress(len(trials), settings.name, enabled=req.progress)
     driver = None
     interrupted = None
     try:
@@ -413,20 +370,16 @@ def run_sweep(
                       interrupted=interrupted.reason if interrupted else None,
                       observer_errors=driver.observer_errors if driver else [])
     out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
-    out.report = summarize(out, sort or settings.metric, settings.mode, session.folder) + session.failed_saves_note()
+    out.report = summarize(out, req.sort or settings.metric, settings.mode, session.folder) + session.failed_saves_note()
     return out
 
 
 def _resumed(session: Session, grid) -> tuple:
     """(trials still to run, results of those the ledger has COMPLETED) for --resume."""
-    stale = close_stale_runs(session.launch.prototypes, grid.settings.name,
-                             "the sweep's driver stopped while this run was RUNNING")
-    if stale:
-        print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
     previous = {entry.get("key"): entry for entry in session.earlier}
     done = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
     results = [from_ledger(t, previous[t.key]) for t in done]
     return [t for t in grid.trials if t not in done], results
 
 
-__all__ = ["SweepResult", "TrialResult", "run_sweep"]
+__all__ = ["SweepDriver", "sweep"]

@@ -24,14 +24,13 @@ from ..spec.space import SearchPlan
 from .folder import SweepFolder
 from .observers import (
     observers_for_trial,
-    redact,
 )
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
 from .searchers import budget, check_searcher, compile_search, make_scheduler
-from .session import POLL_SECONDS, Interrupted, Session
+from .session import POLL_SECONDS, Interrupted, Request, Session
 
 
 @dataclass
@@ -173,73 +172,28 @@ def expected_trials(space: SpaceSpec, plan: SearchPlan) -> int:
     return s.num_samples * (len(plan.cells) if s.search in ("random", "grid") else 1)
 
 
-def run_tune(
-    ex: Experiment,
-    spec,
-    updates: Optional[dict] = None,
-    named_configs: tuple = (),
-    options: Optional[dict] = None,
-    address: Optional[str] = None,
-    resume: bool = False,
-    progress: bool = True,
-    command: Optional[list] = None,
-) -> TuneResult:
-    """Run a Tune search over a space file (path, dict or SpaceSpec); every trial is a Sacred run.
-
-    ``options`` are Sacred's flags by long name, as for ``run_sweep``. Returns the best
-    trial and a row per trial; writes ``best.yaml`` into the sweep folder.
-    """
-    from ray import tune
-
-    from ..checks import resolve_space
-    from ..worker.trainable import SacredTrainable
-
-    space = resolve_space(ex, spec, updates, named_configs)
+def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
+    """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
     check_searcher(space)
     settings = space.settings
     plan = SearchPlan.of(space)
-    session = Session(ex, space, "tune", options, address, resume, command)
-    launch, folder = session.launch, session.folder
-    tune_dir = os.path.join(folder.path, "tune")
-    resuming = resume and os.path.isdir(tune_dir)
-    runtime_env = dict(launch.runtime_env)
-    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+    session = Session(ex, space, "tune", req)
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is the session's: it stops Tune as below
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-
-    bar = Progress(expected_trials(space, plan), settings.name, enabled=progress)
+    runtime_env = dict(session.launch.runtime_env)
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+    bar = Progress(expected_trials(space, plan), settings.name, enabled=req.progress)
     router = None
     grid = None
     try:
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
             bar.start()
-            router = _Router(session.hub, launch.prototypes, launch.base_dir, folder, session)
+            router = _Router(session.hub, session.launch.prototypes, session.launch.base_dir, session.folder, session)
             router.thread.start()
-            job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
-                            metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
-                            name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric))
-            trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job),
-                                            _placement(launch.request))
-            callback = ProgressCallback(bar, settings.metric, settings.mode)
-            if resuming:
-                tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
-            else:
-                param_space, search_alg = compile_search(plan, settings)
-                tuner = tune.Tuner(
-                    trainable, param_space=param_space,
-                    tune_config=tune.TuneConfig(
-                        metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
-                        search_alg=search_alg, scheduler=make_scheduler(settings),
-                        max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
-                        reuse_actors=True),
-                    run_config=tune.RunConfig(
-                        name="tune", storage_path=folder.path, verbose=0, callbacks=[callback],
-                        failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
-                )
-            grid = tuner.fit()
+            grid = _tuner(session, plan, bar).fit()
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune ran
             session.interrupted = session.interrupted or Interrupted(130, "Ctrl-C")
         except Interrupted as e:
@@ -254,11 +208,40 @@ def run_tune(
     if router is not None and router.error is not None:
         raise router.error
     stop = session.interrupted
-    out = _result(space, plan, folder, grid, session.earlier + (router.runs if router else []),
+    out = _result(space, plan, session.folder, grid, session.earlier + (router.runs if router else []),
                   stop.code if stop else 0, router.observer_errors if router else [],
-                  new_runs=router.runs if router else [], interrupted=stop)
+                  new_runs=router.runs if router else [], interrupted=stop, sort=req.sort)
     out.report += session.failed_saves_note()
     return out
+
+
+def _tuner(session: Session, plan: SearchPlan, bar: Progress):
+    """Tune's Tuner for the search: a new one, or the interrupted one restored (--resume)."""
+    from ray import tune
+
+    from ..worker.trainable import SacredTrainable
+
+    settings, launch, folder = session.settings, session.launch, session.folder
+    job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
+                    metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
+                    name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric))
+    trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), _placement(launch.request))
+    tune_dir = os.path.join(folder.path, "tune")
+    if session.req.resume and os.path.isdir(tune_dir):
+        return tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
+    param_space, search_alg = compile_search(plan, settings)
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+            search_alg=search_alg, scheduler=make_scheduler(settings),
+            max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
+            reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=folder.path, verbose=0,
+            callbacks=[ProgressCallback(bar, settings.metric, settings.mode)],
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
+    )
 
 
 def _completed(earlier: list, metric: str) -> dict:
@@ -295,12 +278,13 @@ def _stop_search(stop: Interrupted, bar: Progress) -> None:
 
 
 def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs: list, exit_code: int,
-            observer_errors: list, new_runs: list, interrupted: Optional[Interrupted] = None) -> TuneResult:
+            observer_errors: list, new_runs: list, interrupted: Optional[Interrupted] = None,
+            sort: Optional[str] = None) -> TuneResult:
     """The table, best trial and files of a search; ``runs`` includes a resumed search's earlier runs."""
     s = space.settings
     results = [_trial_result(i, plan, tune_result, runs, s.metric, interrupted) for i, tune_result in enumerate(grid or [])]
     out = SweepResult(s.name, folder.path, results)
-    report = summarize(out, s.metric, s.mode, folder, top=10)
+    report = summarize(out, sort or s.metric, s.mode if not sort else None, folder, top=10)
     counts = collections.Counter(r["status"] for r in runs)
     report += (f"\n{len(runs)} Sacred runs: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                if len(runs) != len(results) else "")
@@ -353,13 +337,4 @@ def _row(r: TrialResult, metric: str) -> dict:
             "config": r.config}
 
 
-def run_tune_cli(ex: Experiment, req, space) -> int:
-    import sys
-
-    result = run_tune(ex, space, options=req.options, address=req.address, resume=req.resume,
-                      command=[redact(a) for a in sys.argv])
-    print(result.report)
-    return result.exit_code
-
-
-__all__ = ["TuneResult", "run_tune"]
+__all__ = ["TuneResult", "search"]

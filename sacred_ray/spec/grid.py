@@ -10,12 +10,10 @@ import itertools
 import math
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .distributions import (
-    DISTRIBUTIONS,
     GENERATORS,
     SAMPLED,
     Distribution,
@@ -25,13 +23,12 @@ from .distributions import (
 from .errors import SpecError
 from .settings import SweepSettings, parse_sweep_settings
 from .trial import Trial, identity, trial_key
-from .yaml_file import read_yaml
+from .vocabulary import default_name, flatten, generator_of, is_distribution, is_named_key, named_value, parse_fixed
+from .yaml_file import read_spec
 
 GRID_SECTIONS = ("fixed", "grid", "zip", "random", "seeds", "exclude", "variants")
 TOP_SECTIONS = GRID_SECTIONS + ("sweep",)
 MAX_TRIALS = 1_000_000
-
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass
@@ -77,76 +74,8 @@ class _Level:
         self.zips = [g for g in self.zips if g]
 
 
-def is_named_key(key: str) -> bool:
-    return key.startswith("+")
-
-
-def check_key(key: Any, source: str, where: str) -> str:
-    if not isinstance(key, str):
-        raise SpecError(source, where, f"key {key!r} must be a config path like optimizer.lr")
-    if is_named_key(key):
-        if len(key) < 2:
-            raise SpecError(source, where, "'+' needs a label, e.g. +size: [small, large]")
-        return key
-    if not _KEY.match(key):
-        raise SpecError(
-            source, where,
-            f"{key!r} is not a config path; write dotted names like optimizer.lr",
-        )
-    return key
-
-
-def named_value(value: Any, source: str, where: str) -> tuple:
-    """A named-config value: one name or a list of names applied together."""
-    names = value if isinstance(value, list) else [value]
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise SpecError(
-            source, where,
-            f"named configs are given by name, e.g. small or [small, fast], got {value!r}",
-        )
-    return tuple(names)
-
-
-def is_distribution(value: Any) -> bool:
-    """``{name: args}`` with non-mapping args: a distribution (maybe a misspelt one)."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return False
-    (name, args), = value.items()
-    return name in DISTRIBUTIONS or not isinstance(args, dict)
-
-
-def _generator(value: Any) -> Optional[str]:
-    if isinstance(value, dict) and len(value) == 1:
-        (name,) = value
-        if name in GENERATORS:
-            return name
-    return None
-
-
-def flatten(mapping: Any, source: str, where: str, leaf=None) -> dict:
-    """Flatten nested mappings to dotted keys, stopping at ``leaf(value)`` values."""
-    if mapping is None:
-        return {}
-    if not isinstance(mapping, dict):
-        raise SpecError(source, where, f"expected a mapping of config paths, got {mapping!r}")
-    out: dict = {}
-    for key, value in mapping.items():
-        key = check_key(key, source, where)
-        if (
-            isinstance(value, dict)
-            and value
-            and not is_named_key(key)
-            and not (leaf and leaf(value))
-        ):
-            for sub, subvalue in flatten(value, source, f"{where}: {key}", leaf).items():
-                out[f"{key}.{sub}"] = subvalue
-        else:
-            out[key] = value
-    return out
-
-
 def _axis(key: str, value: Any, source: str, where: str) -> list:
-    gen = _generator(value)
+    gen = generator_of(value)
     if gen is not None:
         values = expand_generator(gen, value[gen], source, f"{where}: {key}: {gen}")
     elif isinstance(value, dict):
@@ -165,20 +94,6 @@ def _axis(key: str, value: Any, source: str, where: str) -> list:
     return values
 
 
-def parse_fixed(mapping: Any, source: str, where: str) -> dict:
-    out = {}
-    for key, value in flatten(mapping, source, where, leaf=_generator).items():
-        if is_named_key(key):
-            out[key] = named_value(value, source, f"{where}: {key}")
-        elif _generator(value) == "value":
-            out[key] = value["value"]
-        elif _generator(value):
-            raise SpecError(source, f"{where}: {key}", "a generator makes an axis; move it to grid")
-        else:
-            out[key] = value
-    return out
-
-
 def _zip(raw: Any, source: str, where: str) -> list:
     groups = raw if isinstance(raw, list) else [raw]
     out = []
@@ -186,7 +101,7 @@ def _zip(raw: Any, source: str, where: str) -> list:
         here = where if not isinstance(raw, list) else f"{where}[{i}]"
         if not isinstance(group, dict) or not group:
             raise SpecError(source, here, "expected a mapping of keys to equal-length lists")
-        axes = {k: _axis(k, v, source, here) for k, v in flatten(group, source, here, leaf=_generator).items()}
+        axes = {k: _axis(k, v, source, here) for k, v in flatten(group, source, here, leaf=generator_of).items()}
         lengths = {k: len(v) for k, v in axes.items()}
         if len(set(lengths.values())) > 1:
             detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -261,7 +176,7 @@ def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
         raise SpecError(source, f"{prefix}grid", "expected a non-empty mapping of keys to lists")
     grid = {
         k: _axis(k, v, source, f"{prefix}grid")
-        for k, v in flatten(grid_raw, source, f"{prefix}grid", leaf=_generator).items()
+        for k, v in flatten(grid_raw, source, f"{prefix}grid", leaf=generator_of).items()
     }
     zips = _zip(raw["zip"], source, f"{prefix}zip") if "zip" in raw else []
     new_random = _Level()
@@ -456,16 +371,7 @@ def load_grid(
     ``overrides`` (dotted keys) and ``named_configs`` come from the command line and
     apply to every trial, over what the file says.
     """
-    path = None
-    if isinstance(spec, dict):
-        raw, source = spec, source or "<spec>"
-    else:
-        path = os.path.abspath(os.fspath(spec))
-        raw, source = read_yaml(path), source or os.path.basename(path)
-    if raw is None:
-        raise SpecError(source, "", "is empty; give at least a grid: or fixed: section")
-    if not isinstance(raw, dict):
-        raise SpecError(source, "", f"must be a mapping of sections ({', '.join(TOP_SECTIONS)}), got {type(raw).__name__}")
+    raw, source, path = read_spec(spec, source, TOP_SECTIONS, "give at least a grid: or fixed: section")
     if "space" in raw or "tune" in raw:
         raise SpecError(source, "space" if "space" in raw else "tune", "is a tune_with section; run this file with tune_with, or use grid: for ray_sweep")
     settings = parse_sweep_settings(raw.get("sweep"), source, default_name=default_name(source))
@@ -482,11 +388,6 @@ def load_grid(
     trials, warnings = build_trials(levels, source, overrides, named_configs)
     return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings, path=path,
                     overrides=dict(overrides or {}), named_configs=tuple(named_configs))
-
-
-def default_name(source: str) -> str:
-    stem = os.path.splitext(os.path.basename(source))[0]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "sweep"
 
 
 __all__ = ["GridSpec", "load_grid", "Distribution"]

@@ -14,9 +14,9 @@ from typing import Optional, Union
 
 from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
 from .errors import SpecError
-from .grid import check_key, default_name, flatten, is_distribution, is_named_key, named_value, parse_fixed
 from .settings import TuneSettings, parse_tune_settings
-from .yaml_file import read_yaml
+from .vocabulary import check_key, default_name, flatten, is_distribution, is_named_key, named_value, parse_fixed
+from .yaml_file import read_spec
 
 SPACE_SECTIONS = ("fixed", "space", "variants")
 TOP_SECTIONS = SPACE_SECTIONS + ("tune",)
@@ -137,16 +137,7 @@ def load_space(
     ``overrides`` (dotted keys) and ``named_configs`` come from the command line;
     an override fixes a key the file would search.
     """
-    path = None
-    if isinstance(spec, dict):
-        raw, source = spec, source or "<spec>"
-    else:
-        path = os.path.abspath(os.fspath(spec))
-        raw, source = read_yaml(path), source or os.path.basename(path)
-    if raw is None:
-        raise SpecError(source, "", "is empty; give at least a space: section")
-    if not isinstance(raw, dict):
-        raise SpecError(source, "", f"must be a mapping of sections ({', '.join(TOP_SECTIONS)}), got {type(raw).__name__}")
+    raw, source, path = read_spec(spec, source, TOP_SECTIONS, "give at least a space: section")
     for section in ("grid", "zip", "random", "sweep"):
         if section in raw:
             raise SpecError(source, section, "is a ray_sweep section; run this file with ray_sweep, or write the search under space:")

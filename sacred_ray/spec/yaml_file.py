@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -73,3 +73,19 @@ def read_yaml(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(path, "", f"cannot be read ({e.__class__.__name__}); check the file") from None
     return parse_yaml(text, name)
+
+
+def read_spec(spec: Any, source: Optional[str], sections: tuple, empty_hint: str) -> tuple:
+    """``(raw, source, path)`` of a spec file (a path) or an already parsed dict: a mapping of
+    sections, else a one-line SpecError naming the file."""
+    path = None
+    if isinstance(spec, dict):
+        raw, source = spec, source or "<spec>"
+    else:
+        path = os.path.abspath(os.fspath(spec))
+        raw, source = read_yaml(path), source or os.path.basename(path)
+    if raw is None:
+        raise SpecError(source, "", f"is empty; {empty_hint}")
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", f"must be a mapping of sections ({', '.join(sections)}), got {type(raw).__name__}")
+    return raw, source, path
