@@ -41,8 +41,8 @@ def run_tune(ex: Experiment, spec, updates: Optional[dict] = None, named_configs
     return search(ex, resolve_space(ex, spec, updates, named_configs), Request(**how))
 
 
-def run_command(ex: Experiment, req, spec) -> int:
-    """Run a parsed command line's sweep or search; print its report; return the exit status."""
+def run_command(ex: Experiment, req, spec):
+    """Run a parsed command line's sweep or search; print its report; return its result."""
     how = Request(options=req.options, address=req.address, resume=req.resume, progress=True,
                   command=[redact(a) for a in sys.argv], sort=req.sort)
     if req.command == "tune_with":
@@ -57,7 +57,7 @@ def run_command(ex: Experiment, req, spec) -> int:
     if result.observer_errors:
         print(f"warning: {len(result.observer_errors)} observer error(s); first: {result.observer_errors[0]}",
               file=sys.stderr)
-    return result.exit_code
+    return result
 
 
 __all__ = ["Request", "run_sweep", "run_tune"]

@@ -73,6 +73,16 @@ def locate(raw, key: str, where: str = "") -> str:
     return ""
 
 
+def _locate_within(raw, key: str) -> str:
+    """Where ``key`` is written, or else the entry whose dict value holds it (``opt: [{lrr: 7}]``)."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        found = locate(raw, ".".join(parts[:n]))
+        if found:
+            return found
+    return ""
+
+
 def _has(mapping: dict, key: str) -> bool:
     if key in mapping:
         return True
@@ -142,7 +152,7 @@ def check_keys(
         for key in keys:
             if key in paths or key == "seed":
                 continue
-            where = "command line" if key in overrides else locate(raw, key)
+            where = "command line" if key in overrides else _locate_within(raw, key)
             raise SpecError(
                 source, where,
                 f"{key!r} is not a config entry of {experiment_name(ex)!r}{_suggest(key, paths)}",
@@ -187,8 +197,23 @@ def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:
     """Every key and named config of a resolved grid exists in the experiment."""
     groups: dict = {}
     for trial in grid.trials:
-        groups.setdefault(trial.named_configs, set()).update(trial.updates)
+        keys = groups.setdefault(trial.named_configs, set())
+        keys.update(trial.updates)
+        keys.update(_inside(trial.updates))
     check_keys(ex, groups, grid.source, grid.raw, overrides)
+
+
+def _inside(updates: dict, prefix: str = "") -> set:
+    """The dotted paths inside dict values (``opt: {lrr: 7}`` -> ``opt.lrr``): checked as keys too."""
+    paths = set()
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            for inner, sub in value.items():
+                path = f"{prefix}{key}.{inner}"
+                paths.add(path)
+                if isinstance(sub, dict):
+                    paths |= _inside({inner: sub}, f"{prefix}{key}.")
+    return paths
 
 
 def check_space(ex: Experiment, space, overrides: Iterable[str] = ()) -> None:

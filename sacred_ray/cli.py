@@ -51,6 +51,7 @@ DROPPED = {
     "--queue": "a sweep runs its trials, it does not queue them",
     "--print-config": "use --dry-run to see the trials",
     "--pdb": "trials run on Ray workers without a terminal",
+    "--unobserved": "a sweep's trials are recorded by the observers you give (-m, -F, ex.observers); give none to record nothing",
 }
 
 
@@ -243,13 +244,18 @@ def print_space(space, out=sys.stdout) -> None:
 
 def main(ex: Experiment, argv: list) -> int:
     """Run one of the two commands; returns the process exit status."""
+    return run(ex, argv)[0]
+
+
+def run(ex: Experiment, argv: list) -> tuple:
+    """Run one of the two commands: ``(exit status, the SweepResult or TuneResult or None)``."""
     from .checks import resolve_grid, resolve_space
 
     try:
         req = parse(ex, argv)
         if req.help:
             print(USAGE.format(prog=req.program))
-            return 0
+            return 0, None
         for w in req.warnings:
             print(f"warning: {w}", file=sys.stderr)
         if req.command == "ray_sweep":
@@ -260,10 +266,11 @@ def main(ex: Experiment, argv: list) -> int:
             print(f"warning: {w}", file=sys.stderr)
         if req.dry_run:
             (print_trials if req.command == "ray_sweep" else print_space)(spec)
-            return 0
+            return 0, None
         from .api import run_command
 
-        return run_command(ex, req, spec)
+        result = run_command(ex, req, spec)
+        return result.exit_code, result
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 2, None

@@ -57,13 +57,16 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
 
     @functools.wraps(sacred_commandline)
     def run_commandline(argv=None):
-        from .cli import find_command, main
+        from .cli import find_command, run
 
         argv = _argv(argv)
         if find_command(ex, argv) is not None:
             atexit.unregister(_skip_final_collections)  # once, however often it is called
             atexit.register(_skip_final_collections)
-            raise SystemExit(main(ex, argv))
+            code, result = run(ex, argv)
+            if result is None or code not in (0, 1) or _from_automain():
+                raise SystemExit(code)  # automain ends the script: its exit status is the sweep's
+            return result  # called as ex.run_commandline(): the script goes on, as after Sacred's commands
         near_miss(ex, argv)
         return sacred_commandline(argv)
 
@@ -72,6 +75,14 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         if command.__name__ not in ex.commands:
             ex.command(command, unobserved=True)
     return ex
+
+
+def _from_automain() -> bool:
+    """Whether Sacred's ``automain`` called ``run_commandline`` (rather than the user's own code)."""
+    import sys
+
+    caller = sys._getframe(2)  # 0: here, 1: run_commandline, 2: its caller
+    return caller.f_code.co_name == "automain" and caller.f_globals.get("__name__") == "sacred.experiment"
 
 
 def _skip_final_collections() -> None:

@@ -87,7 +87,7 @@ class RunJob:
 
 
 @dataclass
-class LocalRecording:
+class WorkerRecording:
     """Observers a worker on the driver's machine records with itself (file storage)."""
 
     driver_node: str

@@ -10,6 +10,9 @@ import sacred_ray.engine.cluster as cluster
 from sacred_ray.cli import main
 
 GOOD = "grid:\n  x: [1.0, 2.0]\n"
+# a "billion laughs": 400 bytes whose aliases stand for 9**9 values
+BOMB = "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+BOMB = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n" + BOMB + "grid:\n  x: *i\n"
 SPACE = "space:\n  x: {uniform: [0, 3]}\n"
 
 # (files, arguments after the program, start of the error line after "error: ")
@@ -57,6 +60,46 @@ CORPUS = [
     ({"s.yaml": "space:\n  xx: {uniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: 'xx' is not a config entry of 'toy'"),
     ({"s.yaml": SPACE + "tune: {search: optuna}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: optuna is not installed; pip install "sacred-ray[optuna]"'),
     ({"s.yaml": SPACE + "tune: {search: hyperopt}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: hyperopt is not installed; pip install "sacred-ray[hyperopt]"'),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--address", "127.0.0.1:1"], "command line: --address: cannot reach a Ray cluster at 127.0.0.1:1"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--address", "not an address"], "command line: --address: 'not an address' is not a Ray address"),
+    ({"g.yaml": GOOD}, ["ray_sweep", "g.yaml", "--address", "head:99999"], "command line: --address: 'head:99999' is not a Ray address"),
+    ({"s.yaml": SPACE + "tune: {address: '127.0.0.1:1'}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: address: cannot reach a Ray cluster at 127.0.0.1:1"),
+    # small files that would eat the machine: counted before anything is built
+    ({"g.yaml": BOMB}, ["ray_sweep", "g.yaml"], "g.yaml: stands for more than 100,000 values once its YAML aliases"),
+    ({"g.yaml": "grid:\n  x: {range: [0, 1000000000]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: range: gives 1,000,000,000 values"),
+    ({"g.yaml": "grid:\n  x: {range: [0.0, 1.0, 1.0e-9]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: range: gives 1,000,000,000 values"),
+    ({"g.yaml": "grid:\n  x: {linspace: [0, 1, 1000000000]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: linspace: gives 1,000,000,000 values"),
+    ({"g.yaml": "grid:\n  x: {logspace: [1, 10, 2000000]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: logspace: gives 2,000,000 values"),
+    ({"g.yaml": "seeds: 1000000000\ngrid: {x: [1.0]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: seeds: 1,000,000,000 seeds is more than"),
+    ({"g.yaml": "grid:\n  x: {range: [1000]}\n  y: {range: [1000]}\n  steps: {range: [1000]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: means 1,000,000,000 trials, more than 1,000,000"),
+    ({"g.yaml": GOOD, "notes.txt": "mine"}, ["ray_sweep", "g.yaml", "-F", "notes.txt"], "notes.txt is a file, not a folder; give -F a folder the runs can be written to"),
+    ({"g.yaml": GOOD, "notes.txt": "mine"}, ["ray_sweep", "g.yaml", "-F", "notes.txt/runs"], "notes.txt is a file; give -F a folder the runs can be written to"),
+    # how-to-run settings of either file
+    ({"g.yaml": GOOD + "sweep: {name: ../elsewhere}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: name: '../elsewhere' may hold only letters"),
+    ({"g.yaml": GOOD + "sweep: {mode: best}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: mode: must be min or max, got 'best'"),
+    ({"g.yaml": GOOD + "sweep: {retries: -1}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: retries: must be at least 0, got -1"),
+    ({"g.yaml": GOOD + "sweep: {max_concurrent: 0}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: max_concurrent: must be at least 1, got 0"),
+    ({"g.yaml": GOOD + "sweep: {fail_fast: maybe}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: fail_fast: must be true or false"),
+    ({"g.yaml": GOOD + "sweep: {resources: {memory: lots}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: memory: memory is bytes or a size like 2GiB"),
+    ({"g.yaml": GOOD + "sweep: {resources: {gpu: 1.5}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: gpu: a fraction of a GPU must be below 1"),
+    ({"g.yaml": GOOD + "sweep: {resources: {tpu: 1}}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: resources: tpu: unknown resource; accepted: cpu, gpu, memory, custom"),
+    ({"g.yaml": GOOD + "sweep: {runtime_env: [torch]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: runtime_env: must be a mapping (Ray's runtime_env)"),
+    ({"g.yaml": GOOD + "sweep: {dir: 5}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: sweep: dir: must be a folder path, got 5"),
+    ({"s.yaml": SPACE + "tune: {num_samples: 0}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: num_samples: must be at least 1, got 0"),
+    ({"s.yaml": SPACE + "tune: {max_concurrent_trials: 0}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: max_concurrent_trials: must be at least 1, got 0"),
+    ({"s.yaml": SPACE + "tune: {search: {type: random, speed: 3}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: search: speed: unknown option; accepted: type, seed"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, bogus: 1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: bogus: unknown option for asha; accepted:"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, max_t: -1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: max_t: must be a number above 0, got -1"),
+    ({"s.yaml": SPACE + "tune: {mode: up}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: mode: must be min or max, got 'up'"),
+    # distributions and generators with arguments they cannot take
+    ({"s.yaml": "space:\n  x: {uniform: [1, 0]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: uniform: lower (1) must be below upper (0)"),
+    ({"s.yaml": "space:\n  x: {loguniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: loguniform: lower must be positive on a log scale"),
+    ({"g.yaml": "grid:\n  x: {range: [0, 10, 0]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: range: step must not be 0"),
+    ({"g.yaml": "grid:\n  x: {linspace: [0, 1, 0]}\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: x: linspace: num must be a whole number of at least 1"),
+    # two definitions of one entry, and keys inside dict values
+    ({"g.yaml": "grid:\n  opt.lr: [0.5]\n  opt: [{lr: 7}]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: 'opt' and 'opt.lr' both set opt.lr; set it once"),
+    ({"g.yaml": "fixed: {opt: {lr: 7}}\ngrid:\n  opt.lr: [0.5]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: opt.lr: also set in fixed; set each key in one place"),
+    ({"g.yaml": "grid:\n  opt: [{lrr: 7}]\n"}, ["ray_sweep", "g.yaml"], "g.yaml: grid: 'opt.lrr' is not a config entry of 'toy'; did you mean 'opt.lr'?"),
     # every setting is checked before Ray starts
     ({"s.yaml": SPACE + "tune: {max_failures: -1}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: max_failures: must be at least 0, got -1"),
     ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, max_t: .nan}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: max_t: must be a number above 0, got nan"),
@@ -84,7 +127,7 @@ def no_ray(monkeypatch):
 
 @pytest.mark.parametrize("files,args,message", CORPUS, ids=[c[2][:45] for c in CORPUS])
 def test_bad_input_exits_2_with_one_line(toy, tmp_path, monkeypatch, capsys, no_ray, files, args, message):
-    assert len(CORPUS) >= 30
+    assert len(CORPUS) + len(FOLDERS) >= 80
     monkeypatch.chdir(tmp_path)
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -92,6 +135,8 @@ def test_bad_input_exits_2_with_one_line(toy, tmp_path, monkeypatch, capsys, no_
     out, err = capsys.readouterr()
     assert code == 2
     assert err.startswith("error: ") and message in err, err
+    if "-F" in args:
+        assert err.startswith("error: command line: -F: ")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
 

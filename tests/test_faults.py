@@ -230,20 +230,61 @@ def test_unreachable_mongodb_is_one_line_before_ray_starts(workdir):
     assert not (workdir / "sweeps").exists()
 
 
-def test_a_password_in_a_mongodb_url_appears_nowhere(workdir, tmp_path):
+@pytest.mark.parametrize("url,shown", [
+    ("mongodb://alice:s3cr3t-pw@localhost:27017/sweeps", "mongodb://alice:***@localhost:27017/sweeps"),
+    ("mongodb://alice:s3cr3t-pw@localhost:27017/sweeps?tlsCertificateKeyFilePassword=s3cr3t-key&authSource=admin",
+     "mongodb://alice:***@localhost:27017/sweeps?tlsCertificateKeyFilePassword=***&authSource=admin"),
+])
+def test_a_password_in_a_mongodb_url_appears_nowhere(workdir, tmp_path, url, shown):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {name: secret-sweep}\n")
     dump = tmp_path / "mongo.json"
-    url = "mongodb://alice:s3cr3t-pw@localhost:27017/sweeps"
     proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", url], cwd=workdir, mongo_dump=dump)
     assert proc.returncode == 0, proc.stderr
     db = read_dump(dump, "sweeps")
     assert len(db["runs"]) == 2 and {r["status"] for r in db["runs"]} == {"COMPLETED"}
-    assert db["runs"][0]["meta"]["options"]["--mongo_db"] == "mongodb://alice:***@localhost:27017/sweeps"
+    assert db["runs"][0]["meta"]["options"]["--mongo_db"] == shown
     places = [proc.stdout, proc.stderr, json.dumps(db["runs"], default=str)]
     folder = workdir / "sweeps" / "secret-sweep"
     places += [(folder / name).read_text() for name in os.listdir(folder) if (folder / name).is_file()]
     for text in places:
-        assert "s3cr3t-pw" not in text
+        assert "s3cr3t" not in text
+
+
+# every credential-bearing shape of a URL, as users write them (escaped or not)
+URL_SHAPES = [
+    ("mongodb://user:pw1@host:27017/db", "mongodb://user:***@host:27017/db"),
+    ("mongodb://:pw2@host/db", "mongodb://:***@host/db"),
+    ("mongodb://user:p/w3@host/db", "mongodb://user:***@host/db"),
+    ("mongodb://user:p@w4@host/db", "mongodb://user:***@host/db"),
+    ("mongodb://user:p:w5@host/db", "mongodb://user:***@host/db"),
+    ("mongodb+srv://u:p%40w6@cluster.example.net/db?retryWrites=true",
+     "mongodb+srv://u:***@cluster.example.net/db?retryWrites=true"),
+    ("mongodb://host/db?tlsCertificateKeyFilePassword=pw7&authSource=admin",
+     "mongodb://host/db?tlsCertificateKeyFilePassword=***&authSource=admin"),
+    ("mongodb://u:pw8@h1:1,h2:2/db?replicaSet=rs&authMechanismProperties=AWS_SESSION_TOKEN:pw9",
+     "mongodb://u:***@h1:1,h2:2/db?replicaSet=rs&authMechanismProperties=AWS_SESSION_TOKEN:pw9"),
+    ("s3://key:pw10@bucket/prefix?token=pw11", "s3://key:***@bucket/prefix?token=***"),
+    ("-m=mongodb://a:pw12@h/d", "-m=mongodb://a:***@h/d"),
+    ("mongodb://user@host/db", "mongodb://user@host/db"),
+]
+
+
+@pytest.mark.parametrize("url,shown", URL_SHAPES)
+def test_every_credential_of_a_url_is_redacted(url, shown):
+    from sacred_ray.engine.observers import redact
+
+    assert redact(url) == shown
+    assert redact(f"error: cannot reach {url} (timeout)") == f"error: cannot reach {shown} (timeout)"
+
+
+@pytest.mark.parametrize("value", ["mongodb://:s3cr3t@", "mongodb://u:s3c/r3t@", "mongodb://u:s3c@r3t@:bad:port/db",
+                                   "mongodb://h/db?tlsCertificateKeyFilePassword=s3cr3t&bogus"])
+def test_a_url_that_cannot_parse_shows_no_credential(workdir, value):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0]\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-m", value], cwd=workdir, env=cli_env(RAY_ADDRESS="127.0.0.1:9"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert "s3cr3t" not in proc.stdout + proc.stderr and "r3t" not in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["mongodb://alice:pw@", "localhost:27017:bad db"])

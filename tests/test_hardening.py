@@ -174,3 +174,90 @@ def main(x):
     results = sorted(json.loads((tmp_path / "runs" / n / "run.json").read_text())["result"]
                      for n in os.listdir(tmp_path / "runs") if n.isdigit())
     assert results == [101.0, 102.0]
+
+
+def test_a_second_sweep_of_the_same_name_is_refused_while_the_first_runs(workdir):
+    """Two sweeps of one name at once used to lose the first one's summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nfixed: {sleep: 4.0}\nsweep: {name: busy}\n")
+    first = subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir,
+                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        marker = workdir / "sweeps" / "busy" / ".sacred-ray-sweep"
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and "in use by pid" in marker.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir)
+        assert second.returncode == 2
+        assert second.stderr.startswith("error: sweep folder: ") and "is in use by another sweep that is still running" \
+            f" (pid {first.pid})" in second.stderr, second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "2 trials: 2 COMPLETED" in out
+    with open(workdir / "sweeps" / "busy" / "summary.csv") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["COMPLETED", "COMPLETED"]
+    third = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir)  # free again once it ended
+    assert third.returncode == 0, third.stderr
+    assert "was moved to sweeps/busy." in third.stdout
+
+
+def test_resume_of_a_sweep_that_never_ran_says_so_and_unobserved_is_a_warning(workdir):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {name: fresh}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume", "-u"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume: there is no earlier sweep 'fresh' in sweeps/fresh; starting it from the beginning" in proc.stdout
+    assert "warning: ignoring -u: a sweep's trials are recorded by the observers you give" in proc.stderr
+    assert "2 trials: 2 COMPLETED" in proc.stdout
+
+
+def test_code_after_run_commandline_runs_as_after_sacreds_own_commands(tmp_path):
+    """The old style, `ex.run_commandline()` then more code: the sweep returns its result."""
+    write(tmp_path / "old_style.py", '''
+from sacred import Experiment
+import sacred_ray
+
+ex = Experiment("old_style")
+sacred_ray.distribute(ex)
+
+@ex.config
+def config():
+    x = 1.0
+
+@ex.main
+def main(x):
+    if x > 1:
+        raise ValueError("too big")
+    return x
+
+if __name__ == "__main__":
+    result = ex.run_commandline()
+    if hasattr(result, "results"):
+        print("after the sweep:", type(result).__name__, result.exit_code, sorted(r.status for r in result.results))
+    else:
+        print("after the run:", type(result).__name__)
+''')
+    write(tmp_path / "grid.yaml", "grid:\n  x: [1.0, 2.0]\n")
+    proc = run_cli(["old_style.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # the script decides its exit status
+    assert "after the sweep: SweepResult 1 ['COMPLETED', 'FAILED']" in proc.stdout
+    alone = run_cli(["old_style.py", "with", "x=1.0"], cwd=tmp_path)  # Sacred's own command, as before
+    assert alone.returncode == 0 and "after the run: Run" in alone.stdout
+
+
+def test_the_end_says_why_trials_failed_and_when_nothing_recorded_the_runs(workdir):
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 7.0]\nsweep: {name: why}\n"
+                                 "variants:\n  ok: {}\n  bad: {fixed: {fail: true}, grid: {x: [7.0]}}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml"], cwd=workdir)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed: trial 3 (no run): ValueError: boom x=7.0" in proc.stdout, proc.stdout
+    assert "best: trial 1 (no observer recorded it: add -F runs or -m)" in proc.stdout
+    assert "starting a local Ray (" in proc.stderr

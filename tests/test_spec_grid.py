@@ -178,3 +178,13 @@ def test_yaml_file_is_read_with_a_safe_loader(tmp_path):
     path.write_text("grid:\n  x: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_grid(str(path))
+
+
+def test_exponent_floats_are_numbers_and_unicode_keys_are_config_paths():
+    """YAML 1.1 read `1e-3` as a string and swept '1e-3'; Sacred accepts a key like λ."""
+    from sacred_ray.spec.yaml_file import parse_yaml
+
+    raw = parse_yaml("grid:\n  lr: [1e-3, 2.5E+2]\n  λ: [1]\n  name: ['1e-3']\n", "g.yaml")
+    (trial,) = [t for t in load_grid(raw).trials if t.values["lr"] == 0.001]
+    assert trial.values == {"lr": 0.001, "λ": 1, "name": "1e-3"}
+    assert sorted(t.values["lr"] for t in load_grid(raw).trials) == [0.001, 250.0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -60,8 +61,6 @@ def check_folder(path: str, source: str, where: str) -> None:
     one that cannot be created or written."""
     path = os.path.abspath(path)
     fix = f"choose a new or empty folder with {where.split(':')[0]}: dir (or another name)"
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise SpecError(source, where, f"{path} is a file, not a folder; {fix}")
     if os.path.isdir(path):
         try:
             entries = os.listdir(path)
@@ -70,6 +69,15 @@ def check_folder(path: str, source: str, where: str) -> None:
         if entries and not is_sweep_folder(path):
             raise SpecError(source, where, f"{path} holds files that are not a sweep's; sacred-ray writes into "
                                            f"(and moves aside) only folders it made; {fix}")
+    check_writable(path, source, where, fix)
+
+
+def check_writable(path: str, source: str, where: str, fix: str) -> None:
+    """Refuse a folder that is a file, or that cannot be written or created."""
+    path = os.path.abspath(path)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise SpecError(source, where, f"{path} is a file, not a folder; {fix}")
+    if os.path.isdir(path):
         if not os.access(path, os.W_OK | os.X_OK):
             raise SpecError(source, where, f"cannot write in {path} (permission denied); {fix}")
         return
@@ -82,6 +90,21 @@ def check_folder(path: str, source: str, where: str) -> None:
         raise SpecError(source, where, f"cannot create {path}: {parent} is not writable; {fix}")
 
 
+def _lock(marker: str) -> int:
+    """An open, exclusively locked descriptor of a sweep folder's marker; a sweep that is
+    still running holds it, and a second one is refused in one line."""
+    fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 4096).decode("utf-8", "replace").rpartition("pid ")[2].strip()
+        os.close(fd)
+        raise SpecError("sweep folder", os.path.dirname(marker),
+                        f"is in use by another sweep that is still running{f' (pid {holder})' if holder else ''}; "
+                        f"wait for it to end, or give this sweep another name") from None
+    return fd
+
+
 class SweepFolder:
     """``sweeps/<name>/`` by default; see ``check_folder`` for what it refuses. A fresh (not
     resumed) sweep moves an older sweep's folder aside."""
@@ -89,15 +112,23 @@ class SweepFolder:
     def __init__(self, path: str, resume: bool = False):
         self.path = os.path.abspath(path)
         self.moved_aside: Optional[str] = None
+        self.existed = os.path.exists(os.path.join(self.path, LEDGER))
         if os.path.isdir(self.path) and os.listdir(self.path) and not is_sweep_folder(self.path):
             raise SpecError("sweep folder", self.path, "holds files that are not a sweep's; it is left as it is")
-        if not resume and os.path.exists(os.path.join(self.path, LEDGER)):
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            self.moved_aside = f"{self.path}.{stamp}"
-            os.rename(self.path, self.moved_aside)
-        os.makedirs(self.path, exist_ok=True)
-        with open(self.file(MARKER), "w", encoding="utf-8") as f:
-            f.write("made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this name)\n")
+        earlier = _lock(self.file(MARKER)) if os.path.isdir(self.path) else None  # refused while another sweep runs
+        try:
+            if not resume and self.existed:
+                stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                self.moved_aside = f"{self.path}.{stamp}"
+                os.rename(self.path, self.moved_aside)
+            os.makedirs(self.path, exist_ok=True)
+            self._lock = earlier if not self.moved_aside and earlier is not None else _lock(self.file(MARKER))
+        finally:
+            if earlier is not None and self.moved_aside:
+                os.close(earlier)
+        os.ftruncate(self._lock, 0)
+        os.write(self._lock, f"made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this "
+                             f"name); in use by pid {os.getpid()}\n".encode())
         self._ledger = None  # opened on the first record
         self._synced = 0.0
 
@@ -161,3 +192,6 @@ class SweepFolder:
             os.fsync(self._ledger.fileno())
             self._ledger.close()
             self._ledger = None
+        if self._lock is not None:
+            os.close(self._lock)  # and with it the lock: another sweep of this name may start
+            self._lock = None

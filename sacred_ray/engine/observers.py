@@ -40,7 +40,7 @@ def mongo_uri(value: str) -> Optional[dict]:
     try:
         parsed = parse_uri(value)
     except Exception as e:
-        raise SpecError("command line", "-m", f"cannot parse {redact(value)!r}: {redact(str(e))}") from None
+        raise SpecError("command line", "-m", f"cannot parse {redact(value)!r}: {scrub(str(e), value)}") from None
     return {"url": value, "db_name": parsed.get("database") or "sacred"}
 
 
@@ -60,9 +60,47 @@ def check_observer_flags(options: dict) -> None:
             raise SpecError("command line", "-m", "a run id to overwrite (:ID) makes no sense for a sweep; drop it")
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s]*(?:password|passwd|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s]*")
+
+
 def redact(text: str) -> str:
-    """Hide a password in anything that looks like a URL with credentials."""
-    return re.sub(r"(//[^:/@\s]+:)[^@/\s]+@", r"\1***@", text)
+    """Hide every credential in anything that looks like a URL: the password of its user
+    info (which may itself hold ``/``, ``:`` or ``@``; an empty user name too) and every
+    query parameter that names a password, secret, token or key."""
+    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
+
+
+def _redact_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")  # the host follows the last '@': an unescaped '@' or '/' may sit in a password
+    if at != -1:
+        userinfo, rest = rest[:at], rest[at:]
+        if ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":***" + rest
+        else:
+            rest = userinfo + rest
+    return f"{scheme}://{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
+
+
+def secrets_of(url: str) -> list:
+    """The credentials ``redact`` hides in ``url``, for scrubbing them from other text too."""
+    found = []
+    for m in _URL.finditer(url):
+        rest = m.group(0).split("://", 1)[1]
+        at = rest.rfind("@")
+        if at != -1 and ":" in rest[:at]:
+            found.append(rest[:at].split(":", 1)[1])
+        found += [v.group(0)[len(v.group(1)):] for v in _SECRET_PARAM.finditer(rest)]
+    return [f for f in found if f]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error about ``url``) with every credential of ``url`` hidden."""
+    text = redact(text)
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def build_prototypes(ex: Experiment, observer_options: dict, failure_dir: Optional[str] = None) -> list:
@@ -158,7 +196,7 @@ def close_stale_runs(prototypes: list, sweep_name: str, reason: str) -> int:
     return closed
 
 
-def movable(observer) -> bool:
+def worker_can_record(observer) -> bool:
     """Whether a worker on the driver's machine can record with this observer itself: a plain
     FileStorageObserver with an absolute folder (what -F gives) writes the same files there,
     without sending every event to the one driver process first."""

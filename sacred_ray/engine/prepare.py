@@ -4,6 +4,7 @@ which observers record, where the sweep's files go, and what to ship."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Optional
@@ -14,8 +15,10 @@ from ..protocol import ExperimentRef
 from ..spec import SpecError
 from ..spec.settings import declared_resources
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
-from .folder import check_folder
+from .folder import check_folder, check_writable
 from .observers import build_prototypes, check_observer_flags, check_reachable, redact, split_options
+
+ADDRESS_SECONDS = 10.0  # how long a cluster's head gets to answer before the command gives up
 
 
 @dataclass
@@ -74,19 +77,33 @@ def experiment_ref(ex: Experiment, shipped: bool = True) -> tuple:
     return ref, os.path.dirname(path)
 
 
-def _refuse_ray_client(address: Optional[str], in_spec: Optional[str], source: str, section: str) -> None:
-    """Ray Client (ray://) runs this driver off the cluster, where its workers cannot reach it."""
+def check_address(address: Optional[str], in_spec: Optional[str], source: str, section: str) -> None:
+    """Refuse, in one line and before anything is created, a Ray address this command cannot
+    use: a Ray Client (ray://) address (it runs this driver off the cluster, where its
+    workers cannot reach it), one that is not host:port, or one where nothing listens (Ray
+    itself would retry for minutes)."""
     given = address or os.environ.get("RAY_ADDRESS") or ""
-    if not given.startswith("ray://"):
+    if not given or given in ("local", "auto"):
         return
     if address and address == in_spec:
-        source, where = source, f"{section}: address"
+        where = f"{section}: address"
     elif address:
         source, where = "command line", "--address"
     else:
         source, where = "environment", "RAY_ADDRESS"
-    raise SpecError(source, where, f"{redact(given)!r} is a Ray Client address, but a sweep's workers must reach "
-                                   f"its driver; run the command on the cluster (ray job submit, see aws/README.md)")
+    if given.startswith("ray://"):
+        raise SpecError(source, where, f"{redact(given)!r} is a Ray Client address, but a sweep's workers must reach "
+                                       f"its driver; run the command on the cluster (ray job submit, see aws/README.md)")
+    host, colon, port = given.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(source, where, f"{redact(given)!r} is not a Ray address; use host:port of the head node "
+                                       f"(6379 by default), auto, or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_SECONDS).close()
+    except OSError as e:
+        why = e.strerror or e.__class__.__name__
+        raise SpecError(source, where, f"cannot reach a Ray cluster at {redact(given)} ({why}); start it "
+                                       f"(ray start --head) or fix the address") from None
 
 
 def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[str], source: str,
@@ -97,10 +114,9 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     check_observer_flags(options)
     if options.get("--file_storage"):
         options["--file_storage"] = os.path.abspath(options["--file_storage"])
+        check_writable(options["--file_storage"], "command line", "-F", "give -F a folder the runs can be written to")
     started_ray = not ray.is_initialized()
     address = address or settings.address
-    if started_ray:
-        _refuse_ray_client(address, settings.address, source, section)
     # A Ray started here runs on this machine: workers import the experiment where it is
     # and run in this folder, as the experiment would alone. A cluster gets it shipped.
     local = not started_ray or starts_local_ray(address)
@@ -117,6 +133,8 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
         worker_options["--comment"] = f"sweep {settings.name}"
     prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))
     check_reachable(prototypes)
+    if started_ray:
+        check_address(address, settings.address, source, section)
     if local:
         runtime_env = dict(settings.runtime_env)
     else:

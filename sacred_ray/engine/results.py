@@ -149,11 +149,12 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     lines = [format_table(headers, rows[:top])]
     if len(rows) > top:
         lines.append(f"... {len(rows) - top} more in {folder.file('summary.csv') if folder else 'the results'}")
+    lines += _failures(ranked, folder)
     best = best_of(ranked, metric)
     if best is not None:
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in best.trial.values.items()) or "the defaults"
-        lines.append(f"best: trial {best.label} (run {best.run_id}), {metric} = {format_value(score(best, metric))}: "
-                     f"{shown}")
+        run = f"run {best.run_id}" if best.run_id is not None else "no observer recorded it: add -F runs or -m"
+        lines.append(f"best: trial {best.label} ({run}), {metric} = {format_value(score(best, metric))}: {shown}")
         if folder is not None and best.config is not None:
             folder.write_best(best.config, f"config of the best trial ({metric} {mode}): run {best.run_id}, "
                                            f"trial {best.label}; load with: with {folder.file('best.yaml')}")
@@ -161,6 +162,19 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
     lines.append(f"{len(result.results)} trials: {counts}; sweep folder {folder.path if folder else result.folder}")
     return "\n".join(lines)
+
+
+def _failures(ranked: list, folder: Optional[SweepFolder], shown: int = 5) -> list:
+    """A line for each of the first failed trials: why (the traceback's last line) and its run."""
+    failed = [r for r in ranked if r.status in ("FAILED", "TIMEOUT")]
+    lines = []
+    for r in failed[:shown]:
+        why = (r.error or "no reason recorded").strip().splitlines()[-1] if (r.error or "").strip() else "no reason recorded"
+        run = f"run {r.run_id}" if r.run_id is not None else "no run"
+        lines.append(f"{r.status.lower()}: trial {r.label} ({run}): {why[:200]}")
+    if len(failed) > shown:
+        lines.append(f"... and {len(failed) - shown} more: see {folder.file('summary.csv') if folder else 'the results'}")
+    return lines
 
 
 def best_of(ranked: list, metric: str) -> Optional[TrialResult]:

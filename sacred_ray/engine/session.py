@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -19,7 +20,7 @@ from sacred import Experiment
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
 from .hub import Hub, start_hub
-from .observers import close_stale_runs
+from .observers import close_stale_runs, redact
 from .prepare import Launch, prepare_launch
 
 POLL_SECONDS = 0.25  # how long a driver's loop waits for trial events before it looks around
@@ -64,6 +65,9 @@ class Session:
                                              section)
         self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
         self.earlier = self.folder.read_ledger() if req.resume else []
+        if req.resume and not self.folder.existed:
+            print(f"resume: there is no earlier sweep {spec.settings.name!r} in {_rel(self.folder.path)}; "
+                  f"starting it from the beginning")
         if req.resume:
             stale = close_stale_runs(self.launch.prototypes, spec.settings.name,
                                      "the sweep's driver stopped while this run was RUNNING")
@@ -90,6 +94,8 @@ class Session:
         self._graceful = graceful
         self._take_signals()  # before Ray starts: a Ctrl-C while it starts is ours too
         if self.launch.started_ray:
+            if self.req.progress:
+                print(_which_ray(self.launch), file=sys.stderr, flush=True)
             connect(self.launch.address, self.launch.runtime_env if runtime_env is None else runtime_env)
             self._take_signals()  # ray.init puts its own SIGTERM handler in place
         capacity = check_feasible(self.launch.request, self.spec.source, f"{self.section}: resources",
@@ -139,6 +145,14 @@ class Session:
             return ""
         return (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
                 f"(load them with sacred's MongoObserver once the server is back)")
+
+
+def _which_ray(launch: Launch) -> str:
+    """What the wait while Ray starts is for (a local start takes seconds)."""
+    address = launch.address or os.environ.get("RAY_ADDRESS")
+    if launch.local and address in (None, "", "local"):
+        return f"starting a local Ray ({os.cpu_count() or 1} CPUs) ..."
+    return f"joining the Ray cluster at {redact(address or 'auto')} ..."
 
 
 def _rel(path: str) -> str:

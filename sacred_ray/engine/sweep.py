@@ -20,16 +20,16 @@ from sacred import Experiment
 
 from ..protocol import (
     START,
-    LocalRecording,
     Outcome,
     RunJob,
+    WorkerRecording,
 )
 from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import task_outcome
 from .folder import SweepFolder
 from .hub import Hub
-from .observers import amend_file_run, movable, observer_flags_for_meta, observers_for_trial
+from .observers import amend_file_run, observer_flags_for_meta, observers_for_trial, worker_can_record
 from .prepare import Launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
@@ -45,23 +45,26 @@ TAIL_WAIT_SECONDS = 30.0
 
 @dataclass
 class _Attempt:
+    """One attempt at one trial, from its submission until its ledger line is written.
+    Times are ``time.monotonic()`` seconds."""
+
     trial: Trial
-    attempt: int
-    token: str
-    recorder: TrialRecorder
-    ref: Any = None
+    attempt: int  # 1 for the first run of the trial, then one more per retry
+    token: str  # names the attempt's messages (opaque outside the driver)
+    recorder: TrialRecorder  # the attempt's run in the driver's observers
+    ref: Any = None  # the Ray task running it
     begun: Optional[float] = None  # when a worker took it: its timeout counts from here
-    started: Optional[float] = None
+    started: Optional[float] = None  # when its run started in the observers
     received: int = 0  # events relayed so far (the task's tail says how many to expect)
-    outcome: Optional[Outcome] = None
-    crash: Optional[str] = None
-    returned: Optional[float] = None
-    stop_status: Optional[str] = None
-    stop_reason: Optional[str] = None
-    cancel_sent: float = 0.0
-    config: Optional[dict] = None
-    worker: Optional[dict] = None
-    here: bool = False  # the worker's own observers record the run too
+    outcome: Optional[Outcome] = None  # what the task returned, once it has
+    crash: Optional[str] = None  # why the task returned no outcome (the worker died, ...)
+    returned: Optional[float] = None  # when the task ended: its last events get TAIL_WAIT_SECONDS
+    stop_status: Optional[str] = None  # how the driver ends it: TIMEOUT, INTERRUPTED or FAILED
+    stop_reason: Optional[str] = None  # why, as the run's info records it
+    cancel_sent: float = 0.0  # when the driver last asked it to stop (again, forcefully, after GRACE_SECONDS)
+    config: Optional[dict] = None  # the run's full config, as its start reported it
+    worker: Optional[dict] = None  # {node_id, node_ip, pid} of the worker running it
+    worker_records: bool = False  # the worker's own observers record the run too (file storage)
 
 
 class SweepDriver(Trials):
@@ -84,7 +87,7 @@ class SweepDriver(Trials):
         self.by_token: dict = {}
         self.closing: list = []
         self.results: dict = {}
-        self.failed = 0  # trials whose latest attempt did not complete (kept as they end: O(1) per report)
+        self.failed = 0  # trials whose latest attempt FAILED or timed out (kept as they end: O(1) per report)
         self.node_id = ray.get_runtime_context().get_node_id()
         self.observer_errors: list = []
         self.stopping: Optional[str] = None
@@ -92,10 +95,10 @@ class SweepDriver(Trials):
         self.run_ids = RunIds()
         # File observers are written by a worker on this machine itself, as for the run
         # alone; the driver records the rest, and every trial on another machine.
-        self.movable = [p for p in launch.prototypes if movable(p)]
+        self.worker_recorded = [p for p in launch.prototypes if worker_can_record(p)]
         # where RayObserver stands among a worker's observers: where the driver's would
-        driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not movable(p)), default=None)
-        self.local = LocalRecording(self.node_id, self.movable, self.meta_options, driver_priority)
+        driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not worker_can_record(p)), default=None)
+        self.recording = WorkerRecording(self.node_id, self.worker_recorded, self.meta_options, driver_priority)
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, trial: Trial, attempt: int) -> None:
@@ -113,7 +116,7 @@ class SweepDriver(Trials):
                                  "variant": trial.variant, "attempt": attempt}},
         )
         att = _Attempt(trial, attempt, token, recorder)
-        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, self.local)
+        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, self.recording)
         self.inflight[att.ref] = att
         self.by_token[token] = att
         self.hub.watch(att.ref)
@@ -161,9 +164,9 @@ class SweepDriver(Trials):
 
     def _start(self, att: _Attempt, payload: dict) -> dict:
         """Start the trial's run in the driver's observers (those the worker does not have)."""
-        if payload.get("recorded_here"):  # the worker has the file observers: keep the others
-            att.here = True
-            att.recorder.observers = [obs for obs in att.recorder.observers if not movable(obs)]
+        if payload.get("worker_records"):  # the worker has the file observers: keep the others
+            att.worker_records = True
+            att.recorder.observers = [obs for obs in att.recorder.observers if not worker_can_record(obs)]
         if att.recorder.observers:
             payload["meta_info"].setdefault("options", {}).update(self.meta_options)
         answer = att.recorder.start(payload)
@@ -205,8 +208,8 @@ class SweepDriver(Trials):
         status = rec.status or "FAILED"
         if not rec.started and att.stop_status:
             status = att.stop_status
-        if att.here and rec.run_id is not None and status != "COMPLETED":  # the worker's observers: say how it ended, if they could not
-            for obs in self.movable:
+        if att.worker_records and rec.run_id is not None and status != "COMPLETED":  # the worker's observers: say how it ended, if they could not
+            for obs in self.worker_recorded:
                 amend_file_run(obs.basedir, rec.run_id, status, att.stop_reason or crash)
         error = None
         if status != "COMPLETED":
@@ -246,7 +249,7 @@ class SweepDriver(Trials):
     def _record(self, result: TrialResult, retrying: bool = False, steps: Optional[dict] = None) -> None:
         """The trial's latest attempt: kept as its result and appended to the ledger at once."""
         earlier = self.results.get(result.trial.index)  # a retried trial's failed attempt
-        self.failed += (result.status != "COMPLETED") - (earlier is not None and earlier.status != "COMPLETED")
+        self.failed += _failed(result) - (earlier is not None and _failed(earlier))
         self.results[result.trial.index] = result
         self.folder.record(ledger_entry(result, steps=steps, retrying=retrying))
 
@@ -318,6 +321,10 @@ class SweepDriver(Trials):
             self._close_ready(give_up=True)
 
 
+def _failed(result: TrialResult) -> bool:
+    return result.status in ("FAILED", "TIMEOUT")
+
+
 def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
     """Run every trial of a resolved grid on Ray (see ``sacred_ray.run_sweep``)."""
     settings = grid.settings
@@ -351,7 +358,8 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             interrupted = e
         if interrupted is not None and driver is not None:
             bar.close()
-            print(f"\n{interrupted.reason}: stopping {len(driver.inflight)} running trial(s) "
+            running = sum(1 for a in driver.inflight.values() if a.begun or a.started)
+            print(f"\n{interrupted.reason}: stopping {running} running trial(s) "
                   f"(press Ctrl-C again to stop at once)", flush=True)
             try:
                 driver.interrupt(f"sweep interrupted ({interrupted.reason})")

@@ -237,6 +237,15 @@ def _check_arguments(name: str, arg: dict, source: str, where: str) -> None:
                 raise SpecError(source, where, f"{k} must be a whole number, got {arg[k]}")
 
 
+MAX_VALUES = 1_000_000  # values one generator may give: a sweep has at most this many trials
+
+
+def _not_too_many(count: int, source: str, where: str) -> None:
+    if count > MAX_VALUES:
+        raise SpecError(source, where, f"gives {count:,} values, so the sweep means {count:,} trials, more than "
+                                       f"{MAX_VALUES:,} (or more, times its other axes); use a larger step or random sampling")
+
+
 def expand_generator(name: str, args: Any, source: str, where: str) -> list:
     """The list of values of a grid generator: range, linspace, logspace, value."""
     if name == "value":
@@ -250,11 +259,10 @@ def expand_generator(name: str, args: Any, source: str, where: str) -> list:
         start, stop, step = (0, nums[0], 1) if len(nums) == 1 else (nums + [1])[:3]
         if step == 0:
             raise SpecError(source, where, "step must not be 0")
-        if all(isinstance(v, int) for v in (start, stop, step)):
-            values = list(range(start, stop, step))
-        else:
-            count = max(0, math.ceil((stop - start) / step - 1e-9))
-            values = [clean_float(start + i * step) for i in range(count)]
+        integers = all(isinstance(v, int) for v in (start, stop, step))
+        count = len(range(start, stop, step)) if integers else max(0, math.ceil((stop - start) / step - 1e-9))
+        _not_too_many(count, source, where)  # counted before anything is built
+        values = list(range(start, stop, step)) if integers else [clean_float(start + i * step) for i in range(count)]
     else:
         if len(args) != 3:
             raise SpecError(source, where, f"takes [lower, upper, num], got {args!r}")
@@ -263,6 +271,7 @@ def expand_generator(name: str, args: Any, source: str, where: str) -> list:
         num = args[2]
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
             raise SpecError(source, where, f"num must be a whole number of at least 1, got {num!r}")
+        _not_too_many(num, source, where)
         if name == "linspace":
             values = [clean_float(lo + (hi - lo) * i / max(num - 1, 1)) for i in range(num)]
         else:

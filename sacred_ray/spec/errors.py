@@ -15,5 +15,12 @@ class SpecError(ValueError):
         self.source = source
         self.where = where
         self.message = message
-        parts = [p for p in (source, where) if p]
-        super().__init__(": ".join(parts + [message]))
+        parts = [_one_line(str(p)) for p in (source, where) if p]
+        super().__init__(": ".join(parts + [_one_line(message)]))
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a key or value that holds a newline) shown escaped: the error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -21,9 +21,18 @@ from .distributions import (
     parse_distribution,
 )
 from .errors import SpecError
-from .settings import SweepSettings, parse_sweep_settings
+from .settings import parse_sweep_settings
 from .trial import Trial, identity, trial_key
-from .vocabulary import default_name, flatten, generator_of, is_distribution, is_named_key, named_value, parse_fixed
+from .vocabulary import (
+    SweepFile,
+    default_name,
+    flatten,
+    generator_of,
+    is_distribution,
+    is_named_key,
+    named_value,
+    parse_fixed,
+)
 from .yaml_file import read_spec
 
 GRID_SECTIONS = ("fixed", "grid", "zip", "random", "seeds", "exclude", "variants")
@@ -32,17 +41,10 @@ MAX_TRIALS = 1_000_000
 
 
 @dataclass
-class GridSpec:
+class GridSpec(SweepFile):
     """A grid file, resolved: its trials, how to run them, and what to warn about."""
 
-    source: str
-    trials: list
-    settings: SweepSettings
-    raw: dict
-    warnings: list = field(default_factory=list)
-    path: Optional[str] = None  # the file it was read from (absolute), if any
-    overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
-    named_configs: tuple = ()  # the command line's named configs
+    trials: list = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +118,8 @@ def _seeds(raw: Any, source: str, where: str) -> list:
     if isinstance(raw, int):
         if raw < 1:
             raise SpecError(source, where, f"seeds must be at least 1, got {raw}")
+        if raw > MAX_TRIALS:
+            raise SpecError(source, where, f"{raw:,} seeds is more than the {MAX_TRIALS:,} trials a sweep may have")
         return list(range(raw))
     if isinstance(raw, list) and raw and all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
         if len(set(raw)) != len(raw):
@@ -348,6 +352,26 @@ def build_trials(
     return trials, warnings
 
 
+def _check_overlaps(levels: list, source: str) -> None:
+    """Refuse two definitions of one config entry (``opt: [{lr: 7}]`` beside ``opt.lr: [0.5]``):
+    which one a trial ran would depend on their order in the file."""
+    for variant, level in levels:
+        keys = sorted(k for k in level.keys() if not is_named_key(k))
+        for key in keys:
+            inner = next((k for k in keys if k.startswith(key + ".")), None)
+            if inner is not None:
+                where = f"variants: {variant}: {_section_of(level, inner)}" if variant else _section_of(level, inner)
+                raise SpecError(source, where, f"{key!r} and {inner!r} both set {inner}; set it once, either as "
+                                               f"{inner} or inside {key}")
+
+
+def _section_of(level: _Level, key: str) -> str:
+    for section, body in (("fixed", level.fixed), ("grid", level.grid), ("random", level.params)):
+        if key in body:
+            return section
+    return "zip"
+
+
 def _check_exclude_keys(levels: list, source: str) -> None:
     for _variant, level in levels:
         known = level.keys() | {"seed"}
@@ -385,6 +409,7 @@ def load_grid(
         if level.seeds and ("seed" in level.keys()):
             raise SpecError(source, "seeds", "the file also sets 'seed'; use one of seeds: or seed")
     _check_exclude_keys(levels, source)
+    _check_overlaps(levels, source)
     trials, warnings = build_trials(levels, source, overrides, named_configs)
     return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings, path=path,
                     overrides=dict(overrides or {}), named_configs=tuple(named_configs))

@@ -212,16 +212,21 @@ def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
     return out
 
 
+def _open_section(raw: Any, source: str, where: str, accepted: tuple, default_name: str) -> tuple:
+    """``(the section's mapping, the settings both sections share)``; unknown keys refused."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, f"expected a mapping with keys {', '.join(accepted)}")
+    for key in raw:
+        if key not in accepted:
+            raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(accepted)}")
+    return raw, _common(raw, source, where, default_name)
+
+
 def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSettings:
     where = "sweep"
-    if raw is None:
-        return SweepSettings(name=default_name)
-    if not isinstance(raw, dict):
-        raise SpecError(source, where, f"expected a mapping with keys {', '.join(SWEEP_KEYS)}")
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(SWEEP_KEYS)}")
-    out = _common(raw, source, where, default_name)
+    raw, out = _open_section(raw, source, where, SWEEP_KEYS, default_name)
     _set(out, "max_concurrent", _whole(raw, "max_concurrent", source, where, 1))
     _set(out, "retries", _whole(raw, "retries", source, where, 0))
     _set(out, "timeout", _seconds(raw, "timeout", source, where))
@@ -300,14 +305,7 @@ def _scheduler(raw: Any, source: str, where: str) -> tuple:
 
 def parse_tune_settings(raw: Any, source: str, default_name: str) -> TuneSettings:
     where = "tune"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SpecError(source, where, f"expected a mapping with keys {', '.join(TUNE_KEYS)}")
-    for key in raw:
-        if key not in TUNE_KEYS:
-            raise SpecError(source, f"{where}: {key}", f"unknown key; accepted: {', '.join(TUNE_KEYS)}")
-    out = _common(raw, source, where, default_name)
+    raw, out = _open_section(raw, source, where, TUNE_KEYS, default_name)
     _set(out, "num_samples", _whole(raw, "num_samples", source, where, 1))
     _set(out, "max_concurrent_trials", _whole(raw, "max_concurrent_trials", source, where, 1))
     # Tune reads -1 as "retry forever": every retry is a new Sacred run, so a bound is required

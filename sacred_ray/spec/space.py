@@ -15,7 +15,16 @@ from typing import Optional, Union
 from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
 from .errors import SpecError
 from .settings import TuneSettings, parse_tune_settings
-from .vocabulary import check_key, default_name, flatten, is_distribution, is_named_key, named_value, parse_fixed
+from .vocabulary import (
+    SweepFile,
+    check_key,
+    default_name,
+    flatten,
+    is_distribution,
+    is_named_key,
+    named_value,
+    parse_fixed,
+)
 from .yaml_file import read_spec
 
 SPACE_SECTIONS = ("fixed", "space", "variants")
@@ -41,15 +50,10 @@ class SpaceVariant:
 
 
 @dataclass
-class SpaceSpec:
-    source: str
-    variants: list
-    settings: TuneSettings
-    raw: dict
-    warnings: list = field(default_factory=list)
-    path: Optional[str] = None  # the file it was read from (absolute), if any
-    overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
-    named_configs: tuple = ()  # the command line's named configs
+class SpaceSpec(SweepFile):
+    """A space file, resolved: one variant per leaf of its variant tree, and the Tune settings."""
+
+    variants: list = field(default_factory=list)
 
 
 def _space(raw, source: str, where: str) -> dict:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .distributions import DISTRIBUTIONS, GENERATORS
 from .errors import SpecError
-
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def is_named_key(key: str) -> bool:
@@ -25,7 +24,7 @@ def check_key(key: Any, source: str, where: str) -> str:
         if len(key) < 2:
             raise SpecError(source, where, "'+' needs a label, e.g. +size: [small, large]")
         return key
-    if not _KEY.match(key):
+    if not all(part.isidentifier() for part in key.split(".")):  # Python names, as Sacred's config entries
         raise SpecError(
             source, where,
             f"{key!r} is not a config path; write dotted names like optimizer.lr",
@@ -99,3 +98,17 @@ def parse_fixed(mapping: Any, source: str, where: str) -> dict:
 def default_name(source: str) -> str:
     stem = os.path.splitext(os.path.basename(source))[0]
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "sweep"
+
+
+
+@dataclass
+class SweepFile:
+    """A sweep file, resolved: what a grid file and a space file have in common."""
+
+    source: str  # the file's name as errors show it
+    settings: Any  # how to run it: SweepSettings or TuneSettings
+    raw: dict  # the file as parsed
+    warnings: list = field(default_factory=list)
+    path: Optional[str] = None  # the file it was read from (absolute), if any
+    overrides: dict = field(default_factory=dict)  # the command line's updates, dotted
+    named_configs: tuple = ()  # the command line's named configs

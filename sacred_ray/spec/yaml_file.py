@@ -3,15 +3,45 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Optional
 
 import yaml
 
 from .errors import SpecError
 
+MAX_EXPANDED = 100_000  # values a file may stand for once its aliases are expanded
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that raises on a key given twice in one mapping."""
+    """SafeLoader that raises on a key given twice in one mapping, and on a document whose
+    aliases expand to more than ``MAX_EXPANDED`` values (a 400-byte "billion laughs" file
+    otherwise stands for billions of values, which every later step would walk)."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if _expanded_size(node, {}) > MAX_EXPANDED:
+            raise _TooLarge()
+        return node
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values ``node`` stands for with every alias written out (capped), in linear time."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_EXPANDED + 1)
+    return memo[id(node)]
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
@@ -41,12 +71,21 @@ class _DuplicateKey(Exception):
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
 )
+# YAML 1.1 (PyYAML) reads 1e-3 as the string '1e-3'; a sweep file means the number, as YAML 1.2,
+# JSON and Python read it.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text with a safe loader; every problem is a one-line SpecError."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _TooLarge:
+        raise SpecError(source, "", f"stands for more than {MAX_EXPANDED:,} values once its YAML aliases (*name) are "
+                                    f"expanded; write the values out, or use a generator like {{range: [0, 100]}}") from None
     except _DuplicateKey as e:
         raise SpecError(
             source, f"line {e.line}", f"key {e.key!r} is given twice; keep one of them"

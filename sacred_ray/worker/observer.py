@@ -148,15 +148,15 @@ class RayObserver(RunObserver):
     priority = 100
     LIVE_AFTER = 1.0  # seconds into a run after which heartbeats are relayed as they happen
 
-    def __init__(self, link: dict, token: str, worker: Optional[dict] = None, recorded_here: bool = False,
+    def __init__(self, link: dict, token: str, worker: Optional[dict] = None, worker_records: bool = False,
                  driver_records: bool = True, priority: Optional[float] = None):
-        """``recorded_here``: observers in this worker record the run too (the driver is on
+        """``worker_records``: observers in this worker record the run too (the driver is on
         this machine); ``driver_records``: the driver still has observers of its own for it,
         so the start is a round trip and files travel; ``priority``: where this observer
         stands among the run's observers (Sacred calls them in priority order)."""
         self.link = DriverLink.to(link)
         self.token = token
-        self.recorded_here = recorded_here
+        self.worker_records = worker_records
         self.driver_records = driver_records
         if priority is not None:
             self.priority = priority
@@ -183,13 +183,13 @@ class RayObserver(RunObserver):
         if not self.driver_records:  # this worker's observers record the run: the driver keeps score
             self.run_id = _id
             self._post(STARTED, {"start_time": start_time, "config": protocol.snapshot(config, self.link.renames), "_id": _id,
-                                   "worker": self.worker, "recorded_here": self.recorded_here})
+                                   "worker": self.worker, "worker_records": self.worker_records})
             return None
         payload = {
             "ex_info": ex_info, "command": command, "host_info": host_info,
             "start_time": start_time, "config": protocol.snapshot(config, self.link.renames),
             "meta_info": protocol.snapshot(meta_info, self.link.renames), "_id": _id,
-            "worker": self.worker, "recorded_here": self.recorded_here,
+            "worker": self.worker, "worker_records": self.worker_records,
         }
         answer = self.link.ask(self.token, START, payload)
         if isinstance(answer, dict) and "error" in answer:

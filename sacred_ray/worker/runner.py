@@ -14,7 +14,7 @@ import signal
 from typing import Optional
 
 from .. import protocol
-from ..protocol import BEGUN, ExperimentRef, LocalRecording, RunJob
+from ..protocol import BEGUN, ExperimentRef, RunJob, WorkerRecording
 from .core import node_info, renames_for, run_sacred
 from .local import made_run_folder, numbered_from_last
 from .observer import MetaFlags, RayObserver
@@ -44,15 +44,15 @@ def _restore_sigint(previous) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
-def _observers_here(local: Optional[LocalRecording], node: dict) -> list:
+def _worker_observers(recording: Optional[WorkerRecording], node: dict) -> list:
     """Fresh copies of the observers this worker may record with itself: those the driver
     marked as such (file storage), when this worker shares the driver's machine."""
-    if local is None or not local.observers or node.get("node_id") != local.driver_node:
+    if recording is None or not recording.observers or node.get("node_id") != recording.driver_node:
         return []
-    here = [copy.copy(obs) for obs in local.observers]
-    for obs in here:
+    copies = [copy.copy(obs) for obs in recording.observers]
+    for obs in copies:
         numbered_from_last(obs)
-    return here
+    return copies
 
 
 def _stop_on_lost_driver(ex) -> None:
@@ -61,27 +61,28 @@ def _stop_on_lost_driver(ex) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, local: Optional[LocalRecording] = None) -> bytes:
+def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[WorkerRecording] = None) -> bytes:
     """Run one trial attempt; every event goes to the driver's ``hub`` (its address and key).
 
     Returns the ``Outcome`` with the run's ``tail`` (see ``RayObserver.tail``), encoded by
     ``protocol.dumps``; nothing here waits on the driver after the run has started."""
     node = node_info()
-    here = _observers_here(local, node)
-    priority = local.driver_priority if local is not None else None
+    worker_observers = _worker_observers(recording, node)
+    priority = recording.driver_priority if recording is not None else None
     observer = RayObserver(
-        hub, job.token, worker=node, recorded_here=bool(here), driver_records=not here or priority is not None,
+        hub, job.token, worker=node, worker_records=bool(worker_observers),
+        driver_records=not worker_observers or priority is not None,
         # among observers recording here, stand where the driver's observers would stand
-        priority=(priority if priority is not None else float("-inf")) if here else None,
+        priority=(priority if priority is not None else float("-inf")) if worker_observers else None,
     )
     observer.link.send(job.token, BEGUN, {"worker": node})
     job.info = {**job.info, "ray": node}
-    also = [MetaFlags(local.meta_options)] + here if here else []
+    also = [MetaFlags(recording.meta_options)] + worker_observers if worker_observers else []
     previous_sigint = _interruptible()
     try:
         outcome = run_sacred(ref, job, observer, also, on_lost=_stop_on_lost_driver)
     finally:
-        for obs in here:
+        for obs in worker_observers:
             made_run_folder(obs)
         _restore_sigint(previous_sigint)
     outcome.tail = observer.tail()
