@@ -96,3 +96,11 @@ def test_the_shared_modules_import_nothing_above_them(low):
     above = ("sacred_ray.cli", "sacred_ray.plugin", "sacred_ray.engine", "sacred_ray.worker", "sacred_ray.checks")
     reached = {t for m, targets in graph.items() if m == low or m.startswith(low + ".") for t in targets}
     assert not [t for t in reached if t.startswith(above)]
+
+
+def test_every_searcher_a_file_may_name_has_an_entry_in_the_engine():
+    """spec validates files without importing the engine; the two lists must agree."""
+    from sacred_ray.engine.searchers import SEARCHERS as BUILT
+    from sacred_ray.spec.settings import SEARCHERS as NAMED
+
+    assert set(NAMED) == set(BUILT)
