@@ -30,6 +30,8 @@ _LAZY = {
     "run_tune": ("sacred_ray.api", "run_tune"),
     "TuneResult": ("sacred_ray.engine.tune", "TuneResult"),
     "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),
+    "load_sweep": ("sacred_ray.analysis", "load_sweep"),
+    "load_metrics": ("sacred_ray.analysis", "load_metrics"),
 }
 
 
@@ -45,5 +47,6 @@ def __getattr__(name):
 
 __all__ = [
     "GridSpec", "RayObserver", "Resources", "SpaceSpec", "SpecError", "SweepResult", "Trial", "TrialResult",
-    "TuneResult", "distribute", "load_grid", "load_space", "load_trials", "run_sweep", "run_tune",
+    "TuneResult", "distribute", "load_grid", "load_metrics", "load_space", "load_sweep", "load_trials", "run_sweep",
+    "run_tune",
 ]

@@ -73,7 +73,7 @@ class Session:
                                      "the sweep's driver stopped while this run was RUNNING")
             if stale:
                 print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
-        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [])
+        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [], recorded_by(self.launch))
         self.hub: Optional[Hub] = None
         self.interrupted: Optional[Interrupted] = None
         self._graceful: Optional[Callable[[Interrupted], None]] = None
@@ -145,6 +145,19 @@ class Session:
             return ""
         return (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
                 f"(load them with sacred's MongoObserver once the server is back)")
+
+
+def recorded_by(launch: Launch) -> dict:
+    """Where the sweep's runs are recorded: file storage folders, and MongoDB without credentials."""
+    from sacred.observers import FileStorageObserver
+
+    out: dict = {}
+    folders = [os.path.abspath(p.basedir) for p in launch.prototypes if isinstance(p, FileStorageObserver)]
+    if folders:
+        out["file_storage"] = folders
+    if launch.observer_options.get("--mongo_db"):
+        out["mongo_db"] = redact(launch.observer_options["--mongo_db"])
+    return out
 
 
 def _which_ray(launch: Launch) -> str:

@@ -1,0 +1,236 @@
+"""A sweep as a pandas DataFrame, read back from what its observers recorded.
+
+    df = sacred_ray.load_sweep("sweeps/digits-grid")                     # a sweep run here
+    df = sacred_ray.load_sweep("mongodb://host:27017/sweeps", "digits-grid")  # from anywhere
+    curves = sacred_ray.load_metrics("sweeps/digits-grid", "val_loss")
+
+One row per trial (its last attempt, or its last Sacred run for a Tune trial): ``trial``,
+``variant``, every config key the sweep set that differs between trials (dotted names, as
+in the sweep file; ``named_configs`` when trials differ in them), ``status``, ``result``,
+the last value of each metric logged with ``_run.log_scalar``, ``duration_s``, ``node``,
+``run_id`` and ``attempts``. Runs are found by ``meta.sweep.name``, in the file storage
+folders the sweep recorded to (its ``spec.yaml`` says which) or in a MongoDB database, so the
+frame is the same whichever observer recorded the sweep. Works for ``ray_sweep`` and
+``tune_with`` sweeps alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Any, Optional
+
+import yaml
+
+from .spec import SpecError
+
+RUN_COLUMNS = ["trial", "variant", "status", "result", "duration_s", "node", "run_id", "attempts"]
+
+
+def load_sweep(source: str, name: Optional[str] = None):
+    """The sweep ``name`` as a DataFrame (see the module docstring).
+
+    ``source`` is a sweep folder (``sweeps/<name>``; ``name`` is then optional), or a MongoDB
+    address as ``-m`` takes it (``mongodb://...`` or ``host:port:db``) with the sweep's name.
+    Raises SpecError (one line) for a folder that is not a sweep's, an unreachable database or a
+    name with no runs."""
+    runs, metrics_of = _runs(source, name)
+    return _frame(runs, metrics_of)
+
+
+def load_metrics(source: str, metric: str, name: Optional[str] = None):
+    """Every value of ``metric`` each trial's run logged, in long form: trial, run_id, step, value."""
+    import pandas as pd
+
+    runs, metrics_of = _runs(source, name)
+    rows = []
+    for run in _latest_per_trial(runs):
+        series = metrics_of(run).get(metric) or {}
+        for step, value in zip(series.get("steps", []), series.get("values", [])):
+            rows.append({"trial": _trial(run), "run_id": run["_id"], "step": step, "value": value})
+    return pd.DataFrame(rows, columns=["trial", "run_id", "step", "value"])
+
+
+# -- where the runs are ------------------------------------------------------------
+def _runs(source: str, name: Optional[str]) -> tuple:
+    """(the sweep's runs as observers store them, a function from a run to its metrics)."""
+    if os.path.isdir(source):
+        return _from_folder(source, name)
+    return _from_mongo(source, name)
+
+
+def _from_folder(folder: str, name: Optional[str]) -> tuple:
+    header = _spec_header(folder)
+    name = name or os.path.basename(os.path.abspath(folder))
+    recorded = header.get("recorded_by") or {}
+    runs: list = []
+    for base in recorded.get("file_storage") or []:
+        runs += _file_runs(base, name)
+    if not runs and recorded.get("mongo_db"):
+        raise SpecError(folder, "", f"the runs of {name!r} are in MongoDB ({recorded['mongo_db']}); "
+                                    f"load them with load_sweep(MONGO_URL, {name!r})")
+    if not runs:
+        raise SpecError(folder, "", f"no observer recorded the runs of {name!r}; run the sweep with -F or -m "
+                                    f"(its summary.csv holds what the driver saw)")
+    return runs, lambda run: _read_json(os.path.join(run["_folder"], "metrics.json"))
+
+
+def _spec_header(folder: str) -> dict:
+    path = os.path.join(folder, "spec.yaml")
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = next(yaml.safe_load_all(f), None)
+    except (OSError, yaml.YAMLError):
+        header = None
+    if not isinstance(header, dict) or "command" not in header:
+        raise SpecError(folder, "", "is not a sweep folder (no spec.yaml of sacred-ray); give sweeps/<name>")
+    return header
+
+
+def _file_runs(base: str, name: str) -> list:
+    runs = []
+    for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        folder = os.path.join(base, entry)
+        run = _read_json(os.path.join(folder, "run.json"))
+        if not run or (run.get("meta") or {}).get("sweep", {}).get("name") != name:
+            continue
+        run["config"] = _read_json(os.path.join(folder, "config.json"))
+        run["info"] = _read_json(os.path.join(folder, "info.json"))
+        run["_id"] = int(entry) if entry.isdigit() else entry
+        run["_folder"] = folder
+        runs.append(run)
+    return runs
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _from_mongo(address: str, name: Optional[str]) -> tuple:
+    from .engine.observers import mongo_uri, redact
+
+    if not name:
+        raise SpecError(redact(address), "", "give the sweep's name too: load_sweep(MONGO_URL, 'my-sweep')")
+    db = _database(address, mongo_uri)
+    try:
+        runs = list(db.runs.find({"meta.sweep.name": name}))
+    except Exception as e:
+        raise SpecError(redact(address), "", f"cannot reach MongoDB ({e.__class__.__name__}); start the server or "
+                                             f"fix the address") from None
+    if not runs:
+        raise SpecError(redact(address), name, "no runs of a sweep of this name in this database")
+
+    def metrics_of(run: dict) -> dict:
+        ids = [m["id"] for m in (run.get("info") or {}).get("metrics", []) if "id" in m]
+        return {m["name"]: m for m in db.metrics.find({"_id": {"$in": [_object_id(i) for i in ids]}})}
+
+    return runs, metrics_of
+
+
+def _database(address: str, mongo_uri):
+    import pymongo
+
+    uri = mongo_uri(address)
+    if uri is not None:
+        client = pymongo.MongoClient(uri["url"], serverSelectionTimeoutMS=5000)
+        return client[uri["db_name"]]
+    parts = address.split(":")
+    host, port, db = ("localhost", 27017, parts[0]) if len(parts) == 1 else (parts[0], int(parts[1]), parts[2])
+    return pymongo.MongoClient(host, port, serverSelectionTimeoutMS=5000)[db.split(".")[0]]
+
+
+def _object_id(value: Any):
+    try:
+        from bson import ObjectId
+
+        return ObjectId(value)
+    except Exception:
+        return value
+
+
+# -- one row per trial ------------------------------------------------------------------
+def _trial(run: dict) -> Any:
+    sweep = (run.get("meta") or {}).get("sweep") or {}
+    return sweep.get("trial")
+
+
+def _latest_per_trial(runs: list) -> list:
+    by_trial: dict = {}
+    for run in sorted(runs, key=lambda r: (str(r.get("start_time")), str(r["_id"]))):
+        sweep = (run.get("meta") or {}).get("sweep") or {}
+        key = sweep.get("key") or sweep.get("trial")
+        by_trial.setdefault(key, []).append(run)
+    latest = []
+    for group in by_trial.values():
+        run = dict(group[-1])
+        run["_attempts"] = len(group)
+        latest.append(run)
+    return sorted(latest, key=lambda r: (str(type(_trial(r))), _trial(r) if _trial(r) is not None else ""))
+
+
+def _dotted(value: Any, prefix: str = "") -> dict:
+    if not isinstance(value, dict) or not value:
+        return {prefix: value} if prefix else {}
+    out: dict = {}
+    for k, v in value.items():
+        out.update(_dotted(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _frame(runs: list, metrics_of):
+    import pandas as pd
+
+    latest = _latest_per_trial(runs)
+    swept = [_dotted(_plain((r.get("meta") or {}).get("config_updates") or {})) for r in latest]
+    keys = _varying(swept)
+    named = [tuple((r.get("meta") or {}).get("named_configs") or ()) for r in latest]
+    rows = []
+    for run, values, names in zip(latest, swept, named):
+        sweep = (run.get("meta") or {}).get("sweep") or {}
+        row = {"trial": sweep.get("trial"), "variant": sweep.get("variant")}
+        row.update({k: values.get(k) for k in keys})
+        if len(set(named)) > 1:
+            row["named_configs"] = ", ".join(names)
+        row.update(status=run.get("status"), result=_plain(run.get("result")), duration_s=_duration(run),
+                   node=((run.get("info") or {}).get("ray") or {}).get("node_ip"), run_id=run["_id"],
+                   attempts=run["_attempts"])
+        for metric, series in sorted(metrics_of(run).items()):
+            if series.get("values"):
+                row[metric if metric not in row else f"metric:{metric}"] = series["values"][-1]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _varying(dicts: list) -> list:
+    order: dict = {}
+    for d in dicts:
+        order.update(dict.fromkeys(d))
+    # sorted: file storage writes run.json with sorted keys, MongoDB keeps the order given
+    return sorted(k for k in order if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1)
+
+
+def _duration(run: dict) -> Optional[float]:
+    start, stop = run.get("start_time"), run.get("stop_time")
+    try:
+        start, stop = (v if isinstance(v, datetime.datetime) else datetime.datetime.fromisoformat(str(v))
+                       for v in (start, stop))
+    except (TypeError, ValueError):
+        return None
+    return round((stop - start).total_seconds(), 3)
+
+
+def _plain(value: Any) -> Any:
+    """A recorded value as plain Python (MongoDB and JSON files store the same jsonpickle form)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = ["load_metrics", "load_sweep"]
