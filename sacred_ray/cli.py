@@ -236,7 +236,13 @@ def print_space(space, out=sys.stdout) -> None:
     ]
     print(format_table(["setting", "value"], settings, max_width=60), file=out)
     if s.search in ("random", "grid"):
-        total = s.num_samples * sum(v.grid_size for v in space.variants)
+        cells = sum(v.grid_size for v in space.variants)
+        total = s.num_samples * cells
+        if cells > 1:
+            what = "variants x grid points" if len(space.variants) > 1 and cells != len(space.variants) else (
+                "variants" if len(space.variants) > 1 else "grid points")
+            print(f"{s.num_samples} samples x {cells} {what} = {total} trials", file=out)
+            return
     else:
         total = s.num_samples
     print(f"{total} trials", file=out)

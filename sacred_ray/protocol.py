@@ -124,6 +124,8 @@ class Outcome:
     tail: dict = field(default_factory=dict)  # RayObserver.tail(): events the driver still needs
 
 
+FOLLOW_LOGGING = "sacred_ray.follow_logging"  # in a job's options: logging handlers write into the capture
+
 HANDSHAKE_SECONDS = 10.0  # a peer gets this long to prove it holds the key
 CONNECT_SECONDS = 60.0    # a worker keeps trying to reach the driver this long
 ANSWER_SECONDS = 120.0    # a worker waits this long for the driver to answer a start or a sync

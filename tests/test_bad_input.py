@@ -121,6 +121,10 @@ def no_ray(monkeypatch):
         __import__(module)
         monkeypatch.setattr(sys.modules[module], "connect", refuse)
     monkeypatch.setattr(cluster, "connect", refuse)
+    import ray
+
+    # as from a fresh process, even when another test of this session started a Ray here
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setitem(sys.modules, "optuna", None)  # "a searcher that is not installed"
     monkeypatch.setitem(sys.modules, "hyperopt", None)
 

@@ -141,3 +141,25 @@ def test_a_commands_exit_skips_the_final_collections_and_keeps_the_scripts_atexi
     proc = run_cli(["exiting.py", "with", "x=2"], cwd=tmp_path, env=NO_RAY)  # Sacred's own commands: as before
     assert proc.returncode == 0, proc.stderr
     assert "the script's own atexit handler ran; heap frozen: False" in proc.stdout
+
+
+def test_a_space_dry_run_shows_values_as_written_and_how_the_count_comes_about(tmp_path):
+    write(tmp_path / "space.yaml", "space:\n  epochs: {grid: {range: [1, 4]}}\n  alpha: {uniform: [0, 1]}\n"
+                                   "  +size: {choice: [small, large]}\n"
+                                   "variants:\n  a: {fixed: {batch_size: 32}}\n  b: {fixed: {batch_size: 128}}\n"
+                                   "tune: {num_samples: 6}\n")
+    proc = run_cli([DIGITS, "tune_with", "space.yaml", "--dry-run"], cwd=tmp_path, env=NO_RAY)
+    assert proc.returncode == 0, proc.stderr
+    assert "choice(small, large)" in proc.stdout and "grid(1, 2, 3)" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "6 samples x 6 variants x grid points = 36 trials"
+
+
+def test_the_examples_extra_installs_what_every_readme_example_needs():
+    import configparser
+
+    from conftest import REPO
+
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(REPO, "setup.cfg"))
+    extra = cfg["options.extras_require"]["examples"]
+    assert "scikit-learn" in extra and "optuna" in extra  # control.py's search is Optuna's

@@ -261,3 +261,54 @@ def test_the_end_says_why_trials_failed_and_when_nothing_recorded_the_runs(workd
     assert "failed: trial 3 (no run): ValueError: boom x=7.0" in proc.stdout, proc.stdout
     assert "best: trial 1 (no observer recorded it: add -F runs or -m)" in proc.stdout
     assert "starting a local Ray (" in proc.stderr
+
+
+LOG_EXAMPLE = '''
+"""Like Sacred's log_example: a logger set up at import, lines logged and printed in the run."""
+import logging
+
+from sacred import Experiment
+
+import sacred_ray  # noqa: F401
+
+ex = Experiment("log_example")
+logger = logging.getLogger("my_custom_logger")
+handler = logging.StreamHandler()
+handler.setFormatter(logging.Formatter("[%(levelname).1s] %(name)s >> %(message)s"))
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+ex.logger = logger
+
+
+@ex.config
+def cfg():
+    x = 1
+
+
+@ex.automain
+@ex.distribute
+def main(x, _log):
+    _log.info("logged info x=%s", x)
+    print(f"printed x={x}", flush=True)
+    return x
+'''
+
+
+def test_a_runs_captured_output_is_what_the_run_alone_captures(tmp_path):
+    """Forcing sys capture on workers lost every logging line, Sacred's own included."""
+    write(tmp_path / "log_example.py", LOG_EXAMPLE)
+    write(tmp_path / "grid.yaml", "grid:\n  x: [1]\n")
+    alone = run_cli(["log_example.py", "with", "x=1", "-F", "alone"], cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    swept = run_cli(["log_example.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    expected = (tmp_path / "alone" / "1" / "cout.txt").read_text()
+    assert "logged info x=1" in expected and "Running command 'main'" in expected
+    # The same lines (stdout and stderr reach fd capture through two pipes: their order may
+    # differ). Alone, Sacred's fd capture can miss a print just before the run ends (it reads
+    # before its tee has written); the sweep's run never does.
+    swept_lines = set((tmp_path / "runs" / "1" / "cout.txt").read_text().splitlines())
+    assert set(expected.splitlines()) <= swept_lines
+    assert swept_lines - set(expected.splitlines()) <= {"printed x=1"} and "printed x=1" in swept_lines
+    assert any("Completed after" in line for line in swept_lines)
+    assert "logged info" not in swept.stdout + swept.stderr  # the trial's output stays in its run

@@ -188,3 +188,17 @@ def test_exponent_floats_are_numbers_and_unicode_keys_are_config_paths():
     (trial,) = [t for t in load_grid(raw).trials if t.values["lr"] == 0.001]
     assert trial.values == {"lr": 0.001, "λ": 1, "name": "1e-3"}
     assert sorted(t.values["lr"] for t in load_grid(raw).trials) == [0.001, 250.0]
+
+
+def test_a_top_level_exclude_applies_to_the_variants_that_sweep_its_keys():
+    """It used to be refused ("can never match") though it matches the variant's trials."""
+    spec = {"grid": {"lr": [0.1, 0.01]}, "exclude": [{"depth": 4, "lr": 0.1}],
+            "variants": {"deep": {"grid": {"depth": [2, 4]}}, "flat": {}}}
+    values = [t.values for t in load_grid(spec).trials]
+    assert {"lr": 0.1, "depth": 4} not in values
+    assert {"lr": 0.01, "depth": 4} in values and {"lr": 0.1} in values and len(values) == 5
+    with pytest.raises(SpecError, match=r"exclude\[0\]: width: is not swept or fixed in this file"):
+        load_grid({**spec, "exclude": [{"width": 4}]})
+    with pytest.raises(SpecError, match=r"exclude\[0\]: no variant sets all of depth, width"):
+        load_grid({"grid": {"lr": [0.1]}, "exclude": [{"depth": 4, "width": 2}],
+                   "variants": {"deep": {"grid": {"depth": [2, 4]}}, "wide": {"grid": {"width": [2, 4]}}}})

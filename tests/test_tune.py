@@ -190,3 +190,17 @@ def test_the_control_example_runs_its_conditional_optuna_search(ray_session, tmp
         config = run["config"]
         if config["env"].endswith("PO"):
             assert config["model"] == "lstm"  # the conditional constraint held in every trial
+
+
+def test_named_configs_keep_the_files_label_in_the_results(ray_session, toy, tmp_path):
+    """The end table, the best line and summary.csv said `+named` where the file says `+size`."""
+    import csv
+
+    spec = {"space": {"+size": {"grid": ["big", "small"]}}, "fixed": {"steps": 2},
+            "tune": {"metric": "loss", "mode": "min", "search": "grid", "dir": str(tmp_path / "s"), "name": "lab"}}
+    result = run_tune(toy, spec, options={"--file_storage": str(tmp_path / "runs")}, progress=False)
+    assert result.exit_code == 0, result.report
+    assert sorted(r["values"]["+size"] for r in result.trials) == ["big", "small"]
+    assert "+named" not in result.report and "+size" in result.report
+    with open(tmp_path / "s" / "summary.csv") as f:
+        assert "+size" in next(csv.reader(f))

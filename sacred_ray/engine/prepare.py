@@ -11,7 +11,7 @@ from typing import Optional
 
 from sacred import Experiment
 
-from ..protocol import ExperimentRef
+from ..protocol import FOLLOW_LOGGING, ExperimentRef
 from ..spec import SpecError
 from ..spec.settings import declared_resources
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
@@ -127,8 +127,12 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     if started_ray and local:
         precheck_local(request, source, f"{section}: resources")
     observer_options, worker_options = split_options(options)
-    if worker_options.get("--capture") not in ("no", "sys"):
-        worker_options["--capture"] = "sys"  # fd capture would dup2 the Ray worker's own fds
+    if not worker_options.get("--capture"):
+        # Sacred's default, fd, would start a tee process per run (about 2 ms) and, in a worker
+        # whose stdout is a file, read a short run's output before tee has written it: capture
+        # in Python instead, with logging handlers following (as fd capture takes their lines)
+        worker_options["--capture"] = "sys"
+        worker_options[FOLLOW_LOGGING] = True
     if not worker_options.get("--comment"):
         worker_options["--comment"] = f"sweep {settings.name}"
     prototypes = build_prototypes(ex, observer_options, failure_dir=os.path.join(folder_path, "failed_saves"))

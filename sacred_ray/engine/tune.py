@@ -138,7 +138,7 @@ class ProgressCallback(Callback):
         self.progress = progress
         self.metric, self.mode = metric, mode
         self.running, self.done, self.failed = set(), set(), set()
-        self.best = None
+        self.last: dict = {}  # trial id -> its last report of the metric: the end table ranks by it too
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.trial_id)
@@ -147,8 +147,7 @@ class ProgressCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
         if isinstance(value, (int, float)):
-            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-                self.best = value
+            self.last[trial.trial_id] = value
         self._show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -163,7 +162,8 @@ class ProgressCallback(Callback):
         self._show()
 
     def _show(self):
-        best = f", best {self.metric} {self.best:.4g}" if self.best is not None else ""
+        pick = min if self.mode == "min" else max
+        best = f", best last {self.metric} {pick(self.last.values()):.4g}" if self.last else ""
         self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
 
 
@@ -304,11 +304,10 @@ def _trial_result(index: int, plan: SearchPlan, tune_result, runs: list, metric:
     reported = tune_result.metrics or {}
     trial_id = reported.get("trial_id") or _trial_id_from_path(tune_result.path)
     try:
-        variant, updates, named = plan.decode(tune_result.config or {})
+        variant, updates, labels = plan.decode_labelled(tune_result.config or {})
     except (KeyError, IndexError, TypeError, ValueError):  # a trial Tune made but never ran
-        variant, updates, named = None, {}, ()
-    trial = Trial(index=index, variant=variant, updates=dict(updates), named={"+named": named} if named else {},
-                  key=trial_id or "")
+        variant, updates, labels = None, {}, {}
+    trial = Trial(index=index, variant=variant, updates=dict(updates), named=labels, key=trial_id or "")
     trial_runs = [r for r in runs if r.get("trial_id") == trial_id]
     last = trial_runs[-1] if trial_runs else {}
     metrics = dict(last.get("metrics") or {})

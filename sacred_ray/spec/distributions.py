@@ -158,9 +158,18 @@ class Distribution:
         return self.kind.sample(self.args, rng)
 
     def describe(self) -> str:
+        """As a person would write it: ``choice(small, large)``, ``uniform(0, 1)``."""
         if self.name == "value":
-            return repr(self.args[0])
-        return f"{self.name}({', '.join(repr(x) for x in self.args)})"
+            return _shown(self.args[0])
+        return f"{self.name}({', '.join(_shown(x) for x in self.args)})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):  # a named-config choice: the names it applies
+        return _shown(value[0]) if len(value) == 1 else "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, str) and value and value.strip() == value and "," not in value:
+        return value
+    return repr(value)
 
 
 def parse_distribution(
@@ -197,6 +206,9 @@ def parse_distribution(
 def make_distribution(name: str, args: Any, source: str, where: str) -> Distribution:
     if name == "value":
         return Distribution("value", (args,))
+    if name == "grid" and isinstance(args, dict) and len(args) == 1 and next(iter(args)) in GENERATORS:
+        (generator, generator_args), = args.items()  # {grid: {range: [1, 10]}}, as in a grid file
+        args = expand_generator(generator, generator_args, source, f"{where}: {generator}")
     if name in ("choice", "grid"):
         if not isinstance(args, list) or not args:
             raise SpecError(source, where, f"{name} takes a non-empty list of values, got {args!r}")

@@ -373,15 +373,28 @@ def _section_of(level: _Level, key: str) -> str:
 
 
 def _check_exclude_keys(levels: list, source: str) -> None:
+    """Refuse an exclude rule that no part of the file can match. A rule written above the
+    variants applies to each of them, and matches only in those that set its keys."""
+    rules: dict = {}  # (position, rule) -> whether some variant sets all of its keys
     for _variant, level in levels:
         known = level.keys() | {"seed"}
         for i, rule in enumerate(level.exclude):
-            for key in rule:
-                if key not in known and not any(key.startswith(k + ".") for k in known):
-                    raise SpecError(
-                        source, f"exclude[{i}]: {key}",
-                        "is not swept or fixed in this file, so the rule can never match; fix the key",
-                    )
+            entry = rules.setdefault((i, repr(rule)), [rule, False])
+            entry[1] = entry[1] or all(_sets(known, key) for key in rule)
+    every_key = set().union(*(level.keys() for _, level in levels)) | {"seed"}
+    for (i, _), (rule, matchable) in rules.items():
+        if matchable:
+            continue
+        unknown = next((key for key in rule if not _sets(every_key, key)), None)
+        if unknown is not None:
+            raise SpecError(source, f"exclude[{i}]: {unknown}",
+                            "is not swept or fixed in this file, so the rule can never match; fix the key")
+        raise SpecError(source, f"exclude[{i}]", f"no variant sets all of {', '.join(rule)}, so the rule can never "
+                                                 f"match; split it or move it into the variant that sets them")
+
+
+def _sets(known: set, key: str) -> bool:
+    return key in known or any(key.startswith(k + ".") for k in known)
 
 
 def load_grid(

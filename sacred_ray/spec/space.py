@@ -215,6 +215,11 @@ class SearchPlan:
 
     def decode(self, config: dict) -> tuple:
         """(variant name, dotted updates, named configs) for the config of one Tune trial."""
+        variant, updates, labels = self.decode_labelled(config)
+        return variant, updates, tuple(name for names in labels.values() for name in names)
+
+    def decode_labelled(self, config: dict) -> tuple:
+        """As ``decode``, with the named configs by the file's ``+label`` ({"+size": ("small",)})."""
         if "cell" in config:
             variant_index, grid = self.cells[config["cell"]]
             values = {**grid, **dict(config.get("params") or {})}
@@ -226,10 +231,10 @@ class SearchPlan:
                 values[key] = dist.kind.decode(dist.args, config[self.param_name(variant_index, key)])
         variant = self.variants[variant_index]
         values = {**variant.fixed, **values}
-        updates, named = {}, []
+        updates, labels = {}, {}
         for key, value in values.items():
             if key.startswith("+"):
-                named.extend(value if isinstance(value, tuple) else (value,))
+                labels[key] = tuple(value) if isinstance(value, tuple) else (value,)
             else:
                 updates[key] = value
-        return variant.name, updates, tuple(named)
+        return variant.name, updates, labels

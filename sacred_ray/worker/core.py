@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from sacred import Experiment
 from sacred.utils import SacredInterrupt
 
-from ..protocol import ExperimentRef, Outcome, RunJob
+from ..protocol import FOLLOW_LOGGING, ExperimentRef, Outcome, RunJob
 from .local import remember_host_info
 from .observer import RayObserver
 
@@ -83,6 +83,10 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         if job.cwd and os.path.isdir(job.cwd):
             os.chdir(job.cwd)
         ex = load_experiment(ref)
+        _line_buffered()
+        options = dict(job.options)
+        if options.pop(FOLLOW_LOGGING, False):
+            _handlers_follow_std_streams()
         observer.link.renames = renames_for(ref)
         remember_host_info()
         saved, ex.observers = ex.observers, [observer, *also]
@@ -91,7 +95,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         if on_lost is not None:
             observer.link.on_lost(lambda: _lost(ex, on_lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
-                             info=job.info, meta_info=job.meta_info, options=job.options)
+                             info=job.info, meta_info=job.meta_info, options=options)
         if on_created is not None:
             on_created(run)
         outcome.result = run()
@@ -109,6 +113,52 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             ex.current_run = None
     outcome.run_id = observer.run_id
     return outcome
+
+
+def _line_buffered() -> None:
+    """Print as to a terminal: a Ray worker's stdout is a file, so Python buffers it in blocks,
+    and Sacred's fd capture would read a run's output before its last prints reach the fd (the
+    run alone, in a terminal, has them all)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and not getattr(stream, "line_buffering", True):
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):  # a stream that cannot be changed: leave it
+                pass
+
+
+class _Current:
+    """A stream that is whatever ``sys.stdout`` (or ``sys.stderr``) is when it is written to."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def __getattr__(self, attribute):
+        return getattr(getattr(sys, self.name), attribute)
+
+
+def _handlers_follow_std_streams() -> None:
+    """Let logging handlers that write to this process's stdout or stderr write to whatever
+    ``sys.stdout``/``sys.stderr`` is at the time, so that Sacred's sys capture (which swaps
+    those objects during a run) takes their lines, as fd capture does for the run alone.
+    Handlers made at import hold the stream objects of that moment and would bypass it."""
+    import logging
+
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                for name in ("stdout", "stderr"):
+                    if handler.stream in (getattr(sys, name), getattr(sys, f"__{name}__")):
+                        handler.setStream(_Current(name))
 
 
 def _lost(ex: Experiment, then: Callable[[Experiment], None]) -> None:
