@@ -36,3 +36,42 @@ def test_by_default_the_result_ranks_highest_first(tmp_path):
     text = summarize(results(), None, None, folder)
     folder.close()
     assert "best: trial 1 (run 2), result = 0.8" in text
+
+
+class _Terminal:
+    """A stream that says it is a terminal, as a user's would."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+def test_the_progress_bar_reads_cleanly_and_tune_ranks_by_the_last_report():
+    from types import SimpleNamespace
+
+    from sacred_ray.engine.progress import Progress
+    from sacred_ray.engine.tune import ProgressCallback
+
+    terminal = _Terminal()
+    bar = Progress(4, "search", stream=terminal)
+    callback = ProgressCallback(bar, "loss", "min")
+    a, b = SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")
+    callback.on_trial_start(0, [], a)
+    callback.on_trial_result(0, [], a, {"loss": 0.05})  # a's best report ...
+    callback.on_trial_result(0, [], a, {"loss": 0.2})   # ... is not its last
+    callback.on_trial_result(0, [], b, {"loss": 0.1})
+    bar.close()
+    shown = terminal.buffer.getvalue()
+    # the line ends showing the best of the trials' last reports: b's 0.1, not a's earlier 0.05
+    assert shown.rsplit("best last loss ", 1)[1].startswith("0.1")
+    assert "] , running" not in shown and "], running 1, failed 0" in shown
