@@ -18,6 +18,7 @@ from sacred.arg_parser import get_config_updates
 
 from .display import format_table, format_value, varying_keys
 from .spec import SpecError
+from .spec.space import trial_count
 from .spec.vocabulary import flatten
 
 USAGE = """\
@@ -235,17 +236,7 @@ def print_space(space, out=sys.stdout) -> None:
         ["max_failures", s.max_failures],
     ]
     print(format_table(["setting", "value"], settings, max_width=60), file=out)
-    if s.search in ("random", "grid"):
-        cells = sum(v.grid_size for v in space.variants)
-        total = s.num_samples * cells
-        if cells > 1:
-            what = "variants x grid points" if len(space.variants) > 1 and cells != len(space.variants) else (
-                "variants" if len(space.variants) > 1 else "grid points")
-            print(f"{s.num_samples} samples x {cells} {what} = {total} trials", file=out)
-            return
-    else:
-        total = s.num_samples
-    print(f"{total} trials", file=out)
+    print(trial_count(space)[1], file=out)
 
 
 def main(ex: Experiment, argv: list) -> int:

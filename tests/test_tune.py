@@ -204,3 +204,15 @@ def test_named_configs_keep_the_files_label_in_the_results(ray_session, toy, tmp
     assert "+named" not in result.report and "+size" in result.report
     with open(tmp_path / "s" / "summary.csv") as f:
         assert "+size" in next(csv.reader(f))
+
+
+def test_the_start_line_says_how_the_number_of_trials_comes_about(tmp_path):
+    exp = tmp_path / "curves.py"
+    exp.write_text(open(os.path.join(EXPERIMENTS, "curves.py")).read())
+    write(tmp_path / "space.yaml", json.dumps({
+        "fixed": {"steps": 2, "pause": 0.0}, "space": {"quality": {"uniform": [0.0, 1.0]}},
+        "variants": {"a": {"fixed": {"model": "lstm"}}, "b": {"fixed": {"model": "mlp"}}},
+        "tune": {"metric": "loss", "mode": "min", "num_samples": 1, "name": "count"}}))
+    proc = run_cli(["curves.py", "tune_with", "space.yaml"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "count: 1 sample x 2 variants = 2 trials" in proc.stderr

@@ -20,7 +20,8 @@ class Progress:
     """Counts trials done / running / failed out of ``total``, with an ETA."""
 
     def __init__(self, total: int, label: str, enabled: bool = True, stream: Optional[TextIO] = None,
-                 interval: float = 10.0):
+                 interval: float = 10.0, count: Optional[str] = None):
+        """``count``: how the total comes about, for the first line (default "N trials")."""
         self.total = total
         self.done = 0
         self.failed = 0
@@ -33,6 +34,7 @@ class Progress:
         self.extra = ""
         self._bar = None
         self.label = label
+        self.count = count or f"{total} trials"
         self._shown = False
 
     def start(self) -> None:
@@ -48,7 +50,7 @@ class Progress:
             self._bar = tqdm(total=total, desc=label, unit="trial", file=self.stream, dynamic_ncols=True,
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}")
         elif enabled:
-            print(f"{label}: {total} trials", file=self.stream, flush=True)
+            print(f"{label}: {self.count}", file=self.stream, flush=True)
 
     def update(self, done: int, running: int, failed: int, extra: str = "") -> None:
         if not self.enabled:

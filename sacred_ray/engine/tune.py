@@ -20,7 +20,7 @@ from sacred import Experiment
 
 from ..protocol import SearchJob
 from ..spec import SpaceSpec, Trial
-from ..spec.space import SearchPlan
+from ..spec.space import SearchPlan, trial_count
 from .folder import SweepFolder
 from .observers import (
     observers_for_trial,
@@ -167,11 +167,6 @@ class ProgressCallback(Callback):
         self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
 
 
-def expected_trials(space: SpaceSpec, plan: SearchPlan) -> int:
-    s = space.settings
-    return s.num_samples * (len(plan.cells) if s.search in ("random", "grid") else 1)
-
-
 def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
     check_searcher(space)
@@ -184,7 +179,8 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     runtime_env = dict(session.launch.runtime_env)
     runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
-    bar = Progress(expected_trials(space, plan), settings.name, enabled=req.progress)
+    total, count = trial_count(space)
+    bar = Progress(total, settings.name, enabled=req.progress, count=count)
     router = None
     grid = None
     try:

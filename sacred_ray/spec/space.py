@@ -162,6 +162,21 @@ def load_space(
                      overrides=dict(overrides), named_configs=tuple(named_configs))
 
 
+def trial_count(space: SpaceSpec) -> tuple:
+    """``(trials, how the count comes about)``: ``(12, "6 samples x 2 variants = 12 trials")``.
+    Random and grid search run every variant and grid point ``num_samples`` times; a searcher
+    (Optuna, hyperopt) runs ``num_samples`` trials in all."""
+    s = space.settings
+    cells = sum(v.grid_size for v in space.variants) if s.search in ("random", "grid") else 1
+    total = s.num_samples * cells
+    if cells == 1:
+        return total, f"{total} trials"
+    variants, points = len(space.variants), cells != len(space.variants)
+    what = "variants x grid points" if variants > 1 and points else "variants" if variants > 1 else "grid points"
+    samples = "sample" if s.num_samples == 1 else "samples"
+    return total, f"{s.num_samples} {samples} x {cells} {what} = {total} trials"
+
+
 @dataclass(frozen=True)
 class SearchPlan:
     """A space file laid out for Tune: one cell per (variant, grid point).
