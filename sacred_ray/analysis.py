@@ -186,7 +186,7 @@ def _frame(runs: list, metrics_of):
     import pandas as pd
 
     latest = _latest_per_trial(runs)
-    swept = [_dotted(_plain((r.get("meta") or {}).get("config_updates") or {})) for r in latest]
+    swept = [_dotted((r.get("meta") or {}).get("config_updates") or {}) for r in latest]
     keys = _varying(swept)
     named = [tuple((r.get("meta") or {}).get("named_configs") or ()) for r in latest]
     rows = []
@@ -196,7 +196,7 @@ def _frame(runs: list, metrics_of):
         row.update({k: values.get(k) for k in keys})
         if len(set(named)) > 1:
             row["named_configs"] = ", ".join(names)
-        row.update(status=run.get("status"), result=_plain(run.get("result")), duration_s=_duration(run),
+        row.update(status=run.get("status"), result=run.get("result"), duration_s=_duration(run),
                    node=((run.get("info") or {}).get("ray") or {}).get("node_ip"), run_id=run["_id"],
                    attempts=run["_attempts"])
         for metric, series in sorted(metrics_of(run).items()):
@@ -222,15 +222,6 @@ def _duration(run: dict) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return round((stop - start).total_seconds(), 3)
-
-
-def _plain(value: Any) -> Any:
-    """A recorded value as plain Python (MongoDB and JSON files store the same jsonpickle form)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 __all__ = ["load_metrics", "load_sweep"]

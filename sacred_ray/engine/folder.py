@@ -122,10 +122,14 @@ class SweepFolder:
                 self.moved_aside = f"{self.path}.{stamp}"
                 os.rename(self.path, self.moved_aside)
             os.makedirs(self.path, exist_ok=True)
-            self._lock = earlier if not self.moved_aside and earlier is not None else _lock(self.file(MARKER))
-        finally:
-            if earlier is not None and self.moved_aside:
+            # the folder's own lock is kept; a folder made anew gets one of its own
+            self._lock = _lock(self.file(MARKER)) if earlier is None or self.moved_aside else earlier
+        except BaseException:
+            if earlier is not None:
                 os.close(earlier)
+            raise
+        if earlier is not None and self.moved_aside:
+            os.close(earlier)  # the moved folder's lock: its sweep is over
         os.ftruncate(self._lock, 0)
         os.write(self._lock, f"made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this "
                              f"name); in use by pid {os.getpid()}\n".encode())
