@@ -25,8 +25,6 @@ import yaml
 
 from .spec import SpecError
 
-RUN_COLUMNS = ["trial", "variant", "status", "result", "duration_s", "node", "run_id", "attempts"]
-
 
 def load_sweep(source: str, name: Optional[str] = None):
     """The sweep ``name`` as a DataFrame (see the module docstring).
@@ -34,39 +32,58 @@ def load_sweep(source: str, name: Optional[str] = None):
     ``source`` is a sweep folder (``sweeps/<name>``; ``name`` is then optional), or a MongoDB
     address as ``-m`` takes it (``mongodb://...`` or ``host:port:db``) with the sweep's name.
     Raises SpecError (one line) for a folder that is not a sweep's, an unreachable database or a
-    name with no runs."""
-    runs, metrics_of = _runs(source, name)
-    return _frame(runs, metrics_of)
+    name with no runs. ``frame.attrs`` names the ``params`` and ``metrics`` columns."""
+    return Sweep.load(source, name).frame()
 
 
 def load_metrics(source: str, metric: str, name: Optional[str] = None):
     """Every value of ``metric`` each trial's run logged, in long form: trial, run_id, step, value."""
-    import pandas as pd
+    return Sweep.load(source, name).metrics(metric)
 
-    runs, metrics_of = _runs(source, name)
-    rows = []
-    for run in _latest_per_trial(runs):
-        series = metrics_of(run).get(metric) or {}
-        for step, value in zip(series.get("steps", []), series.get("values", [])):
-            rows.append({"trial": _trial(run), "run_id": run["_id"], "step": step, "value": value})
-    return pd.DataFrame(rows, columns=["trial", "run_id", "step", "value"])
+
+class Sweep:
+    """A sweep's runs as its observers recorded them, read once: ``frame()`` and ``metrics(name)``."""
+
+    def __init__(self, runs: list, metrics_of):
+        self.latest = _latest_per_trial(runs)
+        self._metrics_of = metrics_of
+        self._series = {}
+
+    @classmethod
+    def load(cls, source: str, name: Optional[str] = None, mongo: Optional[str] = None) -> Sweep:
+        """``mongo``: the database's full address, for a sweep folder whose runs are there (its
+        spec.yaml keeps the address without credentials)."""
+        return cls(*(_from_folder(source, name, mongo) if os.path.isdir(source) else _from_mongo(source, name)))
+
+    def series(self, run: dict) -> dict:
+        if run["_id"] not in self._series:
+            self._series[run["_id"]] = self._metrics_of(run)
+        return self._series[run["_id"]]
+
+    def frame(self):
+        return _frame(self.latest, self.series)
+
+    def metrics(self, metric: str):
+        import pandas as pd
+
+        rows = []
+        for run in self.latest:
+            series = self.series(run).get(metric) or {}
+            for step, value in zip(series.get("steps", []), series.get("values", [])):
+                rows.append({"trial": _trial(run), "run_id": run["_id"], "step": step, "value": value})
+        return pd.DataFrame(rows, columns=["trial", "run_id", "step", "value"])
 
 
 # -- where the runs are ------------------------------------------------------------
-def _runs(source: str, name: Optional[str]) -> tuple:
-    """(the sweep's runs as observers store them, a function from a run to its metrics)."""
-    if os.path.isdir(source):
-        return _from_folder(source, name)
-    return _from_mongo(source, name)
-
-
-def _from_folder(folder: str, name: Optional[str]) -> tuple:
+def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) -> tuple:
     header = _spec_header(folder)
     name = name or os.path.basename(os.path.abspath(folder))
     recorded = header.get("recorded_by") or {}
     runs: list = []
     for base in recorded.get("file_storage") or []:
         runs += _file_runs(base, name)
+    if not runs and recorded.get("mongo_db") and mongo:
+        return _from_mongo(mongo, name)
     if not runs and recorded.get("mongo_db"):
         raise SpecError(folder, "", f"the runs of {name!r} are in MongoDB ({recorded['mongo_db']}); "
                                     f"load them with load_sweep(MONGO_URL, {name!r})")
@@ -182,14 +199,13 @@ def _dotted(value: Any, prefix: str = "") -> dict:
     return out
 
 
-def _frame(runs: list, metrics_of):
+def _frame(latest: list, metrics_of):
     import pandas as pd
 
-    latest = _latest_per_trial(runs)
     swept = [_dotted((r.get("meta") or {}).get("config_updates") or {}) for r in latest]
     keys = _varying(swept)
     named = [tuple((r.get("meta") or {}).get("named_configs") or ()) for r in latest]
-    rows = []
+    rows, metrics = [], {}
     for run, values, names in zip(latest, swept, named):
         sweep = (run.get("meta") or {}).get("sweep") or {}
         row = {"trial": sweep.get("trial"), "variant": sweep.get("variant")}
@@ -198,12 +214,27 @@ def _frame(runs: list, metrics_of):
             row["named_configs"] = ", ".join(names)
         row.update(status=run.get("status"), result=run.get("result"), duration_s=_duration(run),
                    node=((run.get("info") or {}).get("ray") or {}).get("node_ip"), run_id=run["_id"],
-                   attempts=run["_attempts"])
+                   attempts=run["_attempts"], error=_why(run))
         for metric, series in sorted(metrics_of(run).items()):
             if series.get("values"):
-                row[metric if metric not in row else f"metric:{metric}"] = series["values"][-1]
+                column = metric if metric not in row else f"metric:{metric}"
+                row[column] = series["values"][-1]
+                metrics[column] = None
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(params=keys + (["named_configs"] if len(set(named)) > 1 else []), metrics=list(metrics))
+    return frame
+
+
+def _why(run: dict) -> Optional[str]:
+    """Why a run did not complete: its traceback's last line, or the stop reason recorded."""
+    trace = run.get("fail_trace")
+    if trace:
+        lines = "".join(trace if isinstance(trace, list) else [str(trace)]).strip().splitlines()
+        return lines[-1] if lines else None
+    info = run.get("info") or {}
+    return ((info.get("sacred_ray") or {}).get("stop_reason") or (info.get("tune") or {}).get("stop_reason")
+            or run.get("sacred_ray_stop_reason"))
 
 
 def _varying(dicts: list) -> list:
@@ -224,4 +255,4 @@ def _duration(run: dict) -> Optional[float]:
     return round((stop - start).total_seconds(), 3)
 
 
-__all__ = ["load_metrics", "load_sweep"]
+__all__ = ["Sweep", "load_metrics", "load_sweep"]

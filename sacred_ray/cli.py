@@ -25,10 +25,11 @@ USAGE = """\
 Usage:
   {prog} ray_sweep [with] GRID.yaml [UPDATE...] [options]
   {prog} tune_with [with] SPACE.yaml [UPDATE...] [options]
+  {prog} sweep_report SWEEP_FOLDER | MONGO_URL NAME [-o FILE] [--metric M] [--mode min|max]
 
 ray_sweep runs every trial of a grid file as a Sacred run on Ray; tune_with runs a
 Ray Tune search whose trials are Sacred runs. UPDATEs (key=value) and named configs
-after the file apply to every trial.
+after the file apply to every trial. sweep_report (re)writes a sweep's report.html.
 
 Sweep options:
   --dry-run         print the trials (or the search space) and exit; nothing runs
@@ -43,7 +44,7 @@ Sacred's own options (-m, -F, -c, -n, -l, -b, -C, ...) are accepted and apply to
 every trial; see `{prog} --help`.
 """
 
-COMMANDS = ("ray_sweep", "tune_with")
+COMMANDS = ("ray_sweep", "tune_with", "sweep_report")
 OWN_VALUE_OPTIONS = ("--address", "--sort")
 OWN_FLAGS = ("--dry-run", "--resume", "--help", "-h")
 # Sacred options that make no sense for a sweep, with why.
@@ -249,6 +250,9 @@ def run(ex: Experiment, argv: list) -> tuple:
     from .checks import resolve_grid, resolve_space
 
     try:
+        index = find_command(ex, argv)
+        if index is not None and argv[index] == "sweep_report":
+            return report_command(argv[index + 1:], os.path.basename(argv[0] or "my_exp.py")), None
         req = parse(ex, argv)
         if req.help:
             print(USAGE.format(prog=req.program))
@@ -271,3 +275,43 @@ def run(ex: Experiment, argv: list) -> tuple:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2, None
+
+
+REPORT_OPTIONS = {"-o": "output", "--output": "output", "--metric": "metric", "--mode": "mode"}
+
+
+def report_command(tokens: list, program: str) -> int:
+    """``sweep_report SWEEP_FOLDER`` or ``sweep_report MONGO_URL NAME``: write the report, say where."""
+    from .report import write_report
+
+    try:
+        positional, kwargs = [], {}
+        tokens = iter(tokens)
+        for token in tokens:
+            flag, has_value, value = token.partition("=")
+            if flag in ("-h", "--help"):
+                print(USAGE.format(prog=program))
+                return 0
+            if flag in REPORT_OPTIONS:
+                kwargs[REPORT_OPTIONS[flag]] = value if has_value else next(tokens, None)
+                if kwargs[REPORT_OPTIONS[flag]] is None:
+                    raise SpecError("command line", flag, "needs a value")
+            elif token.startswith("-"):
+                raise SpecError("command line", flag, f"unknown option of sweep_report; see {program} sweep_report -h")
+            else:
+                positional.append(token)
+        if not 1 <= len(positional) <= 2:
+            raise SpecError("command line", "sweep_report", f"give a sweep folder ({program} sweep_report "
+                                                            f"sweeps/NAME) or a MongoDB address and a sweep name")
+        if kwargs.get("mode") not in (None, "min", "max"):
+            raise SpecError("command line", "--mode", f"must be min or max, got {kwargs['mode']!r}")
+        looks_like_mongo = positional[0].startswith("mongodb") or positional[0].count(":") == 2
+        if len(positional) == 1 and not os.path.isdir(positional[0]) and not looks_like_mongo:
+            raise SpecError(positional[0], "", "no such sweep folder; give sweeps/NAME, or a MongoDB address and a "
+                                               "sweep name")
+        path = write_report(*positional, **kwargs)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0

@@ -32,6 +32,11 @@ def tune_with():
     raise RuntimeError(_NOT_FROM_SACRED)
 
 
+def sweep_report():
+    """Write a sweep's report.html (see: sweep_report --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
 _NOT_FROM_SACRED = (
     "ray_sweep and tune_with run from the experiment's command line "
     "(python my_exp.py ray_sweep with grid.yaml) or from sacred_ray.run_sweep / "
@@ -71,7 +76,7 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         return sacred_commandline(argv)
 
     ex.run_commandline = run_commandline
-    for command in (ray_sweep, tune_with):
+    for command in (ray_sweep, tune_with, sweep_report):
         if command.__name__ not in ex.commands:
             ex.command(command, unobserved=True)
     return ex

@@ -21,7 +21,7 @@ def test_a_sweep_loads_the_same_from_file_storage_and_from_mongodb(ray_session, 
     from_mongo = sacred_ray.load_sweep("localhost:27017:sweeps", "frame")
     assert len(from_files) == 8
     assert list(from_files.columns) == ["trial", "variant", "seed", "x", "named_configs", "status", "result",
-                                        "duration_s", "node", "run_id", "attempts", "loss"]
+                                        "duration_s", "node", "run_id", "attempts", "error", "loss"]
     pd.testing.assert_frame_equal(from_files.drop(columns="duration_s"), from_mongo.drop(columns="duration_s"))
     assert (from_files["duration_s"] - from_mongo["duration_s"]).abs().max() < 0.01
     # the values are what the observers recorded for each trial

@@ -183,7 +183,10 @@ class SweepFolder:
         return entries
 
     def write_summary(self, headers: list, rows: list) -> None:
-        with open(self.file("summary.csv"), "w", newline="", encoding="utf-8") as f:
+        self.write_csv("summary.csv", headers, rows)
+
+    def write_csv(self, name: str, headers: list, rows: list) -> None:
+        with open(self.file(name), "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(headers)
             for row in rows:

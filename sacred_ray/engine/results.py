@@ -16,7 +16,9 @@ from typing import Any, Optional
 
 from ..display import format_table, format_value, varying_keys
 from ..spec import Trial
+from ..spec.settings import default_mode
 from .folder import SweepFolder
+from .groups import best_group_line, group_lines, has_repeats, rank_groups, seed_groups
 
 
 @dataclass
@@ -86,12 +88,6 @@ def from_ledger(trial: Trial, entry: dict) -> TrialResult:
                        trial_id=entry.get("trial_id"))
 
 
-def default_mode(metric: str) -> str:
-    """``min`` for names that read as a loss or an error, else ``max``."""
-    lowered = metric.lower()
-    return "min" if any(w in lowered for w in ("loss", "error", "err", "mse", "mae", "rmse", "perplexity")) else "max"
-
-
 def score(result: TrialResult, metric: str) -> Optional[float]:
     """The number a trial is ranked by: its result (or result[metric]) or a metric's last value."""
     if metric == "result":
@@ -127,6 +123,11 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     metric = metric or "result"
     mode = mode or default_mode(metric)
     ranked = rank(result.results, metric, mode)
+    groups = seed_groups(ranked, lambda r: score(r, metric))
+    if has_repeats(groups):
+        groups = rank_groups(groups, mode)
+        order = {id(r): i for i, g in enumerate(groups) for r in g.members}
+        ranked = sorted(ranked, key=lambda r: order[id(r)])  # by group, best trial first within one
     keys = varying_keys([r.trial.values for r in ranked]) if len(ranked) > 1 else []
     has_variants = any(r.trial.variant for r in ranked)
     tuned = any(r.trial_id is not None for r in ranked)
@@ -139,13 +140,12 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
                     + [r.status, score(r, metric)] + ([r.iterations] if tuned else [])
                     + [r.run_id, f"{r.duration:.1f}s" if r.duration else None])
     if folder is not None:
-        folder.write_summary(
-            ["index", "key", "trial_id", "variant", "status", "run_id", metric, "iterations", "runs", "duration_s",
-             "node", "attempts", "error"] + keys,
-            [[r.trial.index, r.trial.key, r.trial_id, r.trial.variant, r.status, r.run_id, score(r, metric),
-              r.iterations, r.runs or None, round(r.duration, 3) if r.duration else None, r.node.get("node_ip"),
-              r.attempts, r.error] + [r.trial.values.get(k) for k in keys] for r in ranked],
-        )
+        _write_summary(folder, ranked, metric, keys, groups if has_repeats(groups) else None)
+    if has_repeats(groups):
+        lines, best_group = group_lines(groups, metric, mode, folder, top)
+        lines += _failures(ranked, folder)
+        lines += best_group_line(best_group, metric, folder, mode) if best_group is not None else []
+        return _closing(lines, result, folder)
     lines = [format_table(headers, rows[:top])]
     if len(rows) > top:
         lines.append(f"... {len(rows) - top} more in {folder.file('summary.csv') if folder else 'the results'}")
@@ -159,9 +159,31 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
             folder.write_best(best.config, f"config of the best trial ({metric} {mode}): run {best.run_id}, "
                                            f"trial {best.label}; load with: with {folder.file('best.yaml')}")
             lines.append(f"best config: {folder.file('best.yaml')}")
+    return _closing(lines, result, folder)
+
+
+def _closing(lines: list, result: SweepResult, folder: Optional[SweepFolder]) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
     lines.append(f"{len(result.results)} trials: {counts}; sweep folder {folder.path if folder else result.folder}")
     return "\n".join(lines)
+
+
+def _write_summary(folder: SweepFolder, ranked: list, metric: str, keys: list, groups: Optional[list]) -> None:
+    """summary.csv: a row per trial, best first (with seed groups: by group, and the group's numbers)."""
+    of_group = {id(r): (i, g.spread) for i, g in enumerate(groups or []) for r in g.members}
+    group_headers = ["group", "group_n", "group_mean", "group_std", "group_ci95_low", "group_ci95_high"]
+    folder.write_summary(
+        ["index", "key", "trial_id", "variant", "status", "run_id", metric, "iterations", "runs", "duration_s",
+         "node", "attempts", "error"] + keys + (group_headers if groups else []),
+        [[r.trial.index, r.trial.key, r.trial_id, r.trial.variant, r.status, r.run_id, score(r, metric),
+          r.iterations, r.runs or None, round(r.duration, 3) if r.duration else None, r.node.get("node_ip"),
+          r.attempts, r.error] + [r.trial.values.get(k) for k in keys]
+         + (_group_cells(*of_group[id(r)]) if groups else []) for r in ranked],
+    )
+
+
+def _group_cells(index: int, s) -> list:
+    return [index, s.n, s.mean, s.std, s.low, s.high]
 
 
 def _failures(ranked: list, folder: Optional[SweepFolder], shown: int = 5) -> list:

@@ -22,6 +22,7 @@ from .folder import SweepFolder
 from .hub import Hub, start_hub
 from .observers import close_stale_runs, redact
 from .prepare import Launch, prepare_launch
+from .reporting import ReportWriter
 
 POLL_SECONDS = 0.25  # how long a driver's loop waits for trial events before it looks around
 
@@ -74,6 +75,9 @@ class Session:
             if stale:
                 print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
         self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [], recorded_by(self.launch))
+        metric = req.sort or spec.settings.metric or "result"
+        self.report = ReportWriter(self.folder.path, metric, None if req.sort else spec.settings.mode,
+                                   mongo=self.launch.observer_options.get("--mongo_db"))
         self.hub: Optional[Hub] = None
         self.interrupted: Optional[Interrupted] = None
         self._graceful: Optional[Callable[[Interrupted], None]] = None
@@ -101,6 +105,7 @@ class Session:
         capacity = check_feasible(self.launch.request, self.spec.source, f"{self.section}: resources",
                                   scale_wait=0 if self.launch.local else SCALE_WAIT_SECONDS)
         self.hub = start_hub()
+        self.report.start()
         return capacity
 
     def _take_signals(self) -> None:
@@ -127,6 +132,7 @@ class Session:
         """Stop the hub, close the folder, give the signals back and leave a Ray started here."""
         import ray
 
+        self.report.finish()  # the last write runs while Ray shuts down
         self.folder.close()
         if self.hub is not None:
             self.hub.close()
@@ -138,13 +144,14 @@ class Session:
         if self.launch.started_ray and ray.is_initialized():
             disconnect()
 
-    def failed_saves_note(self) -> str:
-        """What to say when MongoDB could not take some runs (Sacred saved them here instead)."""
+    def closing_notes(self) -> str:
+        """The lines after the end table: where the report is, and runs MongoDB could not take."""
+        lines = [self.report.line()]
         saved = os.path.join(self.folder.path, "failed_saves")
-        if not (os.path.isdir(saved) and os.listdir(saved)):
-            return ""
-        return (f"\n{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in {saved} "
-                f"(load them with sacred's MongoObserver once the server is back)")
+        if os.path.isdir(saved) and os.listdir(saved):
+            lines.append(f"{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in "
+                         f"{saved} (load them with sacred's MongoObserver once the server is back)")
+        return "".join(f"\n{line}" for line in lines)
 
 
 def recorded_by(launch: Launch) -> dict:

@@ -337,7 +337,7 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             session.close()
             return SweepResult(settings.name, session.folder.path, results,
                                report=f"nothing to run: all {len(grid.trials)} trials are COMPLETED "
-                                      f"(results in {session.folder.file('summary.csv')})")
+                                      f"(results in {session.folder.file('summary.csv')})" + session.closing_notes())
         print(f"resume: {len(results)} trials already COMPLETED, {len(trials)} to run")
 
     bar = Progress(len(trials), settings.name, enabled=req.progress)
@@ -378,7 +378,7 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
                       interrupted=interrupted.reason if interrupted else None,
                       observer_errors=driver.observer_errors if driver else [])
     out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
-    out.report = summarize(out, req.sort or settings.metric, settings.mode, session.folder) + session.failed_saves_note()
+    out.report = summarize(out, req.sort or settings.metric, settings.mode, session.folder) + session.closing_notes()
     return out
 
 

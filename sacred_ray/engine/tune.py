@@ -207,7 +207,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     out = _result(space, plan, session.folder, grid, session.earlier + (router.runs if router else []),
                   stop.code if stop else 0, router.observer_errors if router else [],
                   new_runs=router.runs if router else [], interrupted=stop, sort=req.sort)
-    out.report += session.failed_saves_note()
+    out.report += session.closing_notes()
     return out
 
 

@@ -10,6 +10,13 @@ from typing import Any, Optional
 from .errors import SpecError
 
 
+def default_mode(metric: str) -> str:
+    """How a metric ranks when the file does not say: ``min`` for names that read as a loss
+    or an error, else ``max``."""
+    lowered = metric.lower()
+    return "min" if any(w in lowered for w in ("loss", "error", "err", "mse", "mae", "rmse", "perplexity")) else "max"
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one trial asks of a Ray node. ``memory`` is in bytes."""

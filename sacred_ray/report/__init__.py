@@ -1,0 +1,59 @@
+"""A sweep's report: ``sweeps/<name>/report.html``, one self-contained page (plotly.js inlined,
+opens offline) with parallel coordinates, parameter importance, the metric's curves, seed
+groups, a sortable results table and the spec.
+
+    sacred_ray.write_report("sweeps/digits-grid")                    # from Python
+    python my_exp.py sweep_report sweeps/digits-grid                  # from the command line
+    python my_exp.py sweep_report mongodb://host:27017/db digits-grid  # a sweep recorded in MongoDB
+
+Written at the end of every sweep and rewritten every 30 s while one runs. plotly is an
+optional extra (``pip install "sacred-ray[report]"``); without it a sweep ends as before and
+says how to get the page.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ..spec import SpecError
+
+INSTALL_HINT = 'pip install "sacred-ray[report]"'
+
+
+def available() -> bool:
+    """Whether plotly, which draws the report, is installed."""
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(source: str, name: Optional[str] = None, output: Optional[str] = None, *,
+                 mongo: Optional[str] = None, metric: Optional[str] = None, mode: Optional[str] = None,
+                 live: bool = False) -> str:
+    """Write the report of a sweep folder (or of a sweep in MongoDB: ``source`` is the address
+    as ``-m`` takes it and ``name`` the sweep's name); return the file's path.
+
+    The file goes to ``output``, else ``<folder>/report.html``, else (MongoDB)
+    ``<name>-report.html`` in the current folder. ``metric``/``mode`` override the spec's.
+    Raises SpecError (one line) for a folder that is not a sweep's, an unreachable
+    database, a name with no runs, or plotly missing."""
+    if not available():
+        raise SpecError("report", "", f"needs plotly: {INSTALL_HINT}")
+    from .data import gather
+    from .page import render
+
+    data = gather(source, name, mongo=mongo, metric=metric, mode=mode)
+    if output is None:
+        output = os.path.join(source, "report.html") if os.path.isdir(source) else f"{data.name}-report.html"
+    text = render(data, live=live)
+    temporary = f"{output}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, output)  # a browser reading the page never sees half of it
+    return output
+
+
+__all__ = ["INSTALL_HINT", "available", "write_report"]
