@@ -16,9 +16,9 @@ class ReportWriter:
     """Writes ``<folder>/report.html`` for a running sweep (see the module docstring)."""
 
     def __init__(self, folder: str, metric: str, mode: Optional[str], mongo: Optional[str] = None,
-                 interval: float = LIVE_SECONDS):
+                 interval: Optional[float] = None):
         self.folder, self.metric, self.mode, self.mongo = folder, metric, mode, mongo
-        self.interval = interval
+        self.interval = interval or LIVE_SECONDS
         self.enabled = report.available()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one write at a time
