@@ -77,7 +77,7 @@ class Sweep:
 # -- where the runs are ------------------------------------------------------------
 def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) -> tuple:
     header = _spec_header(folder)
-    name = name or os.path.basename(os.path.abspath(folder))
+    name = name or header.get("name") or os.path.basename(os.path.abspath(folder))
     recorded = header.get("recorded_by") or {}
     runs: list = []
     for base in recorded.get("file_storage") or []:

@@ -74,7 +74,8 @@ class Session:
                                      "the sweep's driver stopped while this run was RUNNING")
             if stale:
                 print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
-        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [], recorded_by(self.launch))
+        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [], recorded_by(self.launch),
+                               spec.settings.name)
         metric = req.sort or spec.settings.metric or "result"
         self.report = ReportWriter(self.folder.path, metric, None if req.sort else spec.settings.mode,
                                    mongo=self.launch.observer_options.get("--mongo_db"))

@@ -90,7 +90,7 @@ def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None,
         sweep, frame = None, _ledger_frame(source)
         notes.append("no observer recorded the runs (add -F runs or -m), so this page shows what the driver's "
                      "ledger kept: no curves")
-    name = name or os.path.basename(os.path.abspath(source))
+    name = name or header.get("name") or os.path.basename(os.path.abspath(source))
     metric = metric or settings.get("metric") or "result"
     mode = mode or settings.get("mode") or ("max" if "tune" in spec else default_mode(metric))
     metrics = frame.attrs.get("metrics", [])
