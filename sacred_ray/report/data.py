@@ -90,6 +90,11 @@ def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None,
         sweep, frame = None, _ledger_frame(source)
         notes.append("no observer recorded the runs (add -F runs or -m), so this page shows what the driver's "
                      "ledger kept: no curves")
+    labels = _labels(spec)
+    if len(labels) == 1 and "named_configs" in frame:  # the file's own name for its named-config axis
+        attrs = dict(frame.attrs)
+        frame = frame.rename(columns={"named_configs": labels[0]})
+        frame.attrs.update(attrs, params=[labels[0] if p == "named_configs" else p for p in attrs.get("params", [])])
     name = name or header.get("name") or os.path.basename(os.path.abspath(source))
     metric = metric or settings.get("metric") or "result"
     mode = mode or settings.get("mode") or ("max" if "tune" in spec else default_mode(metric))
@@ -101,6 +106,17 @@ def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None,
     if metric not in frame.columns:
         notes.append(f"no trial recorded {metric!r}; the page ranks nothing")
     return data
+
+
+def _labels(value) -> list:
+    """The ``+label`` keys of a spec, wherever they are (grid, space, variants)."""
+    found: dict = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and k.startswith("+"):
+                found[k] = None
+            found.update(dict.fromkeys(_labels(v)))
+    return list(found)
 
 
 def _header(folder: str) -> dict:

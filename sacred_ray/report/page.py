@@ -13,7 +13,8 @@ from . import figures
 from .data import FIXED_COLUMNS, SweepData
 
 STYLE = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222;
+padding:0 16px}
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
 .meta{color:#666;font-size:.9em} .note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px;margin:8px 0}
 table{border-collapse:collapse;font-size:.85em;width:100%} th,td{padding:3px 8px;border-bottom:1px solid #eee;
