@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,6 +166,29 @@ def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir
     assert proc.returncode == 0
     assert "all 6 trials of 'long' are already COMPLETED; nothing to run" in proc.stdout
     assert len(file_runs(workdir / "runs")) == len(runs)
+
+
+def test_ctrl_c_counts_running_and_queued_trials_as_they_are(workdir):
+    """With more trials submitted than run at once (2 CPUs, a window of 8), Ctrl-C says how many
+    were running, and no interrupted trial is counted as failed."""
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]\nfixed: {sleep: 3.0}\n"
+                                 "sweep: {name: long}\n")
+    proc = _start_sweep(workdir)
+    _wait_for_running(workdir)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    stopping = int(re.search(r"Ctrl-C: stopping (\d+) running trial", out).group(1))
+    runs = file_runs(workdir / "runs")
+    interrupted = [r for r in runs if r["status"] == "INTERRUPTED"]
+    assert 1 <= stopping <= 2 and stopping == len(interrupted)  # the queued ones were not running
+    entries = ledger(workdir / "sweeps" / "long")
+    not_run = [e for e in entries if e["status"] == "INTERRUPTED" and e["error"].startswith("not run")]
+    assert len(entries) == 6 and len(not_run) == 6 - len(runs)
+    assert "FAILED" not in {e["status"] for e in entries}
+    assert re.search(r"failed [1-9]", err) is None  # the progress never counts an interrupted trial as failed
+    assert "6 trials: " in out and "FAILED" not in out.split("6 trials: ")[1]
 
 
 def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(workdir):

@@ -90,7 +90,7 @@ def test_no_private_name_is_taken_from_another_module():
     assert private == []
 
 
-@pytest.mark.parametrize("low", ["sacred_ray.spec", "sacred_ray.protocol", "sacred_ray.display"])
+@pytest.mark.parametrize("low", ["sacred_ray.spec", "sacred_ray.protocol", "sacred_ray.display", "sacred_ray.stats"])
 def test_the_shared_modules_import_nothing_above_them(low):
     graph, _ = _graph()
     above = ("sacred_ray.cli", "sacred_ray.plugin", "sacred_ray.engine", "sacred_ray.worker", "sacred_ray.checks")

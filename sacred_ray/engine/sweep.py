@@ -214,6 +214,8 @@ class SweepDriver(Trials):
         error = None
         if status != "COMPLETED":
             error = att.stop_reason or crash or (outcome.error if outcome else None) or (rec.errors[-1] if rec.errors else None)
+            if att.stop_status and att.begun is None and not rec.started:  # queued at Ray's end: never ran
+                error = f"not run: {error}"
         node = (outcome.node if outcome else None) or {}
         duration = time.monotonic() - att.started if att.started else None
         self.observer_errors.extend(rec.errors)
