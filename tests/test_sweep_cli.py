@@ -167,3 +167,37 @@ def test_the_ray_a_command_started_is_gone_when_it_ends(tmp_path):
     assert proc.returncode == 0, proc.stderr
     started, alive = proc.stdout.split("started ")[1].split(" alive ")
     assert int(started) >= 3 and alive.strip() == "[]"  # monitor, GCS, raylet, ...: all stopped
+
+
+NAMED_WITH_DOCSTRING = '''
+from sacred import Experiment
+import sacred_ray
+
+ex = Experiment("named")
+
+@ex.config
+def cfg():
+    a = 10
+
+@ex.named_config
+def variant1():
+    """A named configuration with a docstring (Sacred warns that it adds __doc__)."""
+    a = 100
+
+@ex.automain
+@ex.distribute
+def main(a):
+    return a
+'''
+
+
+def test_sacreds_named_config_docstring_warning_shows_at_most_once(tmp_path):
+    """Sacred warns once, for the run alone, that a named config's docstring adds "__doc__";
+    a sweep of that named config shows it no more often on the driver's screen (#12.14)."""
+    write(tmp_path / "named.py", NAMED_WITH_DOCSTRING)
+    write(tmp_path / "g.yaml", "grid:\n  +v: [variant1]\n  a: [1, 2, 3]\n")
+    alone = run_cli(["named.py", "with", "variant1"], cwd=tmp_path)
+    swept = run_cli(["named.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=tmp_path)
+    assert alone.returncode == 0 and swept.returncode == 0, swept.stderr
+    assert (alone.stdout + alone.stderr).count("__doc__") == 1
+    assert (swept.stdout + swept.stderr).count("__doc__") <= 1
