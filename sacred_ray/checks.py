@@ -194,26 +194,9 @@ def resolve_space(ex: Experiment, spec, updates: Optional[dict] = None, named_co
 
 
 def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:
-    """Every key and named config of a resolved grid exists in the experiment."""
-    groups: dict = {}
-    for trial in grid.trials:
-        keys = groups.setdefault(trial.named_configs, set())
-        keys.update(trial.updates)
-        keys.update(_inside(trial.updates))
-    check_keys(ex, groups, grid.source, grid.raw, overrides)
-
-
-def _inside(updates: dict, prefix: str = "") -> set:
-    """The dotted paths inside dict values (``opt: {lrr: 7}`` -> ``opt.lrr``): checked as keys too."""
-    paths = set()
-    for key, value in updates.items():
-        if isinstance(value, dict):
-            for inner, sub in value.items():
-                path = f"{prefix}{key}.{inner}"
-                paths.add(path)
-                if isinstance(sub, dict):
-                    paths |= _inside({inner: sub}, f"{prefix}{key}.")
-    return paths
+    """Every key and named config of a resolved grid exists in the experiment (dotted paths
+    inside dict values included: ``opt: {lrr: 7}`` is checked as ``opt.lrr``)."""
+    check_keys(ex, grid.scan.keys_by_named, grid.source, grid.raw, overrides)
 
 
 def check_space(ex: Experiment, space, overrides: Iterable[str] = ()) -> None:

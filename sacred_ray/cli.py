@@ -16,7 +16,7 @@ from typing import Optional
 from sacred import Experiment
 from sacred.arg_parser import get_config_updates
 
-from .display import format_table, format_value, varying_keys
+from .display import format_table, format_value
 from .spec import SpecError
 from .spec.space import trial_count
 from .spec.vocabulary import flatten
@@ -189,32 +189,33 @@ def _option(req: SweepRequest, token: str, tokens: list, i: int, options: dict) 
 
 
 def print_trials(grid, out=sys.stdout) -> None:
-    """The --dry-run table of a grid: index, variant, and the values that vary."""
-    trials = grid.trials
-    values = [t.values for t in trials]
-    keys = varying_keys(values)
-    has_variants = any(t.variant for t in trials)
-    common = {k: v for k, v in values[0].items() if k not in keys}
+    """The --dry-run table of a grid: index, variant, and the values that vary (a long grid:
+    its first and last trials, from one pass that holds no more than those)."""
+    found = grid.scan
+    keys = found.varying
+    common = found.common()
     print(f"sweep {grid.settings.name!r} from {grid.source}", file=out)
     if common:
-        shown = ", ".join(f"{k}={format_value(v)}" for k, v in common.items())
-        print(f"every trial: {shown}", file=out)
-    headers = ["#"] + (["variant"] if has_variants else []) + keys + ["key"]
+        shown = ", ".join(_cut(f"{k}={format_value(v)}", 80) for k, v in common.items())
+        print(f"every trial: {_cut(shown, 400)}", file=out)
+    headers = ["#"] + (["variant"] if found.has_variants else []) + keys + ["key"]
 
     def row(t):
         v = t.values
-        return [t.index] + ([t.variant] if has_variants else []) + [v.get(k) for k in keys] + [t.key]
+        return [t.index] + ([t.variant] if found.has_variants else []) + [v.get(k) for k in keys] + [t.key]
 
-    limit = 1000
-    if len(trials) <= limit:
-        print(format_table(headers, [row(t) for t in trials]), file=out)
-    else:
-        head = format_table(headers, [row(t) for t in trials[:limit - 10]] + [row(t) for t in trials[-10:]])
-        lines = head.splitlines()
-        cut = 2 + limit - 10
-        lines.insert(cut, f"... {len(trials) - limit:,} more trials (sacred_ray.load_trials lists them all)")
-        print("\n".join(lines), file=out)
-    print(f"{len(trials)} trials", file=out)
+    table = format_table(headers, [row(t) for t in found.head] + [row(t) for t in found.tail])
+    lines = table.splitlines()
+    if found.tail:
+        more = found.count - len(found.head) - len(found.tail)
+        if more:
+            lines.insert(2 + len(found.head), f"... {more:,} more trials (sacred_ray.load_trials lists them all)")
+    print("\n".join(lines), file=out)
+    print(f"{found.count} trials", file=out)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_space(space, out=sys.stdout) -> None:

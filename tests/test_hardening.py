@@ -5,6 +5,7 @@ moved or written over."""
 import csv
 import json
 import os
+import re
 import shutil
 
 from conftest import EXPERIMENTS, read_dump, run_cli, write
@@ -312,3 +313,35 @@ def test_a_runs_captured_output_is_what_the_run_alone_captures(tmp_path):
     assert swept_lines - set(expected.splitlines()) <= {"printed x=1"} and "printed x=1" in swept_lines
     assert any("Completed after" in line for line in swept_lines)
     assert "logged info" not in swept.stdout + swept.stderr  # the trial's output stays in its run
+
+
+def test_a_dry_run_of_900000_trials_streams_in_flat_memory_and_keeps_lines_short(workdir):
+    """--dry-run of a huge grid walks the trials once without holding them (#15.6): the
+    900,000-trial dry run stays within a small, fixed amount of memory; the table shows the
+    first and last trials, and no line grows with the values (a long fixed list is cut)."""
+    write(workdir / "big.yaml", "grid:\n  x: {range: [0, 900]}\n  y: {range: [0, 1000]}\n"
+                                f"fixed: {{opt: {{lr: 0.5, momentum: {list(range(3000))}}}}}\n")
+    measured = ("import atexit, resource, runpy, sys\n"
+                "atexit.register(lambda: print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+                "file=sys.stderr))\n"
+                "sys.argv = ['toy.py', 'ray_sweep', 'with', 'big.yaml', '--dry-run']\n"
+                "runpy.run_path('toy.py', run_name='__main__')\n")
+    proc = run_cli(["-c", measured], cwd=workdir, timeout=200)
+    assert proc.returncode == 0, proc.stderr
+    peak_mb = int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+    assert peak_mb < 400, f"{peak_mb:.0f} MB"  # the list of 900,000 trials took 830 MB
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "900000 trials"
+    assert "... 899,000 more trials" in proc.stdout
+    assert lines[-2].split()[:3] == ["899999", "899", "999"]
+    assert max(len(line) for line in lines) <= 420  # "every trial: opt.momentum=[0, 1, ..." is cut
+    assert any(line.startswith("every trial:") and line.endswith("…") for line in lines)
+    # the trials listed are the ones that run: trial i is x = i // 1000, y = i % 1000, with its key
+    from sacred_ray.spec.trial import key_digest
+
+    fixed = {"opt.lr": 0.5, "opt.momentum": list(range(3000))}  # the file's keys, dotted
+    shown = {int(line.split()[0]): line.split()[1:] for line in lines if line[:1].isdigit() and len(line.split()) == 4}
+    assert len(shown) == 1000 and sorted(shown)[-10:] == list(range(899990, 900000))
+    for i, (x, y, key) in shown.items():
+        assert (int(x), int(y)) == divmod(i, 1000)
+        assert key == key_digest({**fixed, "x": i // 1000, "y": i % 1000}, (), None).hex()[:12]

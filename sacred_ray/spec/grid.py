@@ -6,10 +6,7 @@ imports neither Ray nor Sacred: a trial is only data.
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
-import random
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -21,8 +18,8 @@ from .distributions import (
     parse_distribution,
 )
 from .errors import SpecError
+from .expand import Level, Scan, iter_trials, scan
 from .settings import parse_sweep_settings
-from .trial import Trial, identity, trial_key
 from .vocabulary import (
     SweepFile,
     default_name,
@@ -42,38 +39,20 @@ MAX_TRIALS = 1_000_000
 
 @dataclass
 class GridSpec(SweepFile):
-    """A grid file, resolved: its trials, how to run them, and what to warn about."""
+    """A grid file, resolved: its trials, how to run them, and what to warn about.
 
-    trials: list = field(default_factory=list)
+    ``trials`` is built on first use; ``scan`` holds what one pass over them found (their
+    count, the first and last, the keys that vary), which is all checks and a dry run need."""
 
+    levels: list = field(default_factory=list)
+    scan: Scan = field(default_factory=Scan)
+    _trials: Optional[list] = field(default=None, repr=False)
 
-@dataclass
-class _Level:
-    fixed: dict = field(default_factory=dict)
-    grid: dict = field(default_factory=dict)
-    zips: list = field(default_factory=list)
-    samples: Optional[int] = None
-    random_seed: int = 0
-    params: dict = field(default_factory=dict)
-    seeds: Optional[list] = None
-    exclude: list = field(default_factory=list)
-
-    def keys(self) -> set:
-        keys = set(self.fixed) | set(self.grid) | set(self.params)
-        for group in self.zips:
-            keys |= set(group)
-        return keys
-
-    def drop(self, keys: set) -> None:
-        """Forget this level's definition of ``keys`` (a child level redefines them)."""
-        for k in keys:
-            self.fixed.pop(k, None)
-            self.grid.pop(k, None)
-            self.params.pop(k, None)
-        self.zips = [
-            {k: v for k, v in group.items() if k not in keys} for group in self.zips
-        ]
-        self.zips = [g for g in self.zips if g]
+    @property
+    def trials(self) -> list:
+        if self._trials is None:
+            self._trials = list(iter_trials(self.levels, self.overrides, self.named_configs))
+        return self._trials
 
 
 def _axis(key: str, value: Any, source: str, where: str) -> list:
@@ -128,7 +107,7 @@ def _seeds(raw: Any, source: str, where: str) -> list:
     raise SpecError(source, where, f"seeds is a count or a non-empty list of integers, got {raw!r}")
 
 
-def _random(raw: Any, level: _Level, source: str, where: str) -> None:
+def _random(raw: Any, level: Level, source: str, where: str) -> None:
     if not isinstance(raw, dict):
         raise SpecError(source, where, "expected a mapping with samples, seed and params")
     unknown = set(raw) - {"samples", "seed", "params"}
@@ -166,9 +145,9 @@ def _exclude(raw: Any, source: str, where: str) -> list:
     return out
 
 
-def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
+def _merge(parent: Level, raw: dict, source: str, where: str) -> Level:
     """A child level: the parent's everything, with the child's keys replacing them."""
-    child = _Level(
+    child = Level(
         fixed=dict(parent.fixed), grid=dict(parent.grid), zips=[dict(g) for g in parent.zips],
         samples=parent.samples, random_seed=parent.random_seed, params=dict(parent.params),
         seeds=parent.seeds, exclude=list(parent.exclude),
@@ -183,7 +162,7 @@ def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
         for k, v in flatten(grid_raw, source, f"{prefix}grid", leaf=generator_of).items()
     }
     zips = _zip(raw["zip"], source, f"{prefix}zip") if "zip" in raw else []
-    new_random = _Level()
+    new_random = Level()
     if "random" in raw:
         _random(raw["random"], new_random, source, f"{prefix}random")
 
@@ -212,7 +191,7 @@ def _merge(parent: _Level, raw: dict, source: str, where: str) -> _Level:
     return child
 
 
-def _leaves(raw: dict, parent: _Level, source: str, where: str, variant: Optional[str]):
+def _leaves(raw: dict, parent: Level, source: str, where: str, variant: Optional[str]):
     """Yield (variant path, level) for every leaf of the variant tree."""
     allowed = TOP_SECTIONS if not where else GRID_SECTIONS
     for key in raw:
@@ -241,117 +220,6 @@ def _leaves(raw: dict, parent: _Level, source: str, where: str, variant: Optiona
         yield from _leaves(sub, level, source, f"{prefix}variants: {name}", path)
 
 
-def _size(level: _Level) -> int:
-    n = math.prod(len(v) for v in level.grid.values())
-    n *= math.prod(len(next(iter(g.values()))) for g in level.zips)
-    n *= level.samples or 1
-    return n * len(level.seeds or [None])
-
-
-def _matches(trial_values: dict, rule: dict) -> bool:
-    for key, wanted in rule.items():
-        if key not in trial_values:
-            return False
-        have = trial_values[key]
-        options = wanted if isinstance(wanted, list) and not isinstance(have, list) else [wanted]
-        if not any(_same(have, w) for w in options):
-            return False
-    return True
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _draw(level: _Level, point: dict, variant: Optional[str]) -> list:
-    """``samples`` draws of every random parameter for one grid point.
-
-    Every parameter has its own stream, seeded by the random seed, its key and the
-    grid point, so adding a grid value or a parameter leaves other draws unchanged.
-    """
-    if not level.params:
-        return [{}]
-    columns = {}
-    for key, dist in level.params.items():
-        rng = random.Random(f"{level.random_seed}|{variant}|{key}|{identity(point, (), None)}")
-        columns[key] = [dist.sample(rng) for _ in range(level.samples or 1)]
-    return [{k: col[i] for k, col in columns.items()} for i in range(level.samples or 1)]
-
-
-def _expand(level: _Level, variant: Optional[str]):
-    axes = [[{k: v} for v in values] for k, values in level.grid.items()]
-    axes += [
-        [dict(zip(group, row)) for row in zip(*group.values())] for group in level.zips
-    ]
-    for combo in itertools.product(*axes):
-        point: dict = {}
-        for part in combo:
-            point.update(part)
-        for draw in _draw(level, point, variant):
-            values = {**level.fixed, **point}
-            for k, v in draw.items():
-                values[k] = named_value(v, "", "") if is_named_key(k) else v
-            for seed in level.seeds or [None]:
-                yield values, seed
-
-
-def _split(values: dict, seed: Optional[int], overrides: dict, named_configs: tuple) -> tuple:
-    """(updates, named configs by label, seed) of one grid point, the command line's over the file's."""
-    updates, named = {}, {}
-    for k, v in values.items():
-        if is_named_key(k):
-            named[k] = v
-        elif k == "seed":
-            seed = v
-        else:
-            updates[k] = v
-    updates.update(overrides)
-    if "seed" in updates:
-        seed = updates.pop("seed")
-    if named_configs:
-        named["+command line"] = tuple(named_configs)
-    return updates, named, seed
-
-
-def build_trials(
-    levels: list,
-    source: str,
-    overrides: Optional[dict] = None,
-    named_configs: tuple = (),
-) -> tuple:
-    """Expand resolved levels into numbered, keyed, de-duplicated trials."""
-    total = sum(_size(level) for _, level in levels)
-    if total > MAX_TRIALS:
-        raise SpecError(source, "", f"means {total:,} trials, more than {MAX_TRIALS:,}; split the sweep or use random sampling")
-    overrides = overrides or {}
-    trials, seen, warnings = [], {}, []
-    excluded = 0
-    for variant, level in levels:
-        for values, seed in _expand(level, variant):
-            updates, named, seed = _split(values, seed, overrides, named_configs)
-            probe = Trial(0, variant, updates, named, seed)
-            if any(_matches(probe.values, rule) for rule in level.exclude):
-                excluded += 1
-                continue
-            ident = identity(updates, probe.named_configs, seed)
-            if ident in seen:
-                seen[ident][1] += 1
-                continue
-            key = trial_key(updates, probe.named_configs, seed)
-            trial = Trial(len(trials), variant, updates, named, seed, key)
-            seen[ident] = [trial, 0]
-            trials.append(trial)
-    dropped = sum(n for _, n in seen.values())
-    if dropped:
-        warnings.append(f"{source}: dropped {dropped} duplicate trial(s) that run the same config as another trial")
-    if not trials:
-        why = f" (exclude removed all {excluded})" if excluded else ""
-        raise SpecError(source, "", f"gives no trials{why}; loosen exclude or add values")
-    return trials, warnings
-
-
 def _check_overlaps(levels: list, source: str) -> None:
     """Refuse two definitions of one config entry (``opt: [{lr: 7}]`` beside ``opt.lr: [0.5]``):
     which one a trial ran would depend on their order in the file."""
@@ -365,7 +233,7 @@ def _check_overlaps(levels: list, source: str) -> None:
                                                f"{inner} or inside {key}")
 
 
-def _section_of(level: _Level, key: str) -> str:
+def _section_of(level: Level, key: str) -> str:
     for section, body in (("fixed", level.fixed), ("grid", level.grid), ("random", level.params)):
         if key in body:
             return section
@@ -412,7 +280,7 @@ def load_grid(
     if "space" in raw or "tune" in raw:
         raise SpecError(source, "space" if "space" in raw else "tune", "is a tune_with section; run this file with tune_with, or use grid: for ray_sweep")
     settings = parse_sweep_settings(raw.get("sweep"), source, default_name=default_name(source))
-    levels = list(_leaves(raw, _Level(), source, "", None))
+    levels = list(_leaves(raw, Level(), source, "", None))
     for variant, level in levels:
         if level.params and level.samples is None:
             level.samples = 1
@@ -423,9 +291,18 @@ def load_grid(
             raise SpecError(source, "seeds", "the file also sets 'seed'; use one of seeds: or seed")
     _check_exclude_keys(levels, source)
     _check_overlaps(levels, source)
-    trials, warnings = build_trials(levels, source, overrides, named_configs)
-    return GridSpec(source=source, trials=trials, settings=settings, raw=raw, warnings=warnings, path=path,
-                    overrides=dict(overrides or {}), named_configs=tuple(named_configs))
+    total = sum(level.size() for _, level in levels)
+    if total > MAX_TRIALS:
+        raise SpecError(source, "", f"means {total:,} trials, more than {MAX_TRIALS:,}; split the sweep or use random "
+                                    f"sampling")
+    found = scan(levels, overrides, named_configs)
+    if not found.count:
+        why = f" (exclude removed all {found.excluded})" if found.excluded else ""
+        raise SpecError(source, "", f"gives no trials{why}; loosen exclude or add values")
+    warnings = [f"{source}: dropped {found.repeats} duplicate trial(s) that run the same config as another trial"
+                ] if found.repeats else []
+    return GridSpec(source=source, settings=settings, raw=raw, warnings=warnings, path=path,
+                    overrides=dict(overrides or {}), named_configs=tuple(named_configs), levels=levels, scan=found)
 
 
 __all__ = ["GridSpec", "load_grid", "Distribution"]

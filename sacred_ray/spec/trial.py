@@ -7,9 +7,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+def canonical(value: Any) -> str:
+    """One text for one value (sorted keys, no spaces): what trial keys are made of."""
+    return _ENCODER.encode(value)
 
 
 def nest(dotted: dict) -> dict:
@@ -67,10 +70,12 @@ class Trial:
         return out
 
 
-def trial_key(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:
+def key_digest(updates: dict, named_configs: tuple, seed: Optional[int]) -> bytes:
+    """The digest a trial's key is the start of; two trials that run the same config share it."""
     payload = {"updates": updates, "named_configs": list(named_configs), "seed": seed}
-    return hashlib.sha1(_canonical(payload).encode(), usedforsecurity=False).hexdigest()[:12]
+    return hashlib.sha1(canonical(payload).encode(), usedforsecurity=False).digest()
+
 
 
 def identity(updates: dict, named_configs: tuple, seed: Optional[int]) -> str:
-    return _canonical([updates, list(named_configs), seed])
+    return canonical([updates, list(named_configs), seed])
