@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
+import pytest
 from conftest import EXPERIMENTS, read_dump, run_cli, write
 
 
@@ -345,3 +347,31 @@ def test_a_dry_run_of_900000_trials_streams_in_flat_memory_and_keeps_lines_short
     for i, (x, y, key) in shown.items():
         assert (int(x), int(y)) == divmod(i, 1000)
         assert key == key_digest({**fixed, "x": i // 1000, "y": i % 1000}, (), None).hex()[:12]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 KiB filesystem (tmpfs): room for a sweep folder's first files, not for its ledger."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_under_the_sweep_folder_stops_the_sweep_cleanly_and_says_so(workdir, small_disk):
+    write(workdir / "g.yaml", f"grid:\n  x: {{range: [0, 20]}}\nsweep: {{dir: {small_disk / 's'}}}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "the sweep stopped: cannot write" in proc.stdout and "No space left on device" in proc.stdout
+    assert "20 trials: " in proc.stdout
+    # every trial that ran is recorded, with its status, by the observers
+    runs = [json.load(open(workdir / "runs" / d / "run.json")) for d in os.listdir(workdir / "runs") if d.isdigit()]
+    assert runs and {r["status"] for r in runs} <= {"COMPLETED", "INTERRUPTED"}
+    assert "RUNNING" not in {r["status"] for r in runs}
+    # no file of the folder is left cut short
+    assert not [f for f in os.listdir(small_disk / "s") if f.endswith(".tmp")]
+    assert not (small_disk / "s" / "best.yaml").exists() or (small_disk / "s" / "best.yaml").stat().st_size

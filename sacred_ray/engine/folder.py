@@ -134,6 +134,7 @@ class SweepFolder:
         os.write(self._lock, f"made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this "
                              f"name); in use by pid {os.getpid()}\n".encode())
         self._ledger = None  # opened on the first record
+        self.write_error: Optional[str] = None  # the first write that failed (a full disk), if any
         self._synced = 0.0
 
     def file(self, name: str) -> str:
@@ -154,19 +155,42 @@ class SweepFolder:
                 f.write(json.dumps({"index": t.index, "key": t.key, "variant": t.variant,
                                     "values": jsonable(t.values)}) + "\n")
 
-    def record(self, entry: dict) -> None:
-        """Append one finished trial attempt as it ends.
+    def record(self, entry: dict) -> bool:
+        """Append one finished trial attempt as it ends; False if it could not be written
+        (``write_error`` says why, and nothing more is written to the ledger).
 
         Each line reaches the OS at once, so a killed driver loses nothing; it is synced
         to disk at most once a second (and at the end), so thousands of short trials do
         not wait on the disk one by one."""
-        if self._ledger is None:
-            self._ledger = open(self.file(LEDGER), "a", encoding="utf-8")
-        self._ledger.write(json.dumps(jsonable(entry)) + "\n")
-        self._ledger.flush()
-        if time.monotonic() - self._synced >= SYNC_SECONDS:
-            os.fsync(self._ledger.fileno())
-            self._synced = time.monotonic()
+        if self.write_error is not None:
+            return False
+        try:
+            if self._ledger is None:
+                self._ledger = open(self.file(LEDGER), "a", encoding="utf-8")
+            self._ledger.write(json.dumps(jsonable(entry)) + "\n")
+            self._ledger.flush()
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                os.fsync(self._ledger.fileno())
+                self._synced = time.monotonic()
+        except OSError as e:  # a full disk: the caller stops the sweep and says so
+            self._failed(LEDGER, e)
+            return False
+        return True
+
+    def _failed(self, name: str, error: OSError) -> None:
+        if self.write_error is None:
+            self.write_error = f"cannot write {self.file(name)}: {error.strerror or error}"
+        if name != LEDGER and os.path.exists(self.file(name)):
+            try:
+                os.remove(self.file(name))  # not a file cut short
+            except OSError:
+                pass
+        if name == LEDGER and self._ledger is not None:
+            try:
+                self._ledger.close()
+            except OSError:
+                pass  # what it still held is lost with the disk's space
+            self._ledger = None
 
     def read_ledger(self) -> list:
         path = self.file(LEDGER)
@@ -187,21 +211,31 @@ class SweepFolder:
         self.write_csv("summary.csv", headers, rows)
 
     def write_csv(self, name: str, headers: list, rows: list) -> None:
-        with open(self.file(name), "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(headers)
-            for row in rows:
-                writer.writerow([json.dumps(jsonable(c)) if isinstance(c, (list, dict)) else jsonable(c) for c in row])
+        try:
+            with open(self.file(name), "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(headers)
+                for row in rows:
+                    writer.writerow([json.dumps(jsonable(c)) if isinstance(c, (list, dict)) else jsonable(c)
+                                     for c in row])
+        except OSError as e:
+            self._failed(name, e)
 
     def write_best(self, config: dict, comment: str) -> None:
-        with open(self.file("best.yaml"), "w", encoding="utf-8") as f:
-            f.write(f"# {comment}\n")
-            yaml.safe_dump(jsonable(config), f, sort_keys=False)
+        try:
+            with open(self.file("best.yaml"), "w", encoding="utf-8") as f:
+                f.write(f"# {comment}\n")
+                yaml.safe_dump(jsonable(config), f, sort_keys=False)
+        except OSError as e:
+            self._failed("best.yaml", e)
 
     def close(self) -> None:
         if self._ledger is not None:
-            os.fsync(self._ledger.fileno())
-            self._ledger.close()
+            try:
+                os.fsync(self._ledger.fileno())
+                self._ledger.close()
+            except OSError as e:
+                self._failed(LEDGER, e)
             self._ledger = None
         if self._lock is not None:
             os.close(self._lock)  # and with it the lock: another sweep of this name may start

@@ -106,7 +106,8 @@ def best_group_line(best: SeedGroup, metric: str, folder: Optional[SweepFolder],
         folder.write_best(config, f"config of the best configuration ({metric} {mode}, mean over {s.n} seed(s)): "
                                   f"trials {', '.join(str(r.label) for r in _in_order(best))}; no seed, so Sacred "
                                   f"draws one; load with: with {folder.file('best.yaml')}")
-        lines.append(f"best config: {folder.file('best.yaml')}")
+        if folder.write_error is None:
+            lines.append(f"best config: {folder.file('best.yaml')}")
     return lines
 
 

@@ -158,7 +158,8 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
         if folder is not None and best.config is not None:
             folder.write_best(best.config, f"config of the best trial ({metric} {mode}): run {best.run_id}, "
                                            f"trial {best.label}; load with: with {folder.file('best.yaml')}")
-            lines.append(f"best config: {folder.file('best.yaml')}")
+            if folder.write_error is None:
+                lines.append(f"best config: {folder.file('best.yaml')}")
     return _closing(lines, result, folder)
 
 

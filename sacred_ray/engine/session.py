@@ -148,6 +148,9 @@ class Session:
     def closing_notes(self) -> str:
         """The lines after the end table: where the report is, and runs MongoDB could not take."""
         lines = [self.report.line()]
+        if self.folder.write_error:
+            lines.append(f"the sweep stopped: {self.folder.write_error}; runs that ended are in your observers "
+                         f"(and in this table), the ledger lacks them: free space, then --resume reruns them")
         saved = os.path.join(self.folder.path, "failed_saves")
         if os.path.isdir(saved) and os.listdir(saved):
             lines.append(f"{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in "

@@ -253,7 +253,8 @@ class SweepDriver(Trials):
         earlier = self.results.get(result.trial.index)  # a retried trial's failed attempt
         self.failed += _failed(result) - (earlier is not None and _failed(earlier))
         self.results[result.trial.index] = result
-        self.folder.record(ledger_entry(result, steps=steps, retrying=retrying))
+        if not self.folder.record(ledger_entry(result, steps=steps, retrying=retrying)) and not self.stopping:
+            self.stop(f"the sweep folder is not writable: {self.folder.write_error}")  # a full disk
 
     def _check_timeouts(self) -> None:
 

@@ -50,9 +50,14 @@ def write_report(source: str, name: Optional[str] = None, output: Optional[str] 
         output = os.path.join(source, "report.html") if os.path.isdir(source) else f"{data.name}-report.html"
     text = render(data, live=live)
     temporary = f"{output}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temporary, output)  # a browser reading the page never sees half of it
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, output)  # a browser reading the page never sees half of it
+    except OSError as e:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise SpecError(output, "", f"cannot be written ({e.strerror or e})") from None
     return output
 
 
