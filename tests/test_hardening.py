@@ -375,3 +375,26 @@ def test_a_full_disk_under_the_sweep_folder_stops_the_sweep_cleanly_and_says_so(
     # no file of the folder is left cut short
     assert not [f for f in os.listdir(small_disk / "s") if f.endswith(".tmp")]
     assert not (small_disk / "s" / "best.yaml").exists() or (small_disk / "s" / "best.yaml").stat().st_size
+
+
+def test_after_a_resume_of_an_edited_grid_every_record_numbers_a_trial_alike(workdir):
+    """A trial keeps its number across --resume, however the grid was edited: a value put in
+    front gets the next free number, not one an earlier trial had (#15.10)."""
+    write(workdir / "g.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\n")
+    assert run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir).returncode == 0
+    write(workdir / "g.yaml", "grid:\n  x: [0.5, 1.0, 2.0, 3.0]\n")
+    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    folder = workdir / "sweeps" / "g"
+    listed = {json.loads(line)["values"]["x"]: json.loads(line)["index"]
+              for line in (folder / "trials.jsonl").read_text().splitlines()}
+    assert listed == {1.0: 0, 2.0: 1, 3.0: 2, 0.5: 3}
+    ledger = [json.loads(line) for line in (folder / "ledger.jsonl").read_text().splitlines()]
+    assert {e["config"]["x"]: e["index"] for e in ledger} == listed
+    folders = [workdir / "runs" / d for d in os.listdir(workdir / "runs") if d.isdigit()]
+    assert len(folders) == 4  # one run per trial: the three earlier ones were not run again
+    by_x = {json.load(open(f / "config.json"))["x"]: json.load(open(f / "run.json"))["meta"]["sweep"]["trial"]
+            for f in folders}
+    assert by_x == listed
+    rows = list(csv.DictReader(open(folder / "summary.csv")))
+    assert {float(r["x"]): int(r["index"]) for r in rows} == listed

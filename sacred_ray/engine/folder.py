@@ -192,6 +192,23 @@ class SweepFolder:
                 pass  # what it still held is lost with the disk's space
             self._ledger = None
 
+    def read_numbers(self) -> dict:
+        """Trial key -> the number an earlier run of this sweep gave it (trials.jsonl, ledger)."""
+        numbers: dict = {}
+        try:
+            with open(self.file("trials.jsonl"), encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    numbers[entry.get("key")] = entry.get("index")
+        except OSError:
+            pass
+        for entry in self.read_ledger():
+            numbers.setdefault(entry.get("key"), entry.get("index"))
+        return {k: i for k, i in numbers.items() if isinstance(i, int)}
+
     def read_ledger(self) -> list:
         path = self.file(LEDGER)
         if not os.path.exists(path):

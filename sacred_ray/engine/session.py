@@ -74,7 +74,8 @@ class Session:
                                      "the sweep's driver stopped while this run was RUNNING")
             if stale:
                 print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
-        self.folder.write_spec(req.command or [], spec.path, spec.raw, trials or [], recorded_by(self.launch),
+        self.trials = _keep_numbers(trials or [], self.folder.read_numbers()) if req.resume else list(trials or [])
+        self.folder.write_spec(req.command or [], spec.path, spec.raw, self.trials, recorded_by(self.launch),
                                spec.settings.name)
         metric = req.sort or spec.settings.metric or "result"
         self.report = ReportWriter(self.folder.path, metric, None if req.sort else spec.settings.mode,
@@ -156,6 +157,26 @@ class Session:
             lines.append(f"{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in "
                          f"{saved} (load them with sacred's MongoObserver once the server is back)")
         return "".join(f"\n{line}" for line in lines)
+
+
+def _keep_numbers(trials: list, earlier: dict) -> list:
+    """A resumed sweep's trials, each numbered as the earlier run of the sweep numbered it; a
+    trial the grid gained since gets the next number after them (so trials.jsonl, the ledger
+    and every run's meta.sweep.trial agree however the grid was edited)."""
+    import dataclasses
+
+    if not earlier:
+        return list(trials)
+    taken = set(earlier.values())
+    following = max(taken) + 1
+    out = []
+    for t in trials:
+        if t.key in earlier:
+            out.append(dataclasses.replace(t, index=earlier[t.key]))
+        else:
+            out.append(dataclasses.replace(t, index=following))
+            following += 1
+    return sorted(out, key=lambda t: t.index)
 
 
 def recorded_by(launch: Launch) -> dict:

@@ -332,9 +332,9 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
     """Run every trial of a resolved grid on Ray (see ``sacred_ray.run_sweep``)."""
     settings = grid.settings
     session = Session(ex, grid, "sweep", req, trials=grid.trials)
-    trials, results = grid.trials, []
+    trials, results = session.trials, []
     if req.resume:
-        trials, results = _resumed(session, grid)
+        trials, results = _resumed(session)
         if not trials:
             print(f"resume: all {len(grid.trials)} trials of {settings.name!r} are already COMPLETED; nothing to run")
             session.close()
@@ -385,12 +385,12 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
     return out
 
 
-def _resumed(session: Session, grid) -> tuple:
+def _resumed(session: Session) -> tuple:
     """(trials still to run, results of those the ledger has COMPLETED) for --resume."""
     previous = {entry.get("key"): entry for entry in session.earlier}
-    done = [t for t in grid.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
+    done = [t for t in session.trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
     results = [from_ledger(t, previous[t.key]) for t in done]
-    return [t for t in grid.trials if t not in done], results
+    return [t for t in session.trials if t not in done], results
 
 
 __all__ = ["SweepDriver", "sweep"]
