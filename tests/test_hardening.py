@@ -398,3 +398,24 @@ def test_after_a_resume_of_an_edited_grid_every_record_numbers_a_trial_alike(wor
     assert by_x == listed
     rows = list(csv.DictReader(open(folder / "summary.csv")))
     assert {float(r["x"]): int(r["index"]) for r in rows} == listed
+
+
+def test_failed_trials_reach_the_screen_as_one_line_each_not_as_ray_or_tune_noise(workdir):
+    """A worker that dies and a Tune trial that raises are reported by the sweep, a line each:
+    Ray's "(raylet) A worker died" paragraph and Tune's traceback per failed trial stay off the
+    screen (#15.10)."""
+    write(workdir / "die.yaml", "grid:\n  x: [1.0, 2.0]\nfixed: {exit_hard: true}\n")
+    died = run_cli(["toy.py", "ray_sweep", "with", "die.yaml", "-F", "runs"], cwd=workdir)
+    assert died.returncode == 1
+    screen = died.stdout + died.stderr
+    assert "(raylet)" not in screen and "A worker died or was killed" not in screen
+    assert screen.count("failed: trial ") == 2 and "worker died" in screen
+
+    shutil.copy(os.path.join(EXPERIMENTS, "curves.py"), workdir / "curves.py")
+    write(workdir / "fs.yaml", "space:\n  quality: {grid: [0.1, 0.9]}\nfixed: {fail_below: 0.5, steps: 3, pause: 0}\n"
+                               "tune: {metric: loss, mode: min, search: grid}\n")
+    raised = run_cli(["curves.py", "tune_with", "fs.yaml", "-F", "runs"], cwd=workdir)
+    assert raised.returncode == 1
+    screen = raised.stdout + raised.stderr
+    assert "Traceback" not in screen and "Trial task failed" not in screen and "did not complete" not in screen
+    assert "RuntimeError: quality 0.1 is below 0.5" in screen and screen.count("failed: trial ") == 1

@@ -52,6 +52,7 @@ def connect(address: Optional[str], runtime_env: dict) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
         kwargs["include_dashboard"] = False
+    _quiet_worker_deaths()
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as e:
@@ -61,6 +62,31 @@ def connect(address: Optional[str], runtime_env: dict) -> None:
             raise
         kwargs.pop("include_dashboard")
         ray.init(address=address, **kwargs)
+
+
+WORKER_DIED = "A worker died or was killed while executing a task"
+
+
+def _quiet_worker_deaths() -> None:
+    """Keep Ray's "(raylet) A worker died ..." paragraph off the screen: the sweep reports each
+    such trial itself (FAILED, "worker died: ..." in its trace and at the end). Ray prints the
+    errors it publishes to a driver through ``print_to_stdstream``, which its listener looks up
+    at each call; every other message still reaches the screen, and these reach the log."""
+    from ray._private import worker
+
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "_sacred_ray", False):
+        return
+
+    def filtered(data, ignore_prefix):
+        lines = data.get("lines") or []
+        if data.get("pid") == "raylet" and lines and all(WORKER_DIED in str(line) for line in lines):
+            log.debug("%s", " ".join(map(str, lines)))
+            return None
+        return show(data, ignore_prefix)
+
+    filtered._sacred_ray = True
+    worker.print_to_stdstream = filtered
 
 
 def disconnect() -> None:

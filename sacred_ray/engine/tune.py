@@ -8,6 +8,7 @@ events to fresh observer instances while ``Tuner.fit`` runs in the main thread.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import signal
 import threading
@@ -31,6 +32,8 @@ from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
 from .searchers import budget, check_searcher, compile_search, make_scheduler
 from .session import POLL_SECONDS, Interrupted, Request, Session
+
+log = logging.getLogger("sacred_ray")
 
 
 @dataclass
@@ -167,6 +170,34 @@ class ProgressCallback(Callback):
         self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
 
 
+# Tune logs every failed trial as an ERROR with its whole traceback (and once more at the end);
+# the search reports each failed trial itself (its run FAILED with the traceback, a line at
+# the end), so these records go to the sacred_ray logger at debug level instead of the screen.
+TUNE_FAILURE_LOGS = {"ray.tune.execution.tune_controller": "Trial task failed for trial",
+                     "ray.tune.tune": "Trials did not complete"}
+
+
+class _TrialFailureFilter(logging.Filter):
+    def __init__(self, starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(self.starts):
+            log.debug("tune: %s", record.getMessage())
+            return False
+        return True
+
+
+def _quiet_tune_failures() -> list:
+    added = []
+    for name, starts in TUNE_FAILURE_LOGS.items():
+        f = _TrialFailureFilter(starts)
+        logging.getLogger(name).addFilter(f)
+        added.append((name, f))
+    return added
+
+
 def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
     check_searcher(space)
@@ -183,6 +214,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     bar = Progress(total, settings.name, enabled=req.progress, count=count)
     router = None
     grid = None
+    quieted = _quiet_tune_failures()
     try:
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
@@ -201,6 +233,8 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
             router.thread.join(timeout=30)
             router.close_unfinished("the trial's worker ended without reporting (worker died or search interrupted)")
         session.close()
+        for name, f in quieted:
+            logging.getLogger(name).removeFilter(f)
     if router is not None and router.error is not None:
         raise router.error
     stop = session.interrupted
