@@ -4,6 +4,7 @@
     python my_exp.py tune_with space.yaml -F runs
 """
 
+from .checkpoint import restore, save
 from .plugin import distribute, install
 from .spec import GridSpec, Resources, SpaceSpec, SpecError, Trial, load_grid, load_space
 
@@ -47,6 +48,6 @@ def __getattr__(name):
 
 __all__ = [
     "GridSpec", "RayObserver", "Resources", "SpaceSpec", "SpecError", "SweepResult", "Trial", "TrialResult",
-    "TuneResult", "distribute", "load_grid", "load_metrics", "load_space", "load_sweep", "load_trials", "run_sweep",
-    "run_tune",
+    "TuneResult", "distribute", "load_grid", "load_metrics", "load_space", "load_sweep", "load_trials", "restore",
+    "run_sweep", "run_tune", "save",
 ]

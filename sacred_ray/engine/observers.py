@@ -205,6 +205,45 @@ def worker_can_record(observer) -> bool:
     return type(observer) is FileStorageObserver and os.path.isabs(observer.basedir)
 
 
+def reopen_file_run(prototype, run_id) -> Optional[object]:
+    """A fresh copy of a FileStorageObserver that continues the run ``run_id`` it (or a worker)
+    started: run.json back to RUNNING, cout.txt appended to. None when the observer is not a
+    plain FileStorageObserver or the run's folder cannot be read."""
+    import json
+
+    from sacred.observers import FileStorageObserver
+
+    if type(prototype) is not FileStorageObserver:
+        return None
+    obs = copy.copy(prototype)
+    obs.dir = os.path.join(obs.basedir, str(run_id))
+    try:
+        with open(os.path.join(obs.dir, "run.json")) as f:
+            obs.run_entry = json.load(f)
+        obs.config = _read_json(os.path.join(obs.dir, "config.json"))
+        obs.info = _read_json(os.path.join(obs.dir, "info.json"))
+        with open(os.path.join(obs.dir, "cout.txt"), encoding="utf-8", errors="replace") as f:
+            obs.cout = f.read()
+    except (OSError, ValueError):
+        return None
+    obs.cout_write_cursor = len(obs.cout)
+    obs.run_entry["status"] = "RUNNING"
+    for key in ("stop_time", "fail_trace"):
+        obs.run_entry.pop(key, None)
+    obs.save_json(obs.run_entry, "run.json")
+    return obs
+
+
+def _read_json(path: str) -> dict:
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str]) -> None:
     """Make a run a worker recorded in ``basedir`` end as the driver saw it end.
 

@@ -75,12 +75,26 @@ class TrialRecorder:
         self.captured_out = ""
         self.metrics: dict = {}  # name -> last value
         self.metric_steps: dict = {}  # name -> number of values logged
+        self.last_steps: dict = {}  # name -> the last step logged (a restart logs on from there)
         self.errors: list = []
         self._failed: list = []
         self._tmp: Optional[str] = None
 
+    def restarted(self, entry: dict, reopened: list = (), captured_out: Optional[str] = None) -> None:
+        """The trial's worker died and the trial starts again: the run stays open (RUNNING) in
+        every observer, its info lists the restart, and ``reopened`` observers (file storage a
+        worker was writing itself) join in; the next start continues this run."""
+        self.observers = sorted([*self.observers, *reopened], key=lambda o: -getattr(o, "priority", 0))
+        if captured_out is not None:
+            self.captured_out = captured_out
+        sacred_ray = self.info.setdefault("sacred_ray", {})
+        sacred_ray["restarts"] = [*sacred_ray.get("restarts", []), entry]
+        self._resave_info()
+
     # -- events ---------------------------------------------------------------
     def start(self, payload: dict) -> dict:
+        if self.started:  # a restart of the trial: its run goes on under the same id
+            return {"_id": self.run_id}
         if not self.observers:  # the worker's own observers recorded the start
             self.run_id, self.started = payload.get("_id"), True
             return {"_id": self.run_id}
@@ -124,6 +138,7 @@ class TrialRecorder:
             if series["values"]:
                 self.metrics[name] = series["values"][-1]
                 self.metric_steps[name] = self.metric_steps.get(name, 0) + len(series["values"])
+                self.last_steps[name] = max(series["steps"][-1], self.last_steps.get(name, -1))
         for obs in self.observers:
             if metrics:
                 self._safe(obs, "log_metrics", metrics_by_name=metrics, info=self.info)

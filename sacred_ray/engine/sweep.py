@@ -9,8 +9,10 @@ the sweep folder's ledger the moment it ends.
 from __future__ import annotations
 
 import collections
+import datetime
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
+from ..checkpoint import latest_step
 from ..protocol import (
     START,
     Outcome,
@@ -29,7 +32,7 @@ from ..worker.runner import run_trial
 from .cluster import task_outcome
 from .folder import SweepFolder
 from .hub import Hub
-from .observers import amend_file_run, observer_flags_for_meta, observers_for_trial, worker_can_record
+from .observers import amend_file_run, observer_flags_for_meta, observers_for_trial, reopen_file_run, worker_can_record
 from .prepare import Launch
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder
@@ -65,6 +68,7 @@ class _Attempt:
     config: Optional[dict] = None  # the run's full config, as its start reported it
     worker: Optional[dict] = None  # {node_id, node_ip, pid} of the worker running it
     worker_records: bool = False  # the worker's own observers record the run too (file storage)
+    restarts: int = 0  # how often the trial restarted from its checkpoint (its worker died)
 
 
 class SweepDriver(Trials):
@@ -82,7 +86,7 @@ class SweepDriver(Trials):
         self.hub = hub
         self.relay = Relay(hub, self)
         self.meta_options = observer_flags_for_meta(launch.observer_options)
-        self.queue = collections.deque((t, 1) for t in trials)
+        self.queue = collections.deque((t, 1, None) for t in trials)  # (trial, attempt, the attempt it restarts)
         self.inflight: dict = {}  # task ref -> _Attempt
         self.by_token: dict = {}
         self.closing: list = []
@@ -101,22 +105,28 @@ class SweepDriver(Trials):
         self.recording = WorkerRecording(self.node_id, self.worker_recorded, self.meta_options, driver_priority)
 
     # -- submitting -----------------------------------------------------------
-    def _submit(self, trial: Trial, attempt: int) -> None:
+    def _submit(self, trial: Trial, attempt: int, dead: Optional[_Attempt] = None) -> None:
+        """Submit an attempt, or (``dead``) restart one whose worker died: same run, its checkpoint."""
         import ray
 
         if self._remote is None:
             self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.launch.request)
-        token = f"{trial.key}:{attempt}:{trial.index}"
-        recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir,
-                                 run_ids=self.run_ids)
+        restarts = dead.restarts + 1 if dead is not None else 0
+        token = f"{trial.key}:{attempt}:{trial.index}" + (f":r{restarts}" if restarts else "")
+        recorder = dead.recorder if dead is not None else TrialRecorder(
+            observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir, run_ids=self.run_ids)
         job = RunJob(
             token=token, config_updates=trial.config_updates, named_configs=tuple(trial.named_configs),
             options=self.launch.worker_options, cwd=self.launch.cwd,
             meta_info={"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                  "variant": trial.variant, "attempt": attempt}},
+            checkpoints={"folder": self.checkpoint_folder(trial), "keep": self.settings.checkpoint_keep},
+            last_steps=dict(recorder.last_steps) if dead is not None and recorder.started else None,
         )
-        att = _Attempt(trial, attempt, token, recorder)
-        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, self.recording)
+        att = _Attempt(trial, attempt, token, recorder, restarts=restarts)
+        # a restarted run is recorded by the driver alone (its file storage reopened here)
+        recording = None if dead is not None and recorder.started else self.recording
+        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, recording)
         self.inflight[att.ref] = att
         self.by_token[token] = att
         self.hub.watch(att.ref)
@@ -198,8 +208,33 @@ class SweepDriver(Trials):
         self.closing = still
 
     # -- finishing ------------------------------------------------------------
-    def _finish(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str]) -> None:
+    def checkpoint_folder(self, trial: Trial) -> str:
+        return os.path.join(self.folder.path, "checkpoints", trial.key)
+
+    def _restart(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str]) -> bool:
+        """A trial whose worker died (or whose node was lost) starts again from its last
+        checkpoint as the same Sacred run, up to ``max_restarts`` times; not a retry: the trial
+        did nothing wrong. False when it cannot (then it fails as before)."""
+        if outcome is not None or not (crash or "").startswith("worker died") or att.stop_status or self.stopping:
+            return False
+        if att.restarts >= self.settings.max_restarts:
+            return False
+        rec = att.recorder
+        if rec.started:
+            reopened = [reopen_file_run(p, rec.run_id) for p in self.worker_recorded] if att.worker_records else []
+            if None in reopened:  # an observer that cannot continue the run: the trial fails as before
+                return False
+            rec.restarted({"time": datetime.datetime.utcnow().isoformat(), "reason": crash,
+                           "node": (att.worker or {}).get("node_ip"),
+                           "from_step": latest_step(self.checkpoint_folder(att.trial))},
+                          reopened, captured_out=reopened[0].cout if reopened else None)
+        self.queue.appendleft((att.trial, att.attempt, att))
+        return True
+
+    def _finish(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str], restart: bool = True) -> None:
         self.by_token.pop(att.token, None)
+        if restart and self._restart(att, outcome, crash):
+            return
         rec = att.recorder
         if not rec.finished:
             reason = att.stop_reason or crash or "the trial ended without reporting"
@@ -226,7 +261,9 @@ class SweepDriver(Trials):
             config=att.config,
         ), retrying=retry, steps=dict(rec.metric_steps))
         if retry:
-            self.queue.appendleft((att.trial, att.attempt + 1))
+            if self.settings.retry_from == "start":
+                shutil.rmtree(self.checkpoint_folder(att.trial), ignore_errors=True)
+            self.queue.appendleft((att.trial, att.attempt + 1, None))
         elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
             self.stop(f"fail_fast: trial {att.trial.index} failed")
 
@@ -234,8 +271,12 @@ class SweepDriver(Trials):
         """Stop every trial in flight and run no more; they end recorded as ``status``."""
 
         self.stopping = self.stopping or reason
-        for trial, attempt in self.queue:
-            self.not_run(trial, attempt, reason)
+        for trial, attempt, dead in self.queue:
+            if dead is not None and dead.recorder.started:  # a restart that will not happen: its run ends
+                dead.stop_status, dead.stop_reason = status, reason
+                self._finish(dead, None, None, restart=False)
+            else:
+                self.not_run(trial, attempt, reason)
         self.queue.clear()
         for ref, att in self.inflight.items():
             if not att.stop_status:

@@ -184,10 +184,13 @@ class SweepSettings:
     metric: Optional[str] = None
     mode: Optional[str] = None
     fail_fast: bool = False
+    max_restarts: int = 3  # restarts from the last checkpoint of a trial whose worker died
+    retry_from: str = "checkpoint"  # where a retry after an exception starts: checkpoint or start
+    checkpoint_keep: int = 2  # checkpoints kept per trial
 
 
 SWEEP_KEYS = ("name", "max_concurrent", "resources", "retries", "timeout", "address",
-              "runtime_env", "dir", "metric", "mode", "fail_fast")
+              "runtime_env", "dir", "metric", "mode", "fail_fast", "max_restarts", "retry_from", "checkpoint")
 
 
 def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
@@ -239,6 +242,17 @@ def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSetti
     _set(out, "timeout", _seconds(raw, "timeout", source, where))
     if raw.get("fail_fast") is not None:
         out["fail_fast"] = _check(raw, "fail_fast", bool, source, where, "true or false")
+    _set(out, "max_restarts", _whole(raw, "max_restarts", source, where, 0))
+    if raw.get("retry_from") is not None:
+        if raw["retry_from"] not in ("checkpoint", "start"):
+            raise SpecError(source, f"{where}: retry_from", f"must be checkpoint or start, got {raw['retry_from']!r}")
+        out["retry_from"] = raw["retry_from"]
+    if raw.get("checkpoint") is not None:
+        checkpoint = _check(raw, "checkpoint", dict, source, where, "a mapping like {keep: 2}")
+        unknown = sorted(set(map(str, checkpoint)) - {"keep"})
+        if unknown:
+            raise SpecError(source, f"{where}: checkpoint: {unknown[0]}", "unknown key; accepted: keep")
+        _set(out, "checkpoint_keep", _whole(checkpoint, "keep", source, f"{where}: checkpoint", 1))
     return SweepSettings(**out)
 
 

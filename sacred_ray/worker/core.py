@@ -16,11 +16,13 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 from typing import Callable, Optional
 
 from sacred import Experiment
 from sacred.utils import SacredInterrupt
 
+from .. import checkpoint
 from ..protocol import FOLLOW_LOGGING, ExperimentRef, Outcome, RunJob
 from .local import remember_host_info
 from .observer import RayObserver
@@ -96,6 +98,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             observer.link.on_lost(lambda: _lost(ex, on_lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
                              info=job.info, meta_info=job.meta_info, options=options)
+        _keep_state(run, job, observer)
         if on_created is not None:
             on_created(run)
         outcome.result = run()
@@ -105,6 +108,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
     except BaseException as e:  # the user's code may raise anything, SystemExit included
         outcome.status, outcome.error = "FAILED", f"{e.__class__.__name__}: {e}"
     finally:
+        checkpoint.activate(None)
         observer.link.on_lost(None)
         os.chdir(home)
         if ex is not None:
@@ -113,6 +117,48 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             ex.current_run = None
     outcome.run_id = observer.run_id
     return outcome
+
+
+def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
+    """Give the run its trial's checkpoints (``sacred_ray.save`` / ``restore``) and, on a
+    restart, continue its metrics: a step the observers already hold is not logged again (the
+    values logged before the worker died stand) and unnumbered steps count on from the last."""
+    if not job.checkpoints:
+        return
+    store = checkpoint.TrialCheckpoints(job.checkpoints["folder"], job.checkpoints.get("keep", 2))
+    checkpoint.activate(store)
+    last = dict(job.last_steps or {})
+    metrics = run._metrics
+    counters = getattr(metrics, "_metric_step_counter", None)
+    if isinstance(counters, dict):
+        counters.update(last)
+    log = metrics.log_scalar_metric
+
+    def log_scalar_metric(metric_name, value, step=None):
+        if step is not None and step <= last.get(metric_name, -1):
+            return  # recorded before the restart
+        log(metric_name, value, step)
+        at = step if step is not None else (counters or {}).get(metric_name)
+        if isinstance(at, int) and (store.step is None or at > store.step):
+            store.step = at
+
+    metrics.log_scalar_metric = log_scalar_metric
+    # A checkpoint is a heartbeat too: what the run logged up to it reaches every observer (the
+    # driver's included) before save() returns, so a worker that dies later loses no step
+    # before the checkpoint. Sacred's timer thread beats too (this locked beat: the run starts
+    # after this).
+    beat, lock = run._emit_heartbeat, threading.Lock()
+
+    def locked_beat():
+        with lock:
+            beat()
+
+    def saved():
+        locked_beat()
+        observer.flush()  # and the driver holds it before save() returns
+
+    run._emit_heartbeat = locked_beat
+    store.on_saved = saved
 
 
 def _line_buffered() -> None:

@@ -1,0 +1,45 @@
+"""A training loop that checkpoints with sacred_ray.save and resumes with sacred_ray.restore.
+
+It logs `total` (the sum of the steps so far) at every step and saves every `every` steps.
+On its first attempt (nothing to restore) its worker SIGKILLs itself right after logging step
+`die_at` (-1: never), as a lost spot node would end it. Each executed step leaves a file
+`<step>-<pid>` in `marks` (if given), so a test can count the work done.
+"""
+
+import os
+import signal
+import time
+
+from sacred import Experiment
+
+import sacred_ray
+
+ex = Experiment("resumable")
+
+
+@ex.config
+def config():
+    steps = 10
+    every = 2
+    die_at = -1
+    pause = 0.05
+    marks = ""
+
+
+@ex.automain
+@ex.distribute(num_cpus=1)
+def main(steps, every, die_at, pause, marks, _run):
+    state = sacred_ray.restore()
+    start, total = (state["step"] + 1, state["total"]) if state else (0, 0)
+    for step in range(start, steps):
+        total += step
+        _run.log_scalar("total", total, step)
+        if marks:
+            open(os.path.join(marks, f"{step}-{os.getpid()}"), "w").close()
+        if step % every == every - 1:
+            sacred_ray.save({"step": step, "total": total})
+        if step == die_at and state is None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(pause)
+    print(f"resumed from {start}" if state else "started fresh")
+    return total

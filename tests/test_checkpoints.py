@@ -1,0 +1,101 @@
+"""Trials that survive their worker: sacred_ray.save / restore, a restart from the last
+checkpoint, and ONE Sacred run that continues across it (file storage and MongoDB)."""
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+from conftest import EXPERIMENTS, import_experiment, run_cli, write
+
+GRID = "grid:\n  steps: [10]\nfixed: {every: 2, die_at: 6, marks: MARKS}\n"
+
+
+def copy_experiment(tmp_path):
+    shutil.copy(os.path.join(EXPERIMENTS, "resumable.py"), tmp_path / "resumable.py")
+    (tmp_path / "marks").mkdir()
+    write(tmp_path / "grid.yaml", GRID.replace("MARKS", str(tmp_path / "marks")))
+
+
+def sums(n):
+    return [sum(range(k + 1)) for k in range(n)]
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_file_storage_run(tmp_path):
+    copy_experiment(tmp_path)
+    proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]
+    assert len(runs) == 1  # one run for the trial, not one per attempt
+    folder = tmp_path / "runs" / runs[0]
+    run = json.load(open(folder / "run.json"))
+    assert run["status"] == "COMPLETED" and run["result"] == 45
+    metrics = json.load(open(folder / "metrics.json"))["total"]
+    assert metrics["steps"] == list(range(10))  # each step once, no gap
+    assert metrics["values"] == sums(10)
+    info = json.load(open(folder / "info.json"))
+    restarts = info["sacred_ray"]["restarts"]
+    assert len(restarts) == 1 and "worker died" in restarts[0]["reason"] and restarts[0]["from_step"] == 5
+    assert {"time", "node"} <= set(restarts[0])
+    assert "resumed from 6" in (folder / "cout.txt").read_text()
+    # the work lost is at most one checkpoint interval (2 steps)
+    executed = os.listdir(tmp_path / "marks")
+    assert 10 <= len(executed) <= 12
+    assert len({m.split("-")[1] for m in executed}) == 2  # two worker processes ran it
+    ledger = [json.loads(line) for line in (tmp_path / "sweeps" / "grid" / "ledger.jsonl").read_text().splitlines()]
+    assert [(e["status"], str(e["run_id"])) for e in ledger] == [("COMPLETED", runs[0])]
+    assert ledger[0]["steps"] == {"total": 10}
+    checkpoints = tmp_path / "sweeps" / "grid" / "checkpoints" / ledger[0]["key"]
+    assert len([c for c in os.listdir(checkpoints) if c.isdigit()]) == 2  # the last two are kept
+
+
+def test_a_killed_worker_resumes_in_the_same_mongodb_run(ray_session, tmp_path, mongo_db, monkeypatch):
+    from sacred_ray.api import run_sweep
+
+    ex = import_experiment("resumable")
+    (tmp_path / "marks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = {"grid": {"steps": [8]}, "fixed": {"every": 2, "die_at": 4, "marks": str(tmp_path / "marks")},
+            "sweep": {"name": "m", "dir": str(tmp_path / "m")}}
+    result = run_sweep(ex, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0, result.report
+    runs = list(mongo_db.runs.find())
+    assert len(runs) == 1 and runs[0]["status"] == "COMPLETED" and runs[0]["result"] == sum(range(8))
+    series = mongo_db.metrics.find_one({"run_id": runs[0]["_id"], "name": "total"})
+    assert series["steps"] == list(range(8)) and series["values"] == sums(8)
+    restarts = runs[0]["info"]["sacred_ray"]["restarts"]
+    assert len(restarts) == 1 and restarts[0]["from_step"] == 3
+    assert result.results[0].run_id == runs[0]["_id"] and result.results[0].status == "COMPLETED"
+
+
+def test_without_restarts_a_killed_worker_fails_the_trial_as_before(tmp_path):
+    copy_experiment(tmp_path)
+    write(tmp_path / "grid.yaml", GRID.replace("MARKS", str(tmp_path / "marks")) + "sweep: {max_restarts: 0}\n")
+    proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 1
+    runs = [json.load(open(tmp_path / "runs" / d / "run.json")) for d in os.listdir(tmp_path / "runs") if d.isdigit()]
+    assert [r["status"] for r in runs] == ["FAILED"] and "worker died" in "".join(runs[0]["fail_trace"])
+
+
+def test_alone_restore_is_none_and_save_writes_the_state_once(tmp_path):
+    copy_experiment(tmp_path)
+    proc = run_cli(["resumable.py", "with", "steps=6", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "started fresh" in proc.stdout + proc.stderr
+    with open(tmp_path / "checkpoints" / "state.pkl", "rb") as f:
+        assert pickle.load(f) == {"step": 5, "total": 15}
+    assert os.listdir(tmp_path / "checkpoints") == ["state.pkl"]
+    run = json.load(open(tmp_path / "runs" / "1" / "run.json"))
+    info = json.load(open(tmp_path / "runs" / "1" / "info.json")) if (tmp_path / "runs" / "1" / "info.json").exists() \
+        else {}
+    assert run["status"] == "COMPLETED" and run["artifacts"] == [] and "sacred_ray" not in info
+
+
+@pytest.mark.parametrize("value,message", [(-1, "max_restarts"), ("often", "max_restarts")])
+def test_a_bad_max_restarts_is_one_line(tmp_path, value, message):
+    copy_experiment(tmp_path)
+    write(tmp_path / "bad.yaml", f"grid:\n  steps: [3]\nsweep: {{max_restarts: {value}}}\n")
+    proc = run_cli(["resumable.py", "ray_sweep", "with", "bad.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
