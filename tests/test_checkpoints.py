@@ -99,3 +99,28 @@ def test_a_bad_max_restarts_is_one_line(tmp_path, value, message):
     proc = run_cli(["resumable.py", "ray_sweep", "with", "bad.yaml", "-F", "runs"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_a_retry_after_an_exception_starts_from_the_checkpoint_unless_retry_from_start(tmp_path):
+    """The experiment raises at step 6 whenever it did not restore: a retry from the checkpoint
+    (saved at step 5) completes; a retry from the start meets the same error again."""
+    copy_experiment(tmp_path)
+    for retry_from, first_step, code, second_status in (("checkpoint", 6, 0, "COMPLETED"), ("start", 0, 1, "FAILED")):
+        write(tmp_path / "grid.yaml", "grid:\n  steps: [10]\nfixed: {every: 2, raise_at: 6}\n"
+                                      f"sweep: {{retries: 1, retry_from: {retry_from}, name: r-{retry_from}}}\n")
+        proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", f"runs-{retry_from}"], cwd=tmp_path)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        runs = {int(d): d for d in os.listdir(tmp_path / f"runs-{retry_from}") if d.isdigit()}
+        first, second = (tmp_path / f"runs-{retry_from}" / runs[k] for k in sorted(runs))
+        assert json.load(open(first / "run.json"))["status"] == "FAILED"  # a retry is a run of its own
+        assert json.load(open(second / "run.json"))["status"] == second_status
+        assert json.load(open(second / "metrics.json"))["total"]["steps"][0] == first_step
+
+
+def test_a_state_that_cannot_be_saved_fails_the_trial_saying_what(tmp_path):
+    copy_experiment(tmp_path)
+    write(tmp_path / "grid.yaml", "grid:\n  steps: [4]\nfixed: {unpicklable: true}\n")
+    proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "TypeError: sacred_ray.save: the state cannot be saved" in proc.stdout
+    assert "lock" in proc.stdout.split("cannot be saved")[1].splitlines()[0]

@@ -2,12 +2,13 @@
 
 It logs `total` (the sum of the steps so far) at every step and saves every `every` steps.
 On its first attempt (nothing to restore) its worker SIGKILLs itself right after logging step
-`die_at` (-1: never), as a lost spot node would end it. Each executed step leaves a file
+`die_at` (-1: never), as a lost spot node would end it, or it raises at step `raise_at`. Each executed step leaves a file
 `<step>-<pid>` in `marks` (if given), so a test can count the work done.
 """
 
 import os
 import signal
+import threading
 import time
 
 from sacred import Experiment
@@ -24,11 +25,13 @@ def config():
     die_at = -1
     pause = 0.05
     marks = ""
+    raise_at = -1  # the first attempt raises after logging this step (-1: never)
+    unpicklable = False  # save a state that cannot be pickled
 
 
 @ex.automain
 @ex.distribute(num_cpus=1)
-def main(steps, every, die_at, pause, marks, _run):
+def main(steps, every, die_at, pause, marks, raise_at, unpicklable, _run):
     state = sacred_ray.restore()
     start, total = (state["step"] + 1, state["total"]) if state else (0, 0)
     for step in range(start, steps):
@@ -37,9 +40,11 @@ def main(steps, every, die_at, pause, marks, _run):
         if marks:
             open(os.path.join(marks, f"{step}-{os.getpid()}"), "w").close()
         if step % every == every - 1:
-            sacred_ray.save({"step": step, "total": total})
+            sacred_ray.save({"step": step, "total": total, "lock": threading.Lock() if unpicklable else None})
         if step == die_at and state is None:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == raise_at and state is None:
+            raise RuntimeError(f"diverged at step {step}")
         time.sleep(pause)
     print(f"resumed from {start}" if state else "started fresh")
     return total
