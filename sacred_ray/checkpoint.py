@@ -97,12 +97,16 @@ def _write(folder: str, state: Any, directory: Optional[str]) -> None:
     if directory is not None:
         shutil.copytree(directory, os.path.join(folder, "files"))
         return
-    try:
-        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # a lock, a generator, an open file ...
-        raise TypeError(f"sacred_ray.save: the state cannot be saved: {e.__class__.__name__}: {e}") from None
-    with open(os.path.join(folder, "state.pkl"), "wb") as f:
-        f.write(data)
+    _pickle_to(os.path.join(folder, "state.pkl"), state)
+
+
+def _pickle_to(path: str, state: Any) -> None:
+    """Pickle ``state`` straight into ``path`` (no copy of it in memory first)."""
+    with open(path, "wb") as f:
+        try:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:  # a lock, a generator, an open file ...
+            raise TypeError(f"sacred_ray.save: the state cannot be saved: {e.__class__.__name__}: {e}") from None
 
 
 def save(state: Any = None, *, directory: Optional[str] = None, step: Optional[int] = None) -> str:
@@ -122,11 +126,10 @@ def save(state: Any = None, *, directory: Optional[str] = None, step: Optional[i
     target = os.path.join(ALONE, "state.pkl")
     hidden = f"{target}.{os.getpid()}.tmp"
     try:
-        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        raise TypeError(f"sacred_ray.save: the state cannot be saved: {e.__class__.__name__}: {e}") from None
-    with open(hidden, "wb") as f:
-        f.write(data)
+        _pickle_to(hidden, state)
+    except BaseException:
+        os.remove(hidden)
+        raise
     os.replace(hidden, target)
     return target
 
