@@ -84,7 +84,7 @@ def test_alone_restore_is_none_and_save_writes_the_state_once(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "started fresh" in proc.stdout + proc.stderr
     with open(tmp_path / "checkpoints" / "state.pkl", "rb") as f:
-        assert pickle.load(f) == {"step": 5, "total": 15}
+        assert pickle.load(f) == {"step": 5, "total": 15, "lock": None}
     assert os.listdir(tmp_path / "checkpoints") == ["state.pkl"]
     run = json.load(open(tmp_path / "runs" / "1" / "run.json"))
     info = json.load(open(tmp_path / "runs" / "1" / "info.json")) if (tmp_path / "runs" / "1" / "info.json").exists() \
