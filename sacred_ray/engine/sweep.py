@@ -225,7 +225,7 @@ class SweepDriver(Trials):
             if None in reopened:  # an observer that cannot continue the run: the trial fails as before
                 return False
             rec.restarted({"time": datetime.datetime.utcnow().isoformat(), "reason": crash,
-                           "node": (att.worker or {}).get("node_ip"),
+                           "node": (att.worker or {}).get("node_ip"), "node_id": (att.worker or {}).get("node_id"),
                            "from_step": latest_step(self.checkpoint_folder(att.trial))},
                           reopened, captured_out=reopened[0].cout if reopened else None)
         self.queue.appendleft((att.trial, att.attempt, att))
