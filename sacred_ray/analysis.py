@@ -76,7 +76,7 @@ class Sweep:
 
 # -- where the runs are ------------------------------------------------------------
 def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) -> tuple:
-    header = _spec_header(folder)
+    header = spec_header(folder)
     name = name or header.get("name") or os.path.basename(os.path.abspath(folder))
     recorded = header.get("recorded_by") or {}
     runs: list = []
@@ -93,7 +93,9 @@ def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) 
     return runs, lambda run: _read_json(os.path.join(run["_folder"], "metrics.json"))
 
 
-def _spec_header(folder: str) -> dict:
+def spec_header(folder: str) -> dict:
+    """The header of a sweep folder's spec.yaml (command, spec file, name, where runs are, the spec);
+    SpecError for a folder that is not a sweep's."""
     path = os.path.join(folder, "spec.yaml")
     try:
         with open(path, encoding="utf-8") as f:
@@ -255,4 +257,4 @@ def _duration(run: dict) -> Optional[float]:
     return round((stop - start).total_seconds(), 3)
 
 
-__all__ = ["Sweep", "load_metrics", "load_sweep"]
+__all__ = ["Sweep", "load_metrics", "load_sweep", "spec_header"]

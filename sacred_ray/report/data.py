@@ -9,9 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import yaml
-
-from ..analysis import Sweep
+from ..analysis import Sweep, spec_header
 from ..spec import SpecError
 from ..spec.settings import default_mode
 from ..stats import spread
@@ -76,7 +74,7 @@ class SweepData:
 def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None, metric: Optional[str] = None,
            mode: Optional[str] = None) -> SweepData:
     """Read a sweep folder (or a MongoDB address with the sweep's name) into ``SweepData``."""
-    header = _header(source) if os.path.isdir(source) else {}
+    header = spec_header(source) if os.path.isdir(source) else {}
     spec = header.get("spec") or {}
     settings = spec.get("tune") if isinstance(spec.get("tune"), dict) else spec.get("sweep")
     settings = settings if isinstance(settings, dict) else {}
@@ -117,17 +115,6 @@ def _labels(value) -> list:
                 found[k] = None
             found.update(dict.fromkeys(_labels(v)))
     return list(found)
-
-
-def _header(folder: str) -> dict:
-    try:
-        with open(os.path.join(folder, "spec.yaml"), encoding="utf-8") as f:
-            header = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
-        header = None
-    if not isinstance(header, dict) or "command" not in header:
-        raise SpecError(folder, "", "is not a sweep folder (no spec.yaml of sacred-ray); give sweeps/<name>")
-    return header
 
 
 def _spec_text(source: str, header: dict) -> str:
