@@ -124,3 +124,34 @@ def test_a_state_that_cannot_be_saved_fails_the_trial_saying_what(tmp_path):
     assert proc.returncode == 1
     assert "TypeError: sacred_ray.save: the state cannot be saved" in proc.stdout
     assert "lock" in proc.stdout.split("cannot be saved")[1].splitlines()[0]
+
+
+def test_resume_after_a_killed_driver_starts_unfinished_trials_from_their_checkpoints(tmp_path):
+    """The driver is SIGKILLed mid-trial: --resume marks its run INTERRUPTED and runs the trial
+    again from the checkpoint it had saved (a new run: the old one's driver is gone)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    copy_experiment(tmp_path)
+    write(tmp_path / "grid.yaml", "grid:\n  steps: [40]\nfixed: {every: 4, pause: 0.1}\n")
+    proc = subprocess.Popen([sys.executable, "resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    folder = tmp_path / "sweeps" / "grid" / "checkpoints"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (folder.exists() and any(
+            len([c for c in os.listdir(folder / k) if c.isdigit()]) >= 2 for k in os.listdir(folder))):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    time.sleep(3)  # the killed driver's workers notice and stop
+    again = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", "--resume"], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = sorted(int(d) for d in os.listdir(tmp_path / "runs") if d.isdigit())
+    first, second = (json.load(open(tmp_path / "runs" / str(r) / "run.json")) for r in runs)
+    assert first["status"] == "INTERRUPTED" and second["status"] == "COMPLETED" and second["result"] == sum(range(40))
+    steps = json.load(open(tmp_path / "runs" / str(runs[1]) / "metrics.json"))["total"]["steps"]
+    assert steps[0] >= 8 and steps[0] % 4 == 0 and steps == list(range(steps[0], 40))  # from a checkpoint
