@@ -15,6 +15,7 @@ from .data import SweepData
 
 COLORSCALE = "Viridis"
 BANDS = 8  # colour bands of the curves
+MAX_POINTS = 25_000  # curves of more points are drawn with every n-th step (and each one's last)
 MIN_TRIALS_FOR_IMPORTANCE = 10
 LOG_AXIS_RATIO = 100.0  # a positive numeric axis spanning more than this is drawn as log10
 
@@ -127,18 +128,21 @@ def curves(data: SweepData):
     colors = _colors(BANDS)
     if data.mode == "min" and data.curve_metric == data.metric:
         colors = colors[::-1]  # the best trials are bright either way
+    stride = max(1, math.ceil(len(data.curves) / MAX_POINTS))
     bands: dict = {}
     for trial, part in data.curves.sort_values("step").groupby("trial", sort=False):
         at = 0 if high == low else min(int((float(last[trial]) - low) / (high - low) * BANDS), BANDS - 1)
+        if stride > 1:  # every stride-th step, and the last: the page stays quick with thousands of curves
+            part = part.iloc[sorted(set(range(0, len(part), stride)) | {len(part) - 1})]
         xs, ys, names = bands.setdefault(at, ([], [], []))
         xs += list(part["step"]) + [None]
-        ys += list(part["value"]) + [None]
-        names += [f"trial {trial}"] * len(part) + [None]
+        ys += [_short(v) for v in part["value"]] + [None]
+        names += [str(trial)] * len(part) + [None]
     fig = go.Figure()
     for at in sorted(bands):
         xs, ys, names = bands[at]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colors[at], "width": 1.2}, opacity=0.8,
-                                 text=names, hovertemplate="%{text}<br>step %{x}: %{y}<extra></extra>",
+                                 customdata=names, hovertemplate="trial %{customdata}<br>step %{x}: %{y}<extra></extra>",
                                  showlegend=False))
     cut = _stopped_early(data)
     if cut:
@@ -151,7 +155,16 @@ def curves(data: SweepData):
                              marker={"colorscale": COLORSCALE, "cmin": low, "cmax": high, "color": [low],
                                      "reversescale": data.mode == "min" and data.curve_metric == data.metric,
                                      "showscale": True, "colorbar": {"title": {"text": f"final {data.curve_metric}"}}}))
-    return _layout(fig, data, f"{data.curve_metric} per trial ({data.curves['trial'].nunique()} trials)")
+    drawn = f"; every {stride}th step drawn" if stride > 1 else ""
+    return _layout(fig, data, f"{data.curve_metric} per trial ({data.curves['trial'].nunique()} trials{drawn})")
+
+
+def _short(value) -> float:
+    """Six significant digits: what a plot can show, in a third of the page's bytes."""
+    try:
+        return float(f"{float(value):.6g}")
+    except (TypeError, ValueError):
+        return None
 
 
 def _stopped_early(data: SweepData) -> list:
