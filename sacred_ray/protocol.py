@@ -112,6 +112,7 @@ class SearchJob:
     name: str  # the search's name (meta.sweep.name)
     cwd: Optional[str] = None
     completed: dict = field(default_factory=dict)  # --resume: trial id -> last result of a COMPLETED run
+    checkpoints: Optional[str] = None  # the search's checkpoint folder: each trial keeps its state in <trial id>/
 
 
 @dataclass

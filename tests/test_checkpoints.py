@@ -155,3 +155,25 @@ def test_resume_after_a_killed_driver_starts_unfinished_trials_from_their_checkp
     assert first["status"] == "INTERRUPTED" and second["status"] == "COMPLETED" and second["result"] == sum(range(40))
     steps = json.load(open(tmp_path / "runs" / str(runs[1]) / "metrics.json"))["total"]["steps"]
     assert steps[0] >= 8 and steps[0] % 4 == 0 and steps == list(range(steps[0], 40))  # from a checkpoint
+
+
+def test_a_tune_trial_restarted_after_a_failure_restores_its_own_checkpoint(tmp_path):
+    """tune_with: each trial keeps its state in checkpoints/<trial id>/; when Tune starts a failed
+    trial again (max_failures), its new run restores the last checkpoint instead of starting over."""
+    copy_experiment(tmp_path)
+    write(tmp_path / "space.yaml", "space:\n  pause: {choice: [0.01, 0.02]}\n"
+                                   "fixed: {steps: 10, every: 2, raise_at: 6}\n"
+                                   "tune: {metric: total, mode: max, num_samples: 2, max_failures: 1}\n")
+    proc = run_cli(["resumable.py", "tune_with", "space.yaml", "-F", "runs"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = {}
+    for d in (d for d in os.listdir(tmp_path / "runs") if d.isdigit()):
+        run = json.load(open(tmp_path / "runs" / d / "run.json"))
+        steps = json.load(open(tmp_path / "runs" / d / "metrics.json"))["total"]["steps"]
+        runs.setdefault(run["meta"]["tune"]["trial_id"], []).append((int(d), run["status"], steps))
+    assert len(runs) == 2
+    for trial_id, attempts in runs.items():
+        (_, first, first_steps), (_, second, second_steps) = sorted(attempts)
+        assert (first, second) == ("FAILED", "COMPLETED")
+        assert first_steps == list(range(7)) and second_steps == list(range(6, 10))  # from the step-5 save
+        assert os.path.isdir(tmp_path / "sweeps" / "space" / "checkpoints" / trial_id)

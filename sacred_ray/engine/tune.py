@@ -254,7 +254,8 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress):
     settings, launch, folder = session.settings, session.launch, session.folder
     job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
                     metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
-                    name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric))
+                    name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric),
+                    checkpoints=folder.file("checkpoints"))
     trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), _placement(launch.request))
     tune_dir = os.path.join(folder.path, "tune")
     if session.req.resume and os.path.isdir(tune_dir):
@@ -321,7 +322,8 @@ def _result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs:
     ranked = rank(results, s.metric, s.mode)
     rows = [_row(r, s.metric) for r in ranked]
     best = best_of(ranked, s.metric)
-    failed = any(getattr(t, "error", None) for t in (grid or [])) or any(r["status"] == "FAILED" for r in new_runs)
+    # as for ray_sweep: a trial that failed and then completed (max_failures) is not a failure
+    failed = any(getattr(t, "error", None) for t in (grid or [])) or any(r.status == "FAILED" for r in results)
     if exit_code == 0 and failed:
         exit_code = 1
     return TuneResult(s.name, folder.path, s.metric, s.mode, _row(best, s.metric) if best else None, rows, new_runs,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import queue
 import threading
 import uuid
@@ -78,7 +79,9 @@ class SacredTrainable(tune.Trainable):
             run_job = RunJob(token=self.token, config_updates=nest(updates), named_configs=tuple(named),
                              options=job.options, cwd=job.cwd, info={"ray": node, "tune": tune_info},
                              meta_info={"sweep": {"name": job.name, "trial": self.trial_id, "variant": variant},
-                                        "tune": tune_info})
+                                        "tune": tune_info},
+                             checkpoints={"folder": os.path.join(job.checkpoints, self.trial_id)}
+                             if job.checkpoints else None)
             outcome = run_sacred(job.ref, run_job, observer, on_lost=self._driver_lost, on_created=self._created)
         except BaseException as e:  # the driver could not be reached
             outcome = Outcome(status="FAILED", error=f"{e.__class__.__name__}: {e}")
@@ -167,8 +170,9 @@ class SacredTrainable(tune.Trainable):
         return final
 
     def save_checkpoint(self, checkpoint_dir: str) -> Optional[dict]:
-        # A paused trial (HyperBand) restarts from scratch as a new Sacred run.
-        return {"note": "sacred-ray trials restart from scratch; this checkpoint holds no state"}
+        # The trial's state is what its run gave sacred_ray.save, in the search's checkpoint
+        # folder: a trial Tune starts again (a paused one, max_failures) restores it from there.
+        return {"note": "the trial's state is in the sweep folder's checkpoints/<trial id>/"}
 
     def load_checkpoint(self, checkpoint) -> None:
         return None
