@@ -177,3 +177,25 @@ def test_a_tune_trial_restarted_after_a_failure_restores_its_own_checkpoint(tmp_
         assert (first, second) == ("FAILED", "COMPLETED")
         assert first_steps == list(range(7)) and second_steps == list(range(6, 10))  # from the step-5 save
         assert os.path.isdir(tmp_path / "sweeps" / "space" / "checkpoints" / trial_id)
+
+
+def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint(ray_session, tmp_path, mongo_db, monkeypatch):
+    from sacred_ray.api import run_tune
+
+    ex = import_experiment("resumable")
+    monkeypatch.chdir(tmp_path)
+    spec = {"fixed": {"steps": 12, "every": 1, "pause": 0.01}, "space": {"marks": {"choice": [""]},
+                                                                          "die_at": {"choice": [-1, -2, -3]}},
+            "tune": {"metric": "total", "mode": "max", "num_samples": 6, "max_concurrent_trials": 2,
+                     "scheduler": {"type": "hyperband", "max_t": 12, "reduction_factor": 3},
+                     "dir": str(tmp_path / "hb"), "name": "hb"}}
+    result = run_tune(ex, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
+    assert result.exit_code == 0, result.report
+    by_trial: dict = {}
+    for run in mongo_db.runs.find():
+        series = mongo_db.metrics.find_one({"run_id": run["_id"], "name": "total"})
+        by_trial.setdefault(run["meta"]["tune"]["trial_id"], []).append((run["_id"], series["steps"]))
+    resumed = [sorted(runs)[1:] for runs in by_trial.values() if len(runs) > 1]
+    assert resumed, "HyperBand paused no trial"
+    for later in resumed:  # a paused trial's next run goes on from its checkpoint, not from step 0
+        assert all(steps[0] > 0 for _, steps in later)
