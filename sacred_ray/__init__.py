@@ -33,6 +33,7 @@ _LAZY = {
     "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),
     "load_sweep": ("sacred_ray.analysis", "load_sweep"),
     "load_metrics": ("sacred_ray.analysis", "load_metrics"),
+    "write_report": ("sacred_ray.report", "write_report"),
 }
 
 
@@ -49,5 +50,5 @@ def __getattr__(name):
 __all__ = [
     "GridSpec", "RayObserver", "Resources", "SpaceSpec", "SpecError", "SweepResult", "Trial", "TrialResult",
     "TuneResult", "distribute", "load_grid", "load_metrics", "load_space", "load_sweep", "load_trials", "restore",
-    "run_sweep", "run_tune", "save",
+    "run_sweep", "run_tune", "save", "write_report",
 ]
