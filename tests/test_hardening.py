@@ -305,17 +305,17 @@ def test_a_runs_captured_output_is_what_the_run_alone_captures(tmp_path):
     assert alone.returncode == 0, alone.stderr
     swept = run_cli(["log_example.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path)
     assert swept.returncode == 0, swept.stderr
-    expected = (tmp_path / "alone" / "1" / "cout.txt").read_text()
-    assert "logged info x=1" in expected and "Running command 'main'" in expected
-    # The same lines (stdout and stderr reach fd capture through two pipes: their order may
-    # differ). Alone, Sacred's fd capture can miss a print just before the run ends (it reads
-    # before its tee has written); the sweep's run never does.
+    expected = set((tmp_path / "alone" / "1" / "cout.txt").read_text().splitlines())
+    # Alone, Sacred's fd capture reads through a tee process and can miss lines written shortly
+    # before the run ends (seen: the last print, "Completed after", even a logging line), so the
+    # sweep's run holds every line alone captured (stdout and stderr reach fd capture through two
+    # pipes: their order may differ) and every line the run writes, and nothing else.
     swept_lines = set((tmp_path / "runs" / "1" / "cout.txt").read_text().splitlines())
-    assert set(expected.splitlines()) <= swept_lines
-    at_the_end = ("printed x=1", "Completed after", "Result: 1")  # what alone's fd capture may miss
-    extra = swept_lines - set(expected.splitlines())
-    assert all(any(mark in line for mark in at_the_end) for line in extra), extra
-    assert "printed x=1" in swept_lines
+    assert expected and expected <= swept_lines
+    written = ("Running command 'main'", "Started run with ID", "logged info x=1", "printed x=1", "Completed after",
+               "Result: 1")
+    assert all(any(mark in line for line in swept_lines) for mark in written), swept_lines
+    assert all(any(mark in line for mark in written) for line in swept_lines - expected), swept_lines - expected
     assert any("Completed after" in line for line in swept_lines)
     assert "logged info" not in swept.stdout + swept.stderr  # the trial's output stays in its run
 
