@@ -44,6 +44,24 @@ MARKER = ".sacred-ray-sweep"  # in every folder this tool made: only such a fold
 _EARLIER_SPEC_HEADER = "# the sweep as run:"  # spec.yaml of a sweep folder made before the marker existed
 
 
+def read_jsonl(path: str) -> list:
+    """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a line cut short by a crash
+    or a full disk is skipped, a missing file is empty."""
+    entries = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError:
+                        continue
+    except OSError:
+        pass
+    return entries
+
+
 def is_sweep_folder(path: str) -> bool:
     """Whether ``path`` is a sweep folder that sacred-ray made (now or in an earlier version)."""
     if os.path.isfile(os.path.join(path, MARKER)):
@@ -194,35 +212,13 @@ class SweepFolder:
 
     def read_numbers(self) -> dict:
         """Trial key -> the number an earlier run of this sweep gave it (trials.jsonl, ledger)."""
-        numbers: dict = {}
-        try:
-            with open(self.file("trials.jsonl"), encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    numbers[entry.get("key")] = entry.get("index")
-        except OSError:
-            pass
+        numbers = {e.get("key"): e.get("index") for e in read_jsonl(self.file("trials.jsonl"))}
         for entry in self.read_ledger():
             numbers.setdefault(entry.get("key"), entry.get("index"))
         return {k: i for k, i in numbers.items() if isinstance(i, int)}
 
     def read_ledger(self) -> list:
-        path = self.file(LEDGER)
-        if not os.path.exists(path):
-            return []
-        entries = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        entries.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a crash
-        return entries
+        return read_jsonl(self.file(LEDGER))
 
     def write_summary(self, headers: list, rows: list) -> None:
         self.write_csv("summary.csv", headers, rows)

@@ -25,7 +25,7 @@ class SeedGroup:
 
     values: dict  # the trials' values without the seed
     variant: Optional[str]
-    members: list = field(default_factory=list)  # TrialResults, in trial order
+    members: list = field(default_factory=list)  # TrialResults, in the order given (best first)
     spread: Spread = Spread(0, None)  # of the COMPLETED members' scores
 
 

@@ -124,7 +124,8 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     mode = mode or default_mode(metric)
     ranked = rank(result.results, metric, mode)
     groups = seed_groups(ranked, lambda r: score(r, metric))
-    if has_repeats(groups):
+    grouped = has_repeats(groups)
+    if grouped:
         groups = rank_groups(groups, mode)
         order = {id(r): i for i, g in enumerate(groups) for r in g.members}
         ranked = sorted(ranked, key=lambda r: order[id(r)])  # by group, best trial first within one
@@ -140,8 +141,8 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
                     + [r.status, score(r, metric)] + ([r.iterations] if tuned else [])
                     + [r.run_id, f"{r.duration:.1f}s" if r.duration else None])
     if folder is not None:
-        _write_summary(folder, ranked, metric, keys, groups if has_repeats(groups) else None)
-    if has_repeats(groups):
+        _write_summary(folder, ranked, metric, keys, groups if grouped else None)
+    if grouped:
         lines, best_group = group_lines(groups, metric, mode, folder, top)
         lines += _failures(ranked, folder)
         lines += best_group_line(best_group, metric, folder, mode) if best_group is not None else []

@@ -4,12 +4,12 @@ curves, seed groups, and the spec and command line the sweep ran with."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..analysis import Sweep, spec_header
+from ..engine.folder import read_jsonl
 from ..spec import SpecError
 from ..spec.settings import default_mode
 from ..stats import spread
@@ -131,9 +131,9 @@ def _ledger_frame(folder: str):
     """A frame of the same columns from ledger.jsonl and trials.jsonl (the driver's own records)."""
     import pandas as pd
 
-    values = {t.get("key"): t.get("values") or {} for t in _jsonl(os.path.join(folder, "trials.jsonl"))}
+    values = {t.get("key"): t.get("values") or {} for t in read_jsonl(os.path.join(folder, "trials.jsonl"))}
     last: dict = {}
-    for entry in _jsonl(os.path.join(folder, "ledger.jsonl")):
+    for entry in read_jsonl(os.path.join(folder, "ledger.jsonl")):
         last[entry.get("key")] = entry
     params: dict = {}
     rows = []
@@ -151,17 +151,3 @@ def _ledger_frame(folder: str):
     varying = [p for p in params if p in frame and frame[p].map(repr).nunique() > 1]
     frame.attrs.update(params=varying, metrics=sorted({m for e in last.values() for m in (e.get("metrics") or {})}))
     return frame
-
-
-def _jsonl(path: str) -> list:
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut by a full disk or a kill
-    except OSError:
-        pass
-    return out

@@ -9,8 +9,10 @@ import math
 from typing import Any
 
 from ..display import format_value
-from . import figures
 from .data import FIXED_COLUMNS, SweepData
+from .figures import curves as draw_curves
+from .figures import importance as draw_importance
+from .figures import parallel as draw_parallel
 
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222;
@@ -90,15 +92,15 @@ def render(data: SweepData, live: bool = False) -> str:
              + ("; the sweep is running: this page is rewritten every 30 s and reloads itself" if live else "")
              + "</p>"]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in data.notes]
-    parallel = figures.parallel(data)
+    parallel = draw_parallel(data)
     parts.append("<h2>Parameters</h2>")
     parts.append(_figure(parallel, "parallel") if parallel is not None
                  else '<p class="note">No completed trial with a value of the metric yet, or nothing swept.</p>')
-    bars, how = figures.importance(data)
+    bars, how = draw_importance(data)
     parts.append("<h2>Parameter importance</h2>")
     parts.append((_figure(bars, "importance") if bars is not None else "") + f'<p class="meta">{html.escape(how)}</p>')
     parts.append("<h2>Curves</h2>")
-    curves = figures.curves(data)
+    curves = draw_curves(data)
     parts.append(_figure(curves, "curves") if curves is not None
                  else '<p class="note">No logged metric to draw (trials log with _run.log_scalar, recorded by -F or '
                       '-m).</p>')
