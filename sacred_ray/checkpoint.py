@@ -71,6 +71,21 @@ class TrialCheckpoints:
             self.on_saved()
         return final
 
+    def adopt(self, source: str) -> str:
+        """Make a copy of another trial's checkpoint folder (``state.pkl`` or ``files/``, and
+        ``meta.json``) this trial's newest checkpoint: a PBT exploit goes on from the donor's state."""
+        numbers = self.numbers()
+        number = numbers[-1] + 1 if numbers else 0
+        os.makedirs(self.folder, exist_ok=True)
+        hidden = os.path.join(self.folder, f".{number}.{os.getpid()}")
+        shutil.rmtree(hidden, ignore_errors=True)
+        copy_linked(source, hidden)
+        final = os.path.join(self.folder, str(number))
+        os.rename(hidden, final)
+        for old in self.numbers()[:-self.keep]:
+            shutil.rmtree(os.path.join(self.folder, str(old)), ignore_errors=True)
+        return final
+
     def restore(self) -> Any:
         latest = self.latest()
         if latest is None:
@@ -91,6 +106,19 @@ def latest_step(folder: str) -> Optional[int]:
             return json.load(f).get("step")
     except (OSError, ValueError):
         return None
+
+
+def copy_linked(source: str, target: str) -> None:
+    """Copy a checkpoint folder by hard links where the file system allows (a checkpoint's files
+    are written once and never changed), by copies elsewhere."""
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
 
 
 def _write(folder: str, state: Any, directory: Optional[str]) -> None:
@@ -146,4 +174,4 @@ def activate(checkpoints: Optional[TrialCheckpoints]) -> None:
     _active = checkpoints
 
 
-__all__ = ["TrialCheckpoints", "activate", "latest_step", "restore", "save"]
+__all__ = ["TrialCheckpoints", "activate", "copy_linked", "latest_step", "restore", "save"]

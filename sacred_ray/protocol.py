@@ -85,7 +85,6 @@ class RunJob:
     info: dict = field(default_factory=dict)
     cwd: Optional[str] = None  # the driver's folder, when the worker shares its machine
     checkpoints: Optional[dict] = None  # {"folder", "keep"}: where sacred_ray.save keeps the trial's state
-    last_steps: Optional[dict] = None  # a restart: metric -> the last step already recorded (not logged again)
 
 
 @dataclass

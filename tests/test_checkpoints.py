@@ -157,9 +157,10 @@ def test_resume_after_a_killed_driver_starts_unfinished_trials_from_their_checkp
     assert steps[0] >= 8 and steps[0] % 4 == 0 and steps == list(range(steps[0], 40))  # from a checkpoint
 
 
-def test_a_tune_trial_restarted_after_a_failure_restores_its_own_checkpoint(tmp_path):
+def test_a_tune_trial_restarted_after_a_failure_goes_on_in_the_same_run_from_its_checkpoint(tmp_path):
     """tune_with: each trial keeps its state in checkpoints/<trial id>/; when Tune starts a failed
-    trial again (max_failures), its new run restores the last checkpoint instead of starting over."""
+    trial again (max_failures), it restores the last checkpoint and its Sacred run goes on: one
+    run per trial, COMPLETED, each step once."""
     copy_experiment(tmp_path)
     write(tmp_path / "space.yaml", "space:\n  pause: {choice: [0.01, 0.02]}\n"
                                    "fixed: {steps: 10, every: 2, raise_at: 6}\n"
@@ -169,22 +170,28 @@ def test_a_tune_trial_restarted_after_a_failure_restores_its_own_checkpoint(tmp_
     runs = {}
     for d in (d for d in os.listdir(tmp_path / "runs") if d.isdigit()):
         run = json.load(open(tmp_path / "runs" / d / "run.json"))
-        steps = json.load(open(tmp_path / "runs" / d / "metrics.json"))["total"]["steps"]
-        runs.setdefault(run["meta"]["tune"]["trial_id"], []).append((int(d), run["status"], steps))
-    assert len(runs) == 2
-    for trial_id, attempts in runs.items():
-        (_, first, first_steps), (_, second, second_steps) = sorted(attempts)
-        assert (first, second) == ("FAILED", "COMPLETED")
-        assert first_steps == list(range(7)) and second_steps == list(range(6, 10))  # from the step-5 save
+        runs.setdefault(run["meta"]["tune"]["trial_id"], []).append(tmp_path / "runs" / d)
+    assert len(runs) == 2 and all(len(folders) == 1 for folders in runs.values()), runs
+    for trial_id, (folder,) in runs.items():
+        run = json.load(open(folder / "run.json"))
+        assert run["status"] == "COMPLETED" and run["result"] == 45
+        metrics = json.load(open(folder / "metrics.json"))["total"]
+        assert metrics["steps"] == list(range(10)) and metrics["values"] == sums(10)  # step 6 once, no gap
+        (restart,) = json.load(open(folder / "info.json"))["sacred_ray"]["restarts"]
+        assert "diverged at step 6" in restart["reason"] and "max_failures" in restart["reason"]
+        assert restart["from_step"] == 5 and restart["node"]
+        assert "resumed from 6" in (folder / "cout.txt").read_text()
         assert os.path.isdir(tmp_path / "sweeps" / "space" / "checkpoints" / trial_id)
+    ledger = [json.loads(line) for line in (tmp_path / "sweeps" / "space" / "ledger.jsonl").read_text().splitlines()]
+    assert sorted(e["status"] for e in ledger) == ["COMPLETED", "COMPLETED"]
 
 
-def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint(ray_session, tmp_path, mongo_db, monkeypatch):
+def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint_in_the_same_run(ray_session, tmp_path, mongo_db, monkeypatch):
     from sacred_ray.api import run_tune
 
     ex = import_experiment("resumable")
     monkeypatch.chdir(tmp_path)
-    spec = {"fixed": {"steps": 12, "every": 1, "pause": 0.01}, "space": {"marks": {"choice": [""]},
+    spec = {"fixed": {"steps": 12, "every": 3, "pause": 0.01}, "space": {"marks": {"choice": [""]},
                                                                           "die_at": {"choice": [-1, -2, -3]}},
             "tune": {"metric": "total", "mode": "max", "num_samples": 6, "max_concurrent_trials": 2,
                      "scheduler": {"type": "hyperband", "max_t": 12, "reduction_factor": 3},
@@ -193,9 +200,18 @@ def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint(ray_session, tmp_p
     assert result.exit_code == 0, result.report
     by_trial: dict = {}
     for run in mongo_db.runs.find():
+        by_trial.setdefault(run["meta"]["tune"]["trial_id"], []).append(run)
+    assert len(by_trial) == 6 and all(len(runs) == 1 for runs in by_trial.values())  # one run per trial
+    paused = 0
+    for (run,) in by_trial.values():
         series = mongo_db.metrics.find_one({"run_id": run["_id"], "name": "total"})
-        by_trial.setdefault(run["meta"]["tune"]["trial_id"], []).append((run["_id"], series["steps"]))
-    resumed = [sorted(runs)[1:] for runs in by_trial.values() if len(runs) > 1]
-    assert resumed, "HyperBand paused no trial"
-    for later in resumed:  # a paused trial's next run goes on from its checkpoint, not from step 0
-        assert all(steps[0] > 0 for _, steps in later)
+        n = len(series["steps"])
+        assert series["steps"] == list(range(n)) and series["values"] == sums(n)  # continued: each step once
+        restarts = (run["info"].get("sacred_ray") or {}).get("restarts", [])
+        for restart in restarts:
+            assert restart["reason"].startswith("paused by HyperBand at step") and restart["from_step"] is not None
+        paused += bool(restarts)
+        assert run["status"] in ("COMPLETED", "INTERRUPTED")
+        if run["status"] == "COMPLETED":
+            assert n == 12 and run["result"] == sum(range(12))
+    assert paused, "HyperBand paused no trial"

@@ -93,8 +93,8 @@ class TrialRecorder:
 
     # -- events ---------------------------------------------------------------
     def start(self, payload: dict) -> dict:
-        if self.started:  # a restart of the trial: its run goes on under the same id
-            return {"_id": self.run_id}
+        if self.started:  # a restart of the trial: its run goes on under the same id, from its last steps
+            return {"_id": self.run_id, "continues": {"last_steps": dict(self.last_steps)}}
         if not self.observers:  # the worker's own observers recorded the start
             self.run_id, self.started = payload.get("_id"), True
             return {"_id": self.run_id}
@@ -227,6 +227,18 @@ class TrialRecorder:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def restart_entry(reason: Optional[str], worker: Optional[dict], checkpoints: str) -> dict:
+    """What a run's ``info.sacred_ray.restarts`` says of one restart: when, why, where it ran
+    before, and the step of the checkpoint it goes on from."""
+    import datetime
+
+    from ..checkpoint import latest_step
+
+    worker = worker or {}
+    return {"time": datetime.datetime.utcnow().isoformat(), "reason": reason, "node": worker.get("node_ip"),
+            "node_id": worker.get("node_id"), "from_step": latest_step(checkpoints)}
 
 
 def _now():

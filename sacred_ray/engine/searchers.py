@@ -9,6 +9,7 @@ distribution, one entry there.
 from __future__ import annotations
 
 import collections
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -130,10 +131,38 @@ def budget(settings) -> Optional[int]:
     return settings.scheduler_options.get("max_t", DEFAULT_MAX_T[settings.scheduler])
 
 
-def make_scheduler(settings):
+class Resample:
+    """A PBT mutation that draws a key's value again from its distribution (picklable: Tune
+    keeps its scheduler with the search's state)."""
+
+    def __init__(self, dist, seed: int):
+        import random
+
+        self.dist = dist
+        self.rng = random.Random(seed)
+
+    def __call__(self):
+        return self.dist.sample(self.rng)
+
+
+def _pbt(settings, plan: SearchPlan):
+    """PBT over the trial's sampled values (``params`` in Tune's config): categorical keys shift
+    to a neighbouring value or are drawn again; numeric ones are scaled by 0.8 or 1.2 or drawn again."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    options = dict(settings.scheduler_options)
+    mutations = {key: list(dist.args) if dist.kind.categorical else Resample(dist, zlib.crc32(f"{plan.seed}|{key}".encode()))
+                 for key, dist in options.pop("mutations").items()}
+    return PopulationBasedTraining(time_attr="training_iteration", hyperparam_mutations={"params": mutations},
+                                   **options)
+
+
+def make_scheduler(settings, plan: Optional[SearchPlan] = None):
     """Tune's scheduler for the ``tune.scheduler`` setting, with its options."""
     from ray.tune import schedulers
 
+    if settings.scheduler == "pbt":
+        return _pbt(settings, plan)
     kinds = {"asha": schedulers.ASHAScheduler, "hyperband": schedulers.HyperBandScheduler,
              "median": schedulers.MedianStoppingRule}
     if settings.scheduler in kinds:

@@ -9,7 +9,6 @@ the sweep folder's ledger the moment it ends.
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 import os
 import shutil
@@ -20,7 +19,6 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
-from ..checkpoint import latest_step
 from ..protocol import (
     START,
     Outcome,
@@ -35,7 +33,7 @@ from .hub import Hub
 from .observers import amend_file_run, observer_flags_for_meta, observers_for_trial, reopen_file_run, worker_can_record
 from .prepare import Launch
 from .progress import Progress
-from .recorder import RunIds, TrialRecorder
+from .recorder import RunIds, TrialRecorder, restart_entry
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, from_ledger, ledger_entry, summarize
 from .session import POLL_SECONDS, Interrupted, Request, Session
@@ -121,7 +119,6 @@ class SweepDriver(Trials):
             meta_info={"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
                                  "variant": trial.variant, "attempt": attempt}},
             checkpoints={"folder": self.checkpoint_folder(trial), "keep": self.settings.checkpoint_keep},
-            last_steps=dict(recorder.last_steps) if dead is not None and recorder.started else None,
         )
         att = _Attempt(trial, attempt, token, recorder, restarts=restarts)
         # a restarted run is recorded by the driver alone (its file storage reopened here)
@@ -224,9 +221,7 @@ class SweepDriver(Trials):
             reopened = [reopen_file_run(p, rec.run_id) for p in self.worker_recorded] if att.worker_records else []
             if None in reopened:  # an observer that cannot continue the run: the trial fails as before
                 return False
-            rec.restarted({"time": datetime.datetime.utcnow().isoformat(), "reason": crash,
-                           "node": (att.worker or {}).get("node_ip"), "node_id": (att.worker or {}).get("node_id"),
-                           "from_step": latest_step(self.checkpoint_folder(att.trial))},
+            rec.restarted(restart_entry(crash, att.worker, self.checkpoint_folder(att.trial)),
                           reopened, captured_out=reopened[0].cout if reopened else None)
         self.queue.appendleft((att.trial, att.attempt, att))
         return True

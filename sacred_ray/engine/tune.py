@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from .observers import (
     observers_for_trial,
 )
 from .progress import Progress
-from .recorder import RunIds, TrialRecorder
+from .recorder import RunIds, TrialRecorder, restart_entry
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
 from .searchers import budget, check_searcher, compile_search, make_scheduler
@@ -54,7 +55,13 @@ class TuneResult:
 
 class _Router(Trials):
     """Relays trial events to observers while Tune runs (``Tuner.fit`` has the main thread).
-    One Sacred run is one recorder, made when its worker asks to start it."""
+
+    One Sacred run per Tune trial while its config stands. A trial Tune starts again
+    (HyperBand paused it; ``max_failures`` restarts it after an error) goes on in the same
+    run, from its checkpoint, as ray_sweep's restarts do; so a run's end is held until Tune
+    says the trial is done (its callbacks, via ``settled``), because until then the trial
+    may come back. A PBT exploit changes the config: the trial's run ends there and a new
+    one, naming its parent, starts from the donor's checkpoint."""
 
     def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder, session: Session):
         self.thread = threading.Thread(target=self.run, name="sacred-ray-router", daemon=True)
@@ -63,8 +70,13 @@ class _Router(Trials):
         self.prototypes = prototypes
         self.base_dir = base_dir
         self.folder = folder
-        self.recorders: dict = {}
+        self.recorders: dict = {}  # token -> recorder (a continued run: several tokens, one recorder)
         self.about: dict = {}  # token -> (trial id, variant, wall-clock start) of the run
+        self.current: dict = {}  # trial id -> the token of its newest run
+        self.held: dict = {}  # trial id -> (token, end payload): the run ended, the trial may come back
+        self.done: set = set()  # trial ids Tune is done with (completed, stopped, failed for good)
+        self.verdicts: queue.SimpleQueue = queue.SimpleQueue()  # trial ids Tune is done with, from its thread
+        self.parents: dict = {}  # token -> meta.tune.parent_run of a run a PBT exploit started
         self.run_ids = RunIds()
         self.runs: list = []
         self.observer_errors: list = []
@@ -78,20 +90,57 @@ class _Router(Trials):
                 if self.finish.is_set() and not events:
                     break
                 self.relay.dispatch(events)
+                self._settle()
         except BaseException as e:  # keep the driver informed instead of dying silently
             self.error = e
+
+    def settled(self, trial_id: str) -> None:
+        """Tune is done with this trial (called from Tune's thread)."""
+        self.verdicts.put(trial_id)
+
+    def _settle(self) -> None:
+        while True:
+            try:
+                trial_id = self.verdicts.get_nowait()
+            except queue.Empty:
+                return
+            self.done.add(trial_id)
+            held = self.held.pop(trial_id, None)
+            if held is not None:
+                self._close(*held)
 
     # -- events (called by the relay) ---------------------------------------------
     def recorder(self, token):
         return self.recorders.get(token)
 
     def start(self, token, payload: dict, answered: bool) -> dict:
-        rec = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
+        meta = payload.get("meta_info") or {}
+        sweep = meta.get("sweep") or {}
+        trial_id = sweep.get("trial")
+        earlier = self.current.get(trial_id)
+        self.current[trial_id] = token
+        rec, held = self.recorders.get(earlier), None
+        if rec is not None and not rec.finished:
+            held = self.held.pop(trial_id, None)
+            if not (meta.get("tune") or {}).get("parent_run"):  # Tune started the trial again: its run goes on
+                self.recorders[token], self.about[token] = rec, self.about[earlier]
+                ended = held[1] if held else {}
+                rec.restarted(restart_entry(_why_restarted(rec, ended), (ended.get("outcome") or {}).get("node"),
+                                            os.path.join(self.folder.file("checkpoints"), trial_id or "")))
+                return rec.start(payload)
+        new = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
                                                      run_ids=self.run_ids)
-        rec.config = payload.get("config")
-        sweep = (payload.get("meta_info") or {}).get("sweep") or {}
-        self.about[token] = (sweep.get("trial"), sweep.get("variant"), time.time())
-        return rec.start(payload)
+        new.config = payload.get("config")
+        self.about[token] = (trial_id, sweep.get("variant"), time.time())
+        tune_meta = meta.get("tune") or {}
+        if tune_meta.get("parent_run"):
+            self.parents[token] = {**tune_meta["parent_run"], "changed": tune_meta.get("changed") or {}}
+        answer = new.start(payload)
+        if rec is not None and held is not None:  # a PBT exploit: the trial's run ends here
+            donor = tune_meta["parent_run"]
+            self._close(*held, reason=f"PBT exploit: the trial goes on in run {new.run_id} from trial "
+                                      f"{donor.get('trial_id')}'s checkpoint (step {donor.get('step')}) with a new config")
+        return answer
 
     def unreadable(self, token, payload: dict) -> None:
         rec = self.recorders.get(token)
@@ -100,6 +149,20 @@ class _Router(Trials):
 
     def end(self, token, payload: dict) -> None:
         rec = self.recorders[token]
+        trial_id = self.about.get(token, (None,))[0]
+        newest = self.current.get(trial_id)
+        if newest != token and self.recorders.get(newest) is rec:
+            return  # this run already goes on under a newer start of its trial
+        final = payload["final"]
+        if (newest == token and self.session.interrupted is None and trial_id not in self.done
+                and (final is None or final[0] != "completed")):
+            self.held[trial_id] = (token, payload)  # until Tune says whether the trial comes back
+            return
+        self._close(token, payload)
+
+    def _close(self, token, payload: dict, reason: Optional[str] = None) -> None:
+        """End the run with the worker's final event (``reason``: why the driver ended it)."""
+        rec = self.recorders[token]
         final, stop = payload["final"], self.session.interrupted
         if stop is not None and final is not None and final[0] == "interrupted":
             reason = f"sweep interrupted ({stop.reason})"
@@ -107,7 +170,9 @@ class _Router(Trials):
                 rec.info["tune"]["stop_reason"] = reason
             rec.final(final, status_override="INTERRUPTED", reason=reason)
         else:
-            rec.final(final)
+            if reason and isinstance(rec.info.get("tune"), dict):
+                rec.info["tune"]["stop_reason"] = reason
+            rec.final(final, reason=reason)
         self._record(token, payload["outcome"].get("error"), payload["outcome"].get("node"))
 
     def _record(self, token, error: Optional[str], node: Optional[dict]) -> None:
@@ -120,11 +185,20 @@ class _Router(Trials):
             duration=time.time() - began, node=node or {}, config=rec.config,
             error=stop_reason if rec.status == "INTERRUPTED" else error)
         entry = ledger_entry(result, steps=dict(rec.metric_steps))
+        parent = self.parents.get(token)
+        if parent:
+            entry["parent"] = parent
         self.runs.append(entry)
         self.observer_errors.extend(rec.errors)
         self.folder.record(entry)
 
     def close_unfinished(self, reason: str) -> None:
+        """After the search: held runs end as they ended (a paused trial Tune did not resume
+        stays INTERRUPTED with its reason); runs whose worker never reported fail."""
+        self._settle()
+        for token, payload in list(self.held.values()):
+            self._close(token, payload)
+        self.held.clear()
         stop = self.session.interrupted
         if stop is not None:
             reason = f"sweep interrupted ({stop.reason})"
@@ -134,14 +208,37 @@ class _Router(Trials):
                 self._record(token, reason, None)
 
 
-class ProgressCallback(Callback):
-    """Feeds Tune's trial events to the progress line."""
+def _why_restarted(rec: TrialRecorder, ended: dict) -> str:
+    """Why Tune started a trial again, for its run's ``info.sacred_ray.restarts``."""
+    stop_reason = (rec.info.get("tune") or {}).get("stop_reason")
+    error = (ended.get("outcome") or {}).get("error")
+    if ended.get("final") and ended["final"][0] == "failed":
+        return f"failed ({error}); Tune started the trial again (max_failures)"
+    if stop_reason:
+        return stop_reason.replace("stopped by", "paused by", 1)
+    return f"the trial's worker ended ({error or 'it died'}); Tune started the trial again"
 
-    def __init__(self, progress: Progress, metric: str, mode: str):
+
+class ProgressCallback(Callback):
+    """Feeds Tune's trial events to the progress line, and tells the router which trials Tune
+    is done with. Tune pickles its callbacks with the search's state; a copy it restores
+    (--resume) feeds this driver's live progress line and router (``LIVE``)."""
+
+    LIVE: dict = {}  # the running search's {"progress", "settled"}
+
+    def __init__(self, progress: Progress, metric: str, mode: str, settled=None):
         self.progress = progress
+        self.settled = settled  # told each trial Tune is done with
         self.metric, self.mode = metric, mode
         self.running, self.done, self.failed = set(), set(), set()
         self.last: dict = {}  # trial id -> its last report of the metric: the end table ranks by it too
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("progress", "settled")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.progress, self.settled = self.LIVE.get("progress"), self.LIVE.get("settled")
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.trial_id)
@@ -156,18 +253,23 @@ class ProgressCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         self.done.add(trial.trial_id)
+        if self.settled is not None:
+            self.settled(trial.trial_id)
         self._show()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         self.done.add(trial.trial_id)
         self.failed.add(trial.trial_id)
+        if self.settled is not None:
+            self.settled(trial.trial_id)
         self._show()
 
     def _show(self):
         pick = min if self.mode == "min" else max
         best = f", best last {self.metric} {pick(self.last.values()):.4g}" if self.last else ""
-        self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
+        if self.progress is not None:
+            self.progress.update(len(self.done), len(self.running), len(self.failed), extra=best)
 
 
 # Tune logs every failed trial as an ERROR with its whole traceback (and once more at the end);
@@ -221,13 +323,15 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
             bar.start()
             router = _Router(session.hub, session.launch.prototypes, session.launch.base_dir, session.folder, session)
             router.thread.start()
-            grid = _tuner(session, plan, bar).fit()
+            ProgressCallback.LIVE.update(progress=bar, settled=router.settled)
+            grid = _tuner(session, plan, bar, router).fit()
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune ran
             session.interrupted = session.interrupted or Interrupted(130, "Ctrl-C")
         except Interrupted as e:
             session.interrupted = e
     finally:
         bar.close()
+        ProgressCallback.LIVE.clear()
         if router is not None:
             router.finish.set()
             router.thread.join(timeout=30)
@@ -245,7 +349,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     return out
 
 
-def _tuner(session: Session, plan: SearchPlan, bar: Progress):
+def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):
     """Tune's Tuner for the search: a new one, or the interrupted one restored (--resume)."""
     from ray import tune
 
@@ -265,12 +369,12 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress):
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
-            search_alg=search_alg, scheduler=make_scheduler(settings),
+            search_alg=search_alg, scheduler=make_scheduler(settings, plan),
             max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
             reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune", storage_path=folder.path, verbose=0,
-            callbacks=[ProgressCallback(bar, settings.metric, settings.mode)],
+            callbacks=[ProgressCallback(bar, settings.metric, settings.mode, settled=router.settled)],
             failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
     )
 

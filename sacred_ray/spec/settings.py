@@ -262,7 +262,11 @@ SCHEDULERS: dict = {
     "asha": ("max_t", "grace_period", "reduction_factor", "brackets", "time_attr"),
     "hyperband": ("max_t", "reduction_factor", "time_attr"),
     "median": ("grace_period", "min_samples_required", "min_time_slice", "hard_stop", "time_attr"),
+    "pbt": ("perturbation_interval", "mutations", "quantile_fraction", "resample_probability", "burn_in_period",
+            "synch"),
 }
+NOT_NUMBERS = ("time_attr", "hard_stop", "mutations", "synch")  # scheduler options that are not positive numbers
+FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options in (0, upper]
 TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",
              "resources", "time_budget_s", "max_failures", "name", "dir", "address", "runtime_env")
 
@@ -319,8 +323,12 @@ def _scheduler(raw: Any, source: str, where: str) -> tuple:
             accepted = ", ".join(SCHEDULERS[name]) or "none"
             raise SpecError(source, f"{where}: {k}", f"unknown option for {name}; accepted: {accepted}")
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if k not in ("time_attr", "hard_stop") and not (number and 0 < v < float("inf")):
+        if k not in NOT_NUMBERS and not (number and 0 < v < float("inf")):
             raise SpecError(source, f"{where}: {k}", f"must be a number above 0, got {v!r}")
+        if k in FRACTIONS and v > FRACTIONS[k]:
+            raise SpecError(source, f"{where}: {k}", f"must be at most {FRACTIONS[k]:g}, got {v!r}")
+        if k in ("synch", "hard_stop") and not isinstance(v, bool):
+            raise SpecError(source, f"{where}: {k}", f"must be true or false, got {v!r}")
     return name, options
 
 

@@ -130,6 +130,52 @@ def _check_for_search(variants: list, search: str, source: str) -> None:
                 raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
 
 
+def _check_pbt(variants: list, settings: TuneSettings, source: str) -> TuneSettings:
+    """PBT's mutations, in the space file's vocabulary: ``mutations: [lr, ...]`` (keys the space
+    samples, drawn again from their distributions), ``{lr: {loguniform: [...]}}``, or absent (every
+    key the space samples). Returned in the settings as {key: Distribution}."""
+    if settings.scheduler != "pbt":
+        return settings
+    where = "tune: scheduler"
+    options = dict(settings.scheduler_options)
+    if settings.search not in ("random", "grid"):
+        raise SpecError(source, "tune: search", f"pbt explores from the trials it runs; {settings.search} cannot "
+                                                "search beside it: use search: random")
+    if len(variants) > 1:
+        raise SpecError(source, "variants", "pbt mutates one space; write the search without variants")
+    if "perturbation_interval" not in options:
+        raise SpecError(source, where, "pbt needs perturbation_interval: the reports of the metric between "
+                                       "explorations (e.g. perturbation_interval: 4)")
+    space = variants[0].space
+    sampled = {k: d for k, d in space.items() if d.name not in ("grid", "value") and not is_named_key(k)}
+    raw = options.get("mutations")
+    if raw is None:
+        mutations = sampled
+    elif isinstance(raw, list) and all(isinstance(k, str) for k in raw):
+        mutations = {}
+        for key in raw:
+            if key not in sampled:
+                why = ("is a grid key; pbt mutates sampled keys: write it as {choice: [...]}" if key in space
+                       else "is not a key the space samples; mutate keys under space:")
+                raise SpecError(source, f"{where}: mutations: {key}", why)
+            mutations[key] = sampled[key]
+    elif isinstance(raw, dict):
+        mutations = {}
+        for key, value in raw.items():
+            if not isinstance(key, str) or key not in sampled:
+                raise SpecError(source, f"{where}: mutations: {key}", "is not a key the space samples; mutate keys under space:")
+            mutations[key] = parse_distribution(value, source, f"{where}: mutations: {key}", SPACE_DISTRIBUTIONS)
+    else:
+        raise SpecError(source, f"{where}: mutations", "expected a list of space keys ([lr, momentum]) or a mapping "
+                                                      "of keys to distributions ({lr: {loguniform: [0.0001, 0.1]}})")
+    if not mutations:
+        raise SpecError(source, f"{where}: mutations" if raw is not None else where,
+                        "nothing to mutate: pbt changes keys the space samples (uniform, loguniform, choice, ...); "
+                        "add one under space:, e.g. lr: {loguniform: [0.0001, 0.1]}")
+    options["mutations"] = mutations
+    return TuneSettings(**{**settings.__dict__, "scheduler_options": options})
+
+
 def load_space(
     spec: Union[str, os.PathLike, dict],
     overrides: Optional[dict] = None,
@@ -156,6 +202,7 @@ def load_space(
     if search == "grid":
         for v in variants:
             v.space = {k: Distribution("grid", d.args) if d.name == "choice" else d for k, d in v.space.items()}
+    settings = _check_pbt(variants, settings, source)
     if "num_samples" not in (raw.get("tune") or {}) and search == "grid":
         settings = TuneSettings(**{**settings.__dict__, "num_samples": 1})
     return SpaceSpec(source=source, variants=variants, settings=settings, raw=raw, warnings=warnings, path=path,

@@ -120,22 +120,29 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
 
 
 def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
-    """Give the run its trial's checkpoints (``sacred_ray.save`` / ``restore``) and, on a
-    restart, continue its metrics: a step the observers already hold is not logged again (the
-    values logged before the worker died stand) and unnumbered steps count on from the last."""
+    """Give the run its trial's checkpoints (``sacred_ray.save`` / ``restore``) and, when the
+    driver answers its start with an earlier run it continues (a restart), continue that run's
+    metrics: a step the observers already hold is not logged again (the values logged before
+    the restart stand) and unnumbered steps count on from the last."""
     if not job.checkpoints:
         return
     store = checkpoint.TrialCheckpoints(job.checkpoints["folder"], job.checkpoints.get("keep", 2))
     checkpoint.activate(store)
-    last = dict(job.last_steps or {})
     metrics = run._metrics
     counters = getattr(metrics, "_metric_step_counter", None)
-    if isinstance(counters, dict):
-        counters.update(last)
+    recorded: dict = {}  # metric -> the last step the continued run holds
+    run.sacred_ray_recorded = recorded
+
+    def continues(answer: dict) -> None:  # before the run's main starts: nothing logged yet
+        recorded.update(answer.get("last_steps") or {})
+        if isinstance(counters, dict):
+            counters.update(recorded)
+
+    observer.on_continue = continues
     log = metrics.log_scalar_metric
 
     def log_scalar_metric(metric_name, value, step=None):
-        if step is not None and step <= last.get(metric_name, -1):
+        if step is not None and step <= recorded.get(metric_name, -1):
             return  # recorded before the restart
         log(metric_name, value, step)
         at = step if step is not None else (counters or {}).get(metric_name)

@@ -11,6 +11,7 @@ function trainable cannot stop this cleanly).
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import os
 import queue
@@ -21,13 +22,16 @@ from typing import Any, Optional
 from ray import tune
 from sacred.utils import SacredInterrupt
 
+from ..checkpoint import TrialCheckpoints, copy_linked, latest_step
 from ..protocol import Outcome, RunJob, SearchJob
 from ..spec.trial import nest
 from .core import LOST_DRIVER, node_info, run_sacred
 from .observer import RayObserver
 
 JOIN_SECONDS = 30.0
-SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "fifo": "Tune"}
+SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "pbt": "PBT",
+                   "fifo": "Tune"}
+TUNE_META = "sacred_ray.json"  # in a Tune checkpoint: whose state it holds (trial, run, step, values)
 
 
 class StoppedByTune(SacredInterrupt):
@@ -52,6 +56,9 @@ class SacredTrainable(tune.Trainable):
         self.job = job
         self.thread: Optional[threading.Thread] = None
         self.pending_config: Optional[dict] = config
+        self.values: dict = {}  # the running config's searched values, by dotted key
+        self.parent: Optional[dict] = None  # a PBT exploit: the donor's trial, run, step and values
+        self.sacred_run = None
 
     # -- the run in its thread ------------------------------------------------
     def _start(self, config: dict) -> None:
@@ -64,6 +71,7 @@ class SacredTrainable(tune.Trainable):
         self.reported = 0
         plan = self.job.plan
         variant, updates, named = plan.decode(config)
+        self.values, self.sacred_run = dict(updates), None
         self.token = f"{self.trial_id}:{uuid.uuid4().hex[:8]}"
         self.thread = threading.Thread(target=self._run, args=(variant, updates, named), daemon=True,
                                        name=f"sacred-run-{self.trial_id}")
@@ -76,12 +84,17 @@ class SacredTrainable(tune.Trainable):
             node = node_info()
             observer = RayObserver(job.hub, self.token, worker=node)
             tune_info = {"trial_id": self.trial_id, "experiment": job.name}
+            meta_tune = dict(tune_info)
+            if self.parent is not None:  # a PBT exploit: a new run from the donor's state
+                parent, self.parent = self.parent, None
+                meta_tune["parent_run"] = {k: parent.get(k) for k in ("run_id", "trial_id", "step")}
+                meta_tune["changed"] = {k: {"from": (parent.get("values") or {}).get(k), "to": v}
+                                        for k, v in updates.items() if (parent.get("values") or {}).get(k) != v}
             run_job = RunJob(token=self.token, config_updates=nest(updates), named_configs=tuple(named),
                              options=job.options, cwd=job.cwd, info={"ray": node, "tune": tune_info},
                              meta_info={"sweep": {"name": job.name, "trial": self.trial_id, "variant": variant},
-                                        "tune": tune_info},
-                             checkpoints={"folder": os.path.join(job.checkpoints, self.trial_id)}
-                             if job.checkpoints else None)
+                                        "tune": meta_tune},
+                             checkpoints={"folder": self._folder()} if job.checkpoints else None)
             outcome = run_sacred(job.ref, run_job, observer, on_lost=self._driver_lost, on_created=self._created)
         except BaseException as e:  # the driver could not be reached
             outcome = Outcome(status="FAILED", error=f"{e.__class__.__name__}: {e}")
@@ -106,10 +119,14 @@ class SacredTrainable(tune.Trainable):
     def _tap(self, run, log_scalar):
         metric = self.job.metric
 
+        recorded = getattr(run, "sacred_ray_recorded", {})  # a continued run: steps its observers hold
+
         def log_scalar_and_report(metric_name, value, step=None):
             log_scalar(metric_name, value, step)
             if self.stop_reason:
                 raise StoppedByTune(self.stop_reason)
+            if step is not None and step <= recorded.get(metric_name, -1):
+                return  # recomputed after a restart: Tune has had this step (and restored its count)
             number = _number(value)
             if number is None:
                 return
@@ -169,12 +186,44 @@ class SacredTrainable(tune.Trainable):
         final["step"] = self.last_step
         return final
 
-    def save_checkpoint(self, checkpoint_dir: str) -> Optional[dict]:
-        # The trial's state is what its run gave sacred_ray.save, in the search's checkpoint
-        # folder: a trial Tune starts again (a paused one, max_failures) restores it from there.
-        return {"note": "the trial's state is in the sweep folder's checkpoints/<trial id>/"}
+    def _folder(self) -> str:
+        return os.path.join(self.job.checkpoints, self.trial_id)
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        # The trial's state is what its run gave sacred_ray.save, in the search's checkpoints/<trial
+        # id>/: a trial Tune starts again (a paused one, max_failures) restores its newest from
+        # there. Tune's checkpoint holds a copy (hard links) of that newest one and whose it is,
+        # for a PBT exploit to hand to another trial.
+        if not self.job.checkpoints:
+            return None
+        latest = TrialCheckpoints(self._folder()).latest()
+        if latest is not None:
+            copy_linked(latest, os.path.join(checkpoint_dir, "state"))
+        run = self.sacred_run
+        meta = {"trial_id": self.trial_id, "run_id": getattr(run, "_id", None), "values": self.values,
+                "step": latest_step(self._folder()) if latest is not None else None}
+        with open(os.path.join(checkpoint_dir, TUNE_META), "w", encoding="utf-8") as f:
+            json.dump(meta, f, default=repr)
+        return None
 
     def load_checkpoint(self, checkpoint) -> None:
+        """Tune restores this trial from a checkpoint: its own (the newest state is already in
+        its folder) or, after a PBT exploit, another trial's, whose state becomes this trial's
+        newest and whose run becomes the next run's parent."""
+        path = checkpoint if isinstance(checkpoint, str) else None
+        if path is None or not self.job.checkpoints:
+            return None
+        try:
+            with open(os.path.join(path, TUNE_META), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if meta.get("trial_id") in (None, self.trial_id):
+            return None
+        state = os.path.join(path, "state")
+        if os.path.isdir(state):
+            TrialCheckpoints(self._folder()).adopt(state)
+        self.parent = meta
         return None
 
     def _stop_current(self) -> None:
