@@ -97,8 +97,14 @@ def disconnect() -> None:
     started here has nothing to autoscale, so the monitor is killed first, at once. For a
     Ray this process joined (not the head's owner) nothing changes; if Ray's internals
     differ, neither does anything, and the shutdown is Ray's own."""
+    import gc
+
     import ray
 
+    # Objects that hold Ray references in reference cycles (a Tune search's scheduler state, PBT's
+    # pending checkpoints) go while Ray is still up: collected after shutdown, their ObjectRefs
+    # reach a core worker that is gone, and Ray ends the process there.
+    gc.collect()
     try:
         from ray._private.worker import _global_node as node
 

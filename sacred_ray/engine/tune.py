@@ -76,7 +76,7 @@ class _Router(Trials):
         self.held: dict = {}  # trial id -> (token, end payload): the run ended, the trial may come back
         self.done: set = set()  # trial ids Tune is done with (completed, stopped, failed for good)
         self.verdicts: queue.SimpleQueue = queue.SimpleQueue()  # trial ids Tune is done with, from its thread
-        self.parents: dict = {}  # token -> meta.tune.parent_run of a run a PBT exploit started
+        self.parents: dict = {}  # recorder -> meta.tune.parent_run (and changed keys) of a run a PBT exploit started
         self.run_ids = RunIds()
         self.runs: list = []
         self.observer_errors: list = []
@@ -134,7 +134,7 @@ class _Router(Trials):
         self.about[token] = (trial_id, sweep.get("variant"), time.time())
         tune_meta = meta.get("tune") or {}
         if tune_meta.get("parent_run"):
-            self.parents[token] = {**tune_meta["parent_run"], "changed": tune_meta.get("changed") or {}}
+            self.parents[new] = {**tune_meta["parent_run"], "changed": tune_meta.get("changed") or {}}
         answer = new.start(payload)
         if rec is not None and held is not None:  # a PBT exploit: the trial's run ends here
             donor = tune_meta["parent_run"]
@@ -185,7 +185,7 @@ class _Router(Trials):
             duration=time.time() - began, node=node or {}, config=rec.config,
             error=stop_reason if rec.status == "INTERRUPTED" else error)
         entry = ledger_entry(result, steps=dict(rec.metric_steps))
-        parent = self.parents.get(token)
+        parent = self.parents.get(rec)
         if parent:
             entry["parent"] = parent
         self.runs.append(entry)
@@ -345,8 +345,37 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     out = _result(space, plan, session.folder, grid, session.earlier + (router.runs if router else []),
                   stop.code if stop else 0, router.observer_errors if router else [],
                   new_runs=router.runs if router else [], interrupted=stop, sort=req.sort)
+    if space.settings.scheduler == "pbt":
+        out.report += write_lineage(session.folder, session.earlier + (router.runs if router else []), space.settings.metric)
     out.report += session.closing_notes()
     return out
+
+
+LINEAGE = "lineage.csv"
+
+
+def write_lineage(folder: SweepFolder, runs: list, metric: str) -> str:
+    """``lineage.csv``: one row per Sacred run of a PBT search, naming the run whose checkpoint it
+    started from (its parent: run, trial, step) and the keys the exploit changed; ``ancestry``
+    is the chain of runs from the first to this one, ``final`` marks each trial's last run."""
+    by_run = {str(r.get("run_id")): r for r in runs if r.get("run_id") is not None}
+    last_of_trial = {r.get("trial_id"): str(r.get("run_id")) for r in runs}
+    rows = []
+    for r in runs:
+        parent = r.get("parent") or {}
+        chain, seen, at = [str(r.get("run_id"))], set(), parent.get("run_id")
+        while at is not None and str(at) not in seen:  # a cycle cannot happen; never loop on one
+            seen.add(str(at))
+            chain.append(str(at))
+            at = (by_run.get(str(at), {}).get("parent") or {}).get("run_id")
+        rows.append([r.get("run_id"), r.get("trial_id"), parent.get("run_id"), parent.get("trial_id"),
+                     parent.get("step"), parent.get("changed") or {}, r.get("status"), (r.get("metrics") or {}).get(metric),
+                     (r.get("steps") or {}).get(metric), " > ".join(reversed(chain)),
+                     last_of_trial.get(r.get("trial_id")) == str(r.get("run_id"))])
+    folder.write_csv(LINEAGE, ["run_id", "trial_id", "parent_run_id", "parent_trial_id", "parent_step", "changed",
+                               "status", metric, "steps", "ancestry", "final"], rows)
+    exploits = sum(1 for r in runs if r.get("parent"))
+    return f"\nPBT: {exploits} exploits over {len(last_of_trial)} trials; family trees in {folder.file(LINEAGE)}"
 
 
 def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):

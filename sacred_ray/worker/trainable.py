@@ -58,6 +58,7 @@ class SacredTrainable(tune.Trainable):
         self.pending_config: Optional[dict] = config
         self.values: dict = {}  # the running config's searched values, by dotted key
         self.parent: Optional[dict] = None  # a PBT exploit: the donor's trial, run, step and values
+        self.restored: dict = {}  # the Tune checkpoint's sacred_ray.json Tune last restored
         self.sacred_run = None
 
     # -- the run in its thread ------------------------------------------------
@@ -66,8 +67,11 @@ class SacredTrainable(tune.Trainable):
         self.go_on = threading.Event()
         self.stop_reason: Optional[str] = None
         self.finishing = False
-        self.latest: dict = {}
-        self.last_step = 0
+        # what the trial reported last, restored with a checkpoint: a run restored after its last
+        # step (PBT paused it there) ends without logging, and Tune still gets the trial's values
+        self.latest: dict = dict(self.restored.get("metrics") or {})
+        self.last_step = self.restored.get("reported_step") or 0
+        self.restored = {}
         self.reported = 0
         plan = self.job.plan
         variant, updates, named = plan.decode(config)
@@ -201,7 +205,8 @@ class SacredTrainable(tune.Trainable):
             copy_linked(latest, os.path.join(checkpoint_dir, "state"))
         run = self.sacred_run
         meta = {"trial_id": self.trial_id, "run_id": getattr(run, "_id", None), "values": self.values,
-                "step": latest_step(self._folder()) if latest is not None else None}
+                "step": latest_step(self._folder()) if latest is not None else None,
+                "metrics": dict(getattr(self, "latest", {})), "reported_step": getattr(self, "last_step", 0)}
         with open(os.path.join(checkpoint_dir, TUNE_META), "w", encoding="utf-8") as f:
             json.dump(meta, f, default=repr)
         return None
@@ -218,6 +223,7 @@ class SacredTrainable(tune.Trainable):
                 meta = json.load(f)
         except (OSError, ValueError):
             return None
+        self.restored = meta
         if meta.get("trial_id") in (None, self.trial_id):
             return None
         state = os.path.join(path, "state")
