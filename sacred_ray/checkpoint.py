@@ -4,12 +4,14 @@
     ...
     sacred_ray.save({"model": model, "epoch": epoch})   # or save(directory="ckpt/") for big states
 
-In a sweep each trial has its own folder, ``sweeps/<name>/checkpoints/<trial key>/``, holding its
-last ``keep`` checkpoints (each ``<number>/`` with ``state.pkl`` or ``files/``, and
-``meta.json``: the step it was saved at and when). A checkpoint is written to a hidden
-folder and renamed into place, so a worker that dies mid-save leaves the one before it
-intact. ``restore()`` returns the newest: after a restart of the trial (its worker died), a
-retry, or ``--resume`` of the sweep.
+In a sweep each trial has its own folder, ``sweeps/<name>/checkpoints/<trial key>/`` (or under
+``sweep.storage`` / ``tune.storage``: a shared path or a URI such as ``s3://bucket/prefix``,
+reached through pyarrow's file systems, the layer Ray's own storage uses), holding its last
+``keep`` checkpoints: each ``<number>/`` with ``state.pkl`` or ``files/``, and ``meta.json`` (the
+step it was saved at and when), written last. A checkpoint without its ``meta.json`` is not one
+(a worker died while writing it; object stores have no atomic rename of a folder): it is never
+restored and the next save removes it. ``restore()`` returns the newest: after a restart of the
+trial (its worker died), a retry, or ``--resume`` of the sweep.
 
 Alone (``python my_exp.py with ...``) nothing is restored (``restore()`` is None) and
 ``save()`` writes the state once, to ``./checkpoints/state.pkl`` (or copies the directory
@@ -22,90 +24,190 @@ import json
 import os
 import pickle
 import shutil
+import tempfile
 import time
 from typing import Any, Optional
 
 ALONE = "checkpoints"
+META = "meta.json"
 _active: Optional[TrialCheckpoints] = None  # the running trial's, set by the worker around its run
 
 
+def join(location: str, *parts: str) -> str:
+    """``location``/``parts``, for a path or a URI (whose query string, e.g. an S3 endpoint, stays last)."""
+    base, mark, query = location.partition("?") if "://" in location else (location, "", "")
+    return "/".join([base.rstrip("/"), *parts]) + mark + query
+
+
+def filesystem(location: str) -> tuple:
+    """(pyarrow file system, path in it) for a folder path or a URI (``s3://``, ``gs://``, ``file://``)."""
+    import pyarrow.fs as pafs
+
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
 class TrialCheckpoints:
-    """One trial's checkpoint folder: numbered checkpoints, the newest ``keep`` kept."""
+    """One trial's checkpoint folder (a path or a URI): numbered checkpoints, the newest ``keep`` kept."""
 
     def __init__(self, folder: str, keep: int = 2):
-        self.folder = folder
+        self.location = folder
         self.keep = max(int(keep), 1)
         self.step: Optional[int] = None  # the run's last logged step, for meta.json
         self.on_saved = None  # called after each save: the run's observers record what it logged so far
+        self._fs: Optional[tuple] = None
+
+    @property
+    def fs(self):
+        if self._fs is None:  # pyarrow is imported only by trials that keep state
+            self._fs = filesystem(self.location)
+        return self._fs[0]
+
+    @property
+    def root(self) -> str:
+        self.fs  # noqa: B018 - resolves the location
+        return self._fs[1]
+
+    def _listing(self) -> tuple:
+        """(complete checkpoint numbers, every numbered folder), both sorted."""
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        folders = sorted(int(i.base_name) for i in infos if i.type == pafs.FileType.Directory and i.base_name.isdigit())
+        if not folders:
+            return [], []
+        metas = self.fs.get_file_info([f"{self.root}/{n}/{META}" for n in folders])
+        return [n for n, m in zip(folders, metas) if m.type == pafs.FileType.File], folders
 
     def numbers(self) -> list:
-        try:
-            return sorted(int(n) for n in os.listdir(self.folder) if n.isdigit())
-        except FileNotFoundError:
-            return []
+        return self._listing()[0]
 
     def latest(self) -> Optional[str]:
+        """The newest complete checkpoint, as a path in ``fs``."""
         numbers = self.numbers()
-        return os.path.join(self.folder, str(numbers[-1])) if numbers else None
+        return f"{self.root}/{numbers[-1]}" if numbers else None
 
     def save(self, state: Any = None, directory: Optional[str] = None, step: Optional[int] = None) -> str:
-        numbers = self.numbers()
-        number = numbers[-1] + 1 if numbers else 0
-        os.makedirs(self.folder, exist_ok=True)
-        hidden = os.path.join(self.folder, f".{number}.{os.getpid()}")
-        shutil.rmtree(hidden, ignore_errors=True)
-        os.makedirs(hidden)
+        import pyarrow.fs as pafs
+
+        complete, folders = self._listing()
+        number = folders[-1] + 1 if folders else 0
+        target = f"{self.root}/{number}"
+        self.fs.create_dir(target)
         try:
-            _write(hidden, state, directory)
-            meta = {"step": step if step is not None else self.step, "time": time.time(), "pid": os.getpid()}
-            with open(os.path.join(hidden, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump(meta, f)
-            final = os.path.join(self.folder, str(number))
-            os.rename(hidden, final)
+            if directory is not None:
+                pafs.copy_files(directory, f"{target}/files", source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=self.fs)
+            else:
+                with self.fs.open_output_stream(f"{target}/state.pkl") as f:
+                    _pickle_into(f, state)
+            self._write_meta(target, {"step": step if step is not None else self.step, "time": time.time(),
+                                      "pid": os.getpid()})
         except BaseException:
-            shutil.rmtree(hidden, ignore_errors=True)
+            self._remove(target)
             raise
-        for old in self.numbers()[:-self.keep]:
-            shutil.rmtree(os.path.join(self.folder, str(old)), ignore_errors=True)
+        self._prune([*complete, number], [n for n in folders if n not in complete])
         if self.on_saved is not None:
             self.on_saved()
-        return final
+        return join(self.location, str(number))
 
     def adopt(self, source: str) -> str:
-        """Make a copy of another trial's checkpoint folder (``state.pkl`` or ``files/``, and
-        ``meta.json``) this trial's newest checkpoint: a PBT exploit goes on from the donor's state."""
-        numbers = self.numbers()
-        number = numbers[-1] + 1 if numbers else 0
-        os.makedirs(self.folder, exist_ok=True)
-        hidden = os.path.join(self.folder, f".{number}.{os.getpid()}")
-        shutil.rmtree(hidden, ignore_errors=True)
-        copy_linked(source, hidden)
-        final = os.path.join(self.folder, str(number))
-        os.rename(hidden, final)
-        for old in self.numbers()[:-self.keep]:
-            shutil.rmtree(os.path.join(self.folder, str(old)), ignore_errors=True)
-        return final
+        """Make a copy of another trial's checkpoint (a local folder: ``state.pkl`` or ``files/``,
+        and ``meta.json``) this trial's newest checkpoint: a PBT exploit goes on from the donor's state."""
+        import pyarrow.fs as pafs
+
+        complete, folders = self._listing()
+        number = folders[-1] + 1 if folders else 0
+        target = f"{self.root}/{number}"
+        self.fs.create_dir(target)
+        for name in sorted(os.listdir(source), key=lambda n: n == META):  # meta.json last
+            pafs.copy_files(os.path.join(source, name), f"{target}/{name}", source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+        self._prune([*complete, number], [n for n in folders if n not in complete])
+        return join(self.location, str(number))
+
+    def export(self, target: str) -> bool:
+        """Copy the newest checkpoint into the local folder ``target`` (hard links where it is local);
+        False when there is none."""
+        import pyarrow.fs as pafs
+
+        latest = self.latest()
+        if latest is None:
+            return False
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            copy_linked(latest, target)
+        else:
+            os.makedirs(target, exist_ok=True)
+            pafs.copy_files(latest, target, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+        return True
 
     def restore(self) -> Any:
+        import pyarrow.fs as pafs
+
         latest = self.latest()
         if latest is None:
             return None
-        if os.path.isdir(os.path.join(latest, "files")):
-            return os.path.join(latest, "files")
-        with open(os.path.join(latest, "state.pkl"), "rb") as f:
-            return pickle.load(f)  # noqa: S301 - the state save() wrote in this sweep's own folder
+        if self.fs.get_file_info(f"{latest}/files").type == pafs.FileType.Directory:
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                return f"{latest}/files"
+            local = tempfile.mkdtemp(prefix="sacred_ray_restored_")  # copy_files wants the folder made
+            pafs.copy_files(f"{latest}/files", local, source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+            return local
+        with self.fs.open_input_stream(f"{latest}/state.pkl") as f:
+            return pickle.loads(f.readall())  # noqa: S301 - the state save() wrote in this sweep's own folder
+
+    def meta(self) -> dict:
+        """The newest checkpoint's meta.json ({} when there is none)."""
+        latest = self.latest()
+        if latest is None:
+            return {}
+        try:
+            with self.fs.open_input_stream(f"{latest}/{META}") as f:
+                return json.loads(f.readall())
+        except (OSError, ValueError):
+            return {}
+
+    def clear(self) -> None:
+        """Remove every checkpoint (a retry that starts from scratch)."""
+        self._remove(self.root)
+
+    def _write_meta(self, target: str, meta: dict) -> None:
+        with self.fs.open_output_stream(f"{target}/{META}") as f:
+            f.write(json.dumps(meta).encode())
+
+    def _prune(self, complete: list, partial: list) -> None:
+        for n in complete[:-self.keep] + partial:
+            self._remove(f"{self.root}/{n}")
+
+    def _remove(self, path: str) -> None:
+        try:
+            self.fs.delete_dir(path)
+        except (OSError, FileNotFoundError):
+            pass
 
 
 def latest_step(folder: str) -> Optional[int]:
     """The step the newest checkpoint in ``folder`` was saved at (None: none, or not known)."""
-    latest = TrialCheckpoints(folder).latest()
-    if latest is None:
-        return None
+    return TrialCheckpoints(folder).meta().get("step")
+
+
+def check_storage(location: str) -> Optional[str]:
+    """Why checkpoints cannot be written at ``location`` (None: they can): a probe written, read
+    and removed through the same file system the trials use."""
     try:
-        with open(os.path.join(latest, "meta.json"), encoding="utf-8") as f:
-            return json.load(f).get("step")
-    except (OSError, ValueError):
-        return None
+        fs, root = filesystem(location)
+        probe = f"{root}/.sacred_ray_probe_{os.getpid()}"
+        fs.create_dir(root)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        with fs.open_input_stream(probe) as f:
+            f.readall()
+        fs.delete_file(probe)
+    except Exception as e:  # pyarrow raises OSError, ValueError, ArrowInvalid ... with the backend's reason
+        return " ".join(str(e).split()) or e.__class__.__name__
+    return None
 
 
 def copy_linked(source: str, target: str) -> None:
@@ -121,20 +223,17 @@ def copy_linked(source: str, target: str) -> None:
     shutil.copytree(source, target, copy_function=link)
 
 
-def _write(folder: str, state: Any, directory: Optional[str]) -> None:
-    if directory is not None:
-        shutil.copytree(directory, os.path.join(folder, "files"))
-        return
-    _pickle_to(os.path.join(folder, "state.pkl"), state)
+def _pickle_into(f, state: Any) -> None:
+    try:
+        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:  # a lock, a generator, an open file ...
+        raise TypeError(f"sacred_ray.save: the state cannot be saved: {e.__class__.__name__}: {e}") from None
 
 
 def _pickle_to(path: str, state: Any) -> None:
     """Pickle ``state`` straight into ``path`` (no copy of it in memory first)."""
     with open(path, "wb") as f:
-        try:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:  # a lock, a generator, an open file ...
-            raise TypeError(f"sacred_ray.save: the state cannot be saved: {e.__class__.__name__}: {e}") from None
+        _pickle_into(f, state)
 
 
 def save(state: Any = None, *, directory: Optional[str] = None, step: Optional[int] = None) -> str:
@@ -174,4 +273,4 @@ def activate(checkpoints: Optional[TrialCheckpoints]) -> None:
     _active = checkpoints
 
 
-__all__ = ["TrialCheckpoints", "activate", "copy_linked", "latest_step", "restore", "save"]
+__all__ = ["TrialCheckpoints", "activate", "check_storage", "copy_linked", "join", "latest_step", "restore", "save"]

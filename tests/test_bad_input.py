@@ -55,7 +55,7 @@ CORPUS = [
     ({"s.yaml": SPACE}, ["ray_sweep", "s.yaml"], "s.yaml: space: is a tune_with section; run this file with tune_with"),
     ({"g.yaml": GOOD}, ["tune_with", "g.yaml"], "g.yaml: grid: is a ray_sweep section; run this file with ray_sweep"),
     ({"s.yaml": "space:\n  x: [1, 2]\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: a bare list is not a distribution"),
-    ({"s.yaml": SPACE + "tune: {scheduler: pbt}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: unknown scheduler 'pbt'"),
+    ({"s.yaml": SPACE + "tune: {scheduler: pbt}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: pbt needs perturbation_interval"),
     ({"s.yaml": SPACE + "tune: {metric: [loss]}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: metric: must be a metric name"),
     ({"s.yaml": "space:\n  xx: {uniform: [0, 1]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: 'xx' is not a config entry of 'toy'"),
     ({"s.yaml": SPACE + "tune: {search: optuna}\n"}, ["tune_with", "s.yaml"], 's.yaml: tune: search: optuna is not installed; pip install "sacred-ray[optuna]"'),

@@ -68,7 +68,7 @@ BAD_SPACES = [
     ("space: {x: {uniform: [0, 1]}}\ntune: {metric: 3}\n", "bad.yaml: tune: metric: must be a metric name"),
     ("space: {x: {uniform: [0, 1]}}\ntune: {search: bayes}\n", "bad.yaml: tune: search: unknown search 'bayes'; accepted: random, grid, optuna, hyperopt"),
     ("space: {x: {uniform: [0, 1]}}\ntune: {scheduler: {type: asha, max_tt: 3}}\n", "bad.yaml: tune: scheduler: max_tt: unknown option for asha; accepted: max_t, grace_period"),
-    ("space: {x: {uniform: [0, 1]}}\ntune: {scheduler: pbt}\n", "unknown scheduler 'pbt'; accepted: fifo, asha, hyperband, median"),
+    ("space: {x: {uniform: [0, 1]}}\ntune: {scheduler: pb3}\n", "unknown scheduler 'pb3'; accepted: fifo, asha, hyperband, median, pbt"),
     ("space: {x: {uniform: [0, 1]}}\ntune: {num_samples: 0}\n", "bad.yaml: tune: num_samples: must be at least 1"),
     ("space: {x: {uniform: [0, 1]}}\ntune: {mode: up}\n", "bad.yaml: tune: mode: must be min or max"),
     ("space: {x: {uniform: [0, 1]}}\ntune: {search: grid}\n", "search: grid enumerates only grid/choice values"),

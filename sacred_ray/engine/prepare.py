@@ -11,12 +11,13 @@ from typing import Optional
 
 from sacred import Experiment
 
+from ..checkpoint import check_storage, join
 from ..protocol import FOLLOW_LOGGING, ExperimentRef
 from ..spec import SpecError
 from ..spec.settings import declared_resources
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder, check_writable
-from .observers import build_prototypes, check_observer_flags, check_reachable, redact, split_options
+from .observers import build_prototypes, check_observer_flags, check_reachable, redact, scrub, split_options
 
 ADDRESS_SECONDS = 10.0  # how long a cluster's head gets to answer before the command gives up
 
@@ -37,6 +38,7 @@ class Launch:
     observer_options: dict
     worker_options: dict
     runtime_env: dict
+    checkpoints: str = ""  # where each trial keeps its checkpoints (<trial key>/ in it): a path or a URI
 
     @property
     def cwd(self) -> Optional[str]:
@@ -123,6 +125,7 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     ref, experiment_dir = experiment_ref(ex, shipped=not local)
     folder_path = os.path.abspath(settings.dir or os.path.join("sweeps", settings.name))
     check_folder(folder_path, source, f"{section}: {'dir' if settings.dir else 'name'}")
+    checkpoints = checkpoint_location(settings, folder_path, source, section)
     request = ray_request(settings.resources.merged_over(declared_resources(ex)))
     if started_ray and local:
         precheck_local(request, source, f"{section}: resources")
@@ -147,4 +150,27 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
         excludes = ["/" + os.path.relpath(p, experiment_dir) for p in inside]  # results stay home
         runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
     return Launch(started_ray, address, local, ref, experiment_dir, ex.base_dir, folder_path, request, prototypes,
-                  observer_options, worker_options, runtime_env)
+                  observer_options, worker_options, runtime_env, checkpoints)
+
+
+def storage_root(settings) -> Optional[str]:
+    """``<storage>/<name>``: the sweep's place under ``sweep.storage`` / ``tune.storage`` (None: not set)."""
+    if not settings.storage:
+        return None
+    storage = settings.storage if "://" in settings.storage else os.path.abspath(settings.storage)
+    return join(storage, settings.name)
+
+
+def checkpoint_location(settings, folder_path: str, source: str, section: str) -> str:
+    """Where the trials keep their checkpoints: the sweep folder's checkpoints/, or under the storage
+    setting, which must take a probe file (written, read, removed) before anything starts."""
+    root = storage_root(settings)
+    if root is None:
+        return os.path.join(folder_path, "checkpoints")
+    location = join(root, "checkpoints")
+    why = check_storage(location)
+    if why is not None:
+        raise SpecError(source, f"{section}: storage",
+                        f"cannot write checkpoints to {redact(settings.storage)}: {scrub(why, settings.storage)}; "
+                        "give a folder every node can reach, or a bucket these credentials can write")
+    return location

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
+from ..checkpoint import TrialCheckpoints, join
 from ..protocol import (
     START,
     Outcome,
@@ -206,7 +206,7 @@ class SweepDriver(Trials):
 
     # -- finishing ------------------------------------------------------------
     def checkpoint_folder(self, trial: Trial) -> str:
-        return os.path.join(self.folder.path, "checkpoints", trial.key)
+        return join(self.launch.checkpoints, trial.key)
 
     def _restart(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str]) -> bool:
         """A trial whose worker died (or whose node was lost) starts again from its last
@@ -257,7 +257,7 @@ class SweepDriver(Trials):
         ), retrying=retry, steps=dict(rec.metric_steps))
         if retry:
             if self.settings.retry_from == "start":
-                shutil.rmtree(self.checkpoint_folder(att.trial), ignore_errors=True)
+                TrialCheckpoints(self.checkpoint_folder(att.trial)).clear()
             self.queue.appendleft((att.trial, att.attempt + 1, None))
         elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
             self.stop(f"fail_fast: trial {att.trial.index} failed")

@@ -20,6 +20,7 @@ from typing import Optional
 from ray.tune import Callback
 from sacred import Experiment
 
+from ..checkpoint import filesystem, join
 from ..protocol import SearchJob
 from ..spec import SpaceSpec, Trial
 from ..spec.space import SearchPlan, trial_count
@@ -27,6 +28,7 @@ from .folder import SweepFolder
 from .observers import (
     observers_for_trial,
 )
+from .prepare import storage_root
 from .progress import Progress
 from .recorder import RunIds, TrialRecorder, restart_entry
 from .relay import Relay, Trials
@@ -70,6 +72,7 @@ class _Router(Trials):
         self.prototypes = prototypes
         self.base_dir = base_dir
         self.folder = folder
+        self.checkpoints = session.launch.checkpoints  # each trial's folder is <trial id>/ in it
         self.recorders: dict = {}  # token -> recorder (a continued run: several tokens, one recorder)
         self.about: dict = {}  # token -> (trial id, variant, wall-clock start) of the run
         self.current: dict = {}  # trial id -> the token of its newest run
@@ -126,7 +129,7 @@ class _Router(Trials):
                 self.recorders[token], self.about[token] = rec, self.about[earlier]
                 ended = held[1] if held else {}
                 rec.restarted(restart_entry(_why_restarted(rec, ended), (ended.get("outcome") or {}).get("node"),
-                                            os.path.join(self.folder.file("checkpoints"), trial_id or "")))
+                                            join(self.checkpoints, trial_id or "")))
                 return rec.start(payload)
         new = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
                                                      run_ids=self.run_ids)
@@ -388,10 +391,13 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):
     job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
                     metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
                     name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric),
-                    checkpoints=folder.file("checkpoints"))
+                    checkpoints=launch.checkpoints)
     trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), _placement(launch.request))
-    tune_dir = os.path.join(folder.path, "tune")
-    if session.req.resume and os.path.isdir(tune_dir):
+    # Tune's own state and checkpoints: in the sweep folder, or under tune.storage, which every
+    # node reaches (Tune restores a trial on another node, and PBT hands checkpoints between them)
+    storage_path = storage_root(settings) or folder.path
+    tune_dir = join(storage_path, "tune")
+    if session.req.resume and _exists(tune_dir):
         return tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
     param_space, search_alg = compile_search(plan, settings)
     return tune.Tuner(
@@ -402,10 +408,17 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):
             max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
             reuse_actors=True),
         run_config=tune.RunConfig(
-            name="tune", storage_path=folder.path, verbose=0,
+            name="tune", storage_path=storage_path, verbose=0,
             callbacks=[ProgressCallback(bar, settings.metric, settings.mode, settled=router.settled)],
             failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
     )
+
+
+def _exists(location: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def _completed(earlier: list, metric: str) -> dict:

@@ -187,10 +187,21 @@ class SweepSettings:
     max_restarts: int = 3  # restarts from the last checkpoint of a trial whose worker died
     retry_from: str = "checkpoint"  # where a retry after an exception starts: checkpoint or start
     checkpoint_keep: int = 2  # checkpoints kept per trial
+    storage: Optional[str] = None  # where checkpoints go: <storage>/<name>/checkpoints/ (a shared path or a URI)
 
 
 SWEEP_KEYS = ("name", "max_concurrent", "resources", "retries", "timeout", "address",
-              "runtime_env", "dir", "metric", "mode", "fail_fast", "max_restarts", "retry_from", "checkpoint")
+              "runtime_env", "dir", "metric", "mode", "fail_fast", "max_restarts", "retry_from", "checkpoint", "storage")
+
+
+def _storage(raw: dict, source: str, where: str) -> Optional[str]:
+    if raw.get("storage") is None:
+        return None
+    storage = _check(raw, "storage", str, source, where, "a folder every node can reach or a URI like s3://bucket/prefix")
+    if not storage.strip():
+        raise SpecError(source, f"{where}: storage", "must be a folder every node can reach or a URI like "
+                                                     "s3://bucket/prefix; got ''")
+    return storage
 
 
 def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
@@ -208,6 +219,7 @@ def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
         out["runtime_env"] = _check(raw, "runtime_env", dict, source, where, "a mapping (Ray's runtime_env)")
     if raw.get("dir") is not None:
         out["dir"] = _check(raw, "dir", str, source, where, "a folder path")
+    _set(out, "storage", _storage(raw, source, where))
     if raw.get("resources") is not None:
         out["resources"] = parse_resources(raw["resources"], source, f"{where}: resources")
     if raw.get("mode") is not None:
@@ -268,7 +280,7 @@ SCHEDULERS: dict = {
 NOT_NUMBERS = ("time_attr", "hard_stop", "mutations", "synch")  # scheduler options that are not positive numbers
 FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options in (0, upper]
 TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",
-             "resources", "time_budget_s", "max_failures", "name", "dir", "address", "runtime_env")
+             "resources", "time_budget_s", "max_failures", "name", "dir", "address", "runtime_env", "storage")
 
 
 @dataclass(frozen=True)
@@ -290,6 +302,7 @@ class TuneSettings:
     dir: Optional[str] = None
     address: Optional[str] = None
     runtime_env: dict = field(default_factory=dict)
+    storage: Optional[str] = None  # where checkpoints and Tune's own state go (a shared path or a URI)
 
 
 def _typed(raw: Any, source: str, where: str, accepted: tuple) -> tuple:

@@ -130,6 +130,26 @@ def _check_for_search(variants: list, search: str, source: str) -> None:
                 raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
 
 
+def _mutations(raw, sampled: dict, space: dict, source: str, where: str) -> dict:
+    """PBT's ``mutations`` as {key: Distribution}: a list of sampled keys, or keys with distributions."""
+    if isinstance(raw, list) and all(isinstance(k, str) for k in raw):
+        for key in raw:
+            if key not in sampled:
+                why = ("is a grid key; pbt mutates sampled keys: write it as {choice: [...]}" if key in space
+                       else "is not a key the space samples; mutate keys under space:")
+                raise SpecError(source, f"{where}: {key}", why)
+        return {key: sampled[key] for key in raw}
+    if isinstance(raw, dict):
+        mutations = {}
+        for key, value in raw.items():
+            if not isinstance(key, str) or key not in sampled:
+                raise SpecError(source, f"{where}: {key}", "is not a key the space samples; mutate keys under space:")
+            mutations[key] = parse_distribution(value, source, f"{where}: {key}", SPACE_DISTRIBUTIONS)
+        return mutations
+    raise SpecError(source, where, "expected a list of space keys ([lr, momentum]) or a mapping "
+                                   "of keys to distributions ({lr: {loguniform: [0.0001, 0.1]}})")
+
+
 def _check_pbt(variants: list, settings: TuneSettings, source: str) -> TuneSettings:
     """PBT's mutations, in the space file's vocabulary: ``mutations: [lr, ...]`` (keys the space
     samples, drawn again from their distributions), ``{lr: {loguniform: [...]}}``, or absent (every
@@ -149,25 +169,7 @@ def _check_pbt(variants: list, settings: TuneSettings, source: str) -> TuneSetti
     space = variants[0].space
     sampled = {k: d for k, d in space.items() if d.name not in ("grid", "value") and not is_named_key(k)}
     raw = options.get("mutations")
-    if raw is None:
-        mutations = sampled
-    elif isinstance(raw, list) and all(isinstance(k, str) for k in raw):
-        mutations = {}
-        for key in raw:
-            if key not in sampled:
-                why = ("is a grid key; pbt mutates sampled keys: write it as {choice: [...]}" if key in space
-                       else "is not a key the space samples; mutate keys under space:")
-                raise SpecError(source, f"{where}: mutations: {key}", why)
-            mutations[key] = sampled[key]
-    elif isinstance(raw, dict):
-        mutations = {}
-        for key, value in raw.items():
-            if not isinstance(key, str) or key not in sampled:
-                raise SpecError(source, f"{where}: mutations: {key}", "is not a key the space samples; mutate keys under space:")
-            mutations[key] = parse_distribution(value, source, f"{where}: mutations: {key}", SPACE_DISTRIBUTIONS)
-    else:
-        raise SpecError(source, f"{where}: mutations", "expected a list of space keys ([lr, momentum]) or a mapping "
-                                                      "of keys to distributions ({lr: {loguniform: [0.0001, 0.1]}})")
+    mutations = sampled if raw is None else _mutations(raw, sampled, space, source, f"{where}: mutations")
     if not mutations:
         raise SpecError(source, f"{where}: mutations" if raw is not None else where,
                         "nothing to mutate: pbt changes keys the space samples (uniform, loguniform, choice, ...); "

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from ray import tune
 from sacred.utils import SacredInterrupt
 
-from ..checkpoint import TrialCheckpoints, copy_linked, latest_step
+from ..checkpoint import TrialCheckpoints, join
 from ..protocol import Outcome, RunJob, SearchJob
 from ..spec.trial import nest
 from .core import LOST_DRIVER, node_info, run_sacred
@@ -191,7 +191,7 @@ class SacredTrainable(tune.Trainable):
         return final
 
     def _folder(self) -> str:
-        return os.path.join(self.job.checkpoints, self.trial_id)
+        return join(self.job.checkpoints, self.trial_id)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         # The trial's state is what its run gave sacred_ray.save, in the search's checkpoints/<trial
@@ -200,12 +200,11 @@ class SacredTrainable(tune.Trainable):
         # for a PBT exploit to hand to another trial.
         if not self.job.checkpoints:
             return None
-        latest = TrialCheckpoints(self._folder()).latest()
-        if latest is not None:
-            copy_linked(latest, os.path.join(checkpoint_dir, "state"))
+        store = TrialCheckpoints(self._folder())
+        exported = store.export(os.path.join(checkpoint_dir, "state"))
         run = self.sacred_run
         meta = {"trial_id": self.trial_id, "run_id": getattr(run, "_id", None), "values": self.values,
-                "step": latest_step(self._folder()) if latest is not None else None,
+                "step": store.meta().get("step") if exported else None,
                 "metrics": dict(getattr(self, "latest", {})), "reported_step": getattr(self, "last_step", 0)}
         with open(os.path.join(checkpoint_dir, TUNE_META), "w", encoding="utf-8") as f:
             json.dump(meta, f, default=repr)
