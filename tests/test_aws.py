@@ -86,3 +86,27 @@ def test_the_extra_checks_catch_what_rays_check_lets_through(breakage, problem):
         config["auth"].pop("ssh_private_key")
     validate_config(prepare_config(copy.deepcopy(config)))  # Ray's own check lets it through
     assert problems(config) == [problem]
+
+
+def test_workers_reach_the_checkpoint_bucket_with_only_what_checkpoints_need():
+    """The workers carry the instance profile aws/README.md makes; its policy grants exactly what
+    sacred_ray's checkpoints do in the bucket (list, read, write, delete when pruning) and no more."""
+    import json
+
+    config = load()
+    for name, node in config["available_node_types"].items():
+        if name != config["head_node_type"]:  # the head keeps Ray's own role (it launches the workers)
+            assert node["node_config"]["IamInstanceProfile"] == {"Name": "sacred-ray-checkpoints"}
+    with open(os.path.join(REPO, "aws", "checkpoints-policy.json")) as f:
+        policy = json.load(f)
+    granted = {(a, s["Resource"]) for s in policy["Statement"] for a in s["Action"] if s["Effect"] == "Allow"}
+    bucket = "arn:aws:s3:::my-sacred-ray-checkpoints"
+    assert granted == {("s3:ListBucket", bucket), ("s3:GetBucketLocation", bucket), ("s3:GetObject", bucket + "/*"),
+                       ("s3:PutObject", bucket + "/*"), ("s3:DeleteObject", bucket + "/*")}
+    with open(os.path.join(REPO, "aws", "README.md")) as f:
+        readme = f.read()
+    for needed in ("aws/ec2-trust.json", "aws/checkpoints-policy.json", "aws/pass-role-policy.json",
+                   "--instance-profile-name sacred-ray-checkpoints", "storage: s3://my-sacred-ray-checkpoints"):
+        assert needed in readme
+    with open(CLUSTER) as f:
+        assert "storage: s3://my-sacred-ray-checkpoints" in f.read()
