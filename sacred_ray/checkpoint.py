@@ -55,6 +55,7 @@ class TrialCheckpoints:
         self.location = folder
         self.keep = max(int(keep), 1)
         self.step: Optional[int] = None  # the run's last logged step, for meta.json
+        self.run_id = None  # () -> the id of the Sacred run saving (meta.json names it: a new run resumed from it says so)
         self.on_saved = None  # called after each save: the run's observers record what it logged so far
         self._fs: Optional[tuple] = None
 
@@ -103,7 +104,7 @@ class TrialCheckpoints:
                 with self.fs.open_output_stream(f"{target}/state.pkl") as f:
                     _pickle_into(f, state)
             self._write_meta(target, {"step": step if step is not None else self.step, "time": time.time(),
-                                      "pid": os.getpid()})
+                                      "pid": os.getpid(), "run_id": self.run_id() if self.run_id else None})
         except BaseException:
             self._remove(target)
             raise
@@ -186,6 +187,15 @@ class TrialCheckpoints:
             self.fs.delete_dir(path)
         except (OSError, FileNotFoundError):
             pass
+
+
+def resumed_from(folder: str) -> Optional[dict]:
+    """{run_id, step} of the run whose checkpoint a new run in ``folder`` starts from (None: no
+    checkpoint there). Cheap when a local folder does not exist: pyarrow is not imported."""
+    if "://" not in folder and not os.path.isdir(folder):
+        return None
+    meta = TrialCheckpoints(folder).meta()
+    return {"run_id": meta.get("run_id"), "step": meta.get("step")} if meta else None
 
 
 def latest_step(folder: str) -> Optional[int]:
@@ -273,4 +283,4 @@ def activate(checkpoints: Optional[TrialCheckpoints]) -> None:
     _active = checkpoints
 
 
-__all__ = ["TrialCheckpoints", "activate", "check_storage", "copy_linked", "join", "latest_step", "restore", "save"]
+__all__ = ["TrialCheckpoints", "activate", "check_storage", "copy_linked", "join", "latest_step", "restore", "resumed_from", "save"]

@@ -113,8 +113,12 @@ def test_a_retry_after_an_exception_starts_from_the_checkpoint_unless_retry_from
         runs = {int(d): d for d in os.listdir(tmp_path / f"runs-{retry_from}") if d.isdigit()}
         first, second = (tmp_path / f"runs-{retry_from}" / runs[k] for k in sorted(runs))
         assert json.load(open(first / "run.json"))["status"] == "FAILED"  # a retry is a run of its own
-        assert json.load(open(second / "run.json"))["status"] == second_status
+        second_run = json.load(open(second / "run.json"))
+        assert second_run["status"] == second_status
         assert json.load(open(second / "metrics.json"))["total"]["steps"][0] == first_step
+        # a new run that starts from an earlier run's checkpoint names it
+        expected = {"run_id": first.name, "step": 5} if retry_from == "checkpoint" else None  # _run._id as -F gives it
+        assert second_run["meta"]["sweep"].get("resumed_from") == expected
 
 
 def test_a_state_that_cannot_be_saved_fails_the_trial_saying_what(tmp_path):
@@ -155,6 +159,7 @@ def test_resume_after_a_killed_driver_starts_unfinished_trials_from_their_checkp
     assert first["status"] == "INTERRUPTED" and second["status"] == "COMPLETED" and second["result"] == sum(range(40))
     steps = json.load(open(tmp_path / "runs" / str(runs[1]) / "metrics.json"))["total"]["steps"]
     assert steps[0] >= 8 and steps[0] % 4 == 0 and steps == list(range(steps[0], 40))  # from a checkpoint
+    assert second["meta"]["sweep"]["resumed_from"] == {"run_id": str(runs[0]), "step": steps[0] - 1}
 
 
 def test_a_tune_trial_restarted_after_a_failure_goes_on_in_the_same_run_from_its_checkpoint(tmp_path):

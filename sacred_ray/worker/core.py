@@ -97,7 +97,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         if on_lost is not None:
             observer.link.on_lost(lambda: _lost(ex, on_lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
-                             info=job.info, meta_info=job.meta_info, options=options)
+                             info=job.info, meta_info=_meta_info(job), options=options)
         _keep_state(run, job, observer)
         if on_created is not None:
             on_created(run)
@@ -117,6 +117,16 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             ex.current_run = None
     outcome.run_id = observer.run_id
     return outcome
+
+
+def _meta_info(job: RunJob) -> dict:
+    """The run's meta info; a new run that starts from a checkpoint an earlier run saved (a
+    retry, ``--resume``, a PBT exploit) names that run in ``meta.sweep.resumed_from``. (A restart
+    that continues the same run records no new start, so this is not seen there.)"""
+    resumed = checkpoint.resumed_from(job.checkpoints["folder"]) if job.checkpoints else None
+    if not resumed:
+        return job.meta_info
+    return {**job.meta_info, "sweep": {**job.meta_info.get("sweep", {}), "resumed_from": resumed}}
 
 
 def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
@@ -166,6 +176,7 @@ def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
 
     run._emit_heartbeat = locked_beat
     store.on_saved = saved
+    store.run_id = lambda: run._id  # known once the run has started
 
 
 def _line_buffered() -> None:
