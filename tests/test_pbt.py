@@ -81,22 +81,43 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
     assert statistics.median(best["pbt"]) > statistics.median(best["random"]), best
 
 
-def test_examples_pbt_runs_from_the_command_line_and_writes_its_lineage(tmp_path):
+def test_pb2_from_the_command_line_keeps_new_values_in_bounds_and_writes_its_lineage(tmp_path):
+    """PB2 (PBT whose explore step fits a Gaussian process) through the same machinery, with -F."""
     shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
-    write(tmp_path / "space.yaml", "space:\n  lr: {loguniform: [0.0001, 1.0]}\nfixed: {steps: 8, shift_at: 4, pause: 0.02}\n"
+    write(tmp_path / "space.yaml", "space:\n  lr: {uniform: [0.0005, 0.2]}\nfixed: {steps: 8, shift_at: 4, pause: 0.02}\n"
                                    "tune:\n  metric: score\n  num_samples: 4\n"
-                                   "  scheduler: {type: pbt, perturbation_interval: 2, mutations: [lr]}\n")
+                                   "  scheduler: {type: pb2, perturbation_interval: 2, mutations: [lr]}\n")
     proc = run_cli(["shifting.py", "tune_with", "space.yaml", "-F", "runs"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "family trees in" in proc.stdout
+    assert "PB2:" in proc.stdout and "family trees in" in proc.stdout
     with open(tmp_path / "sweeps" / "space" / "lineage.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     folders = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]
     assert sorted(r["run_id"] for r in rows) == sorted(folders)
+    exploited = 0
     for row in rows:
         run = json.load(open(tmp_path / "runs" / row["run_id"] / "run.json"))
         assert run["status"] == row["status"]
-        assert str((run["meta"]["tune"].get("parent_run") or {}).get("run_id", "")) == row["parent_run_id"]
+        parent = run["meta"]["tune"].get("parent_run") or {}
+        assert str(parent.get("run_id", "")) == row["parent_run_id"]
+        exploited += bool(parent)
+        config = json.load(open(tmp_path / "runs" / row["run_id"] / "config.json"))
+        assert 0.0005 <= config["lr"] <= 0.2  # PB2 picks inside the bounds
+    assert exploited, "PB2 exploited nothing"
+
+
+def test_pb2_without_its_packages_says_how_to_get_them(tmp_path, monkeypatch):
+    import sys
+
+    from sacred_ray.engine.searchers import check_searcher
+    from sacred_ray.spec import SpecError, load_space
+
+    space = load_space({"space": {"lr": {"uniform": [0.001, 0.1]}},
+                        "tune": {"scheduler": {"type": "pb2", "perturbation_interval": 2}}}, source="space.yaml")
+    monkeypatch.setitem(sys.modules, "GPy", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(SpecError) as e:
+        check_searcher(space)
+    assert str(e.value) == 'space.yaml: tune: scheduler: pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"'
 
 
 @pytest.mark.parametrize("scheduler,where,message", [
@@ -105,10 +126,12 @@ def test_examples_pbt_runs_from_the_command_line_and_writes_its_lineage(tmp_path
     ("{type: pbt, perturbation_interval: 2, mutations: [nope]}", "tune: scheduler: mutations: nope", "not a key"),
     ("{type: pbt}", "tune: scheduler", "perturbation_interval"),
     ("{type: pbt, perturbation_interval: 2, quantile_fraction: 0.9}", "quantile_fraction", "at most 0.5"),
+    ("{type: pb2, perturbation_interval: 2, mutations: [kind]}", "tune: scheduler: mutations: kind", "use type: pbt"),
 ])
 def test_bad_pbt_settings_are_one_line_before_anything_starts(tmp_path, scheduler, where, message):
     shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
     write(tmp_path / "space.yaml", f"space:\n  lr: {{loguniform: [0.0001, 1.0]}}\n  depth: {{grid: [1, 2]}}\n"
+                                   f"  kind: {{choice: [a, b]}}\n"
                                    f"tune:\n  metric: score\n  scheduler: {scheduler}\n")
     proc = run_cli(["shifting.py", "tune_with", "space.yaml"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 2

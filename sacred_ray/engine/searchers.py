@@ -99,6 +99,12 @@ SEARCHERS = {
 
 def check_searcher(space: SpaceSpec) -> None:
     """Refuse, before anything starts, a searcher that is not installed or a distribution it cannot express."""
+    packages, missing = SCHEDULER_PACKAGES.get(space.settings.scheduler, ((), ""))
+    for package in packages:
+        try:
+            __import__(package)
+        except ImportError:
+            raise SpecError(space.source, "tune: scheduler", missing) from None
     name = space.settings.search
     searcher = SEARCHERS[name]
     if searcher.package:
@@ -157,12 +163,27 @@ def _pbt(settings, plan: SearchPlan):
                                    **options)
 
 
+def _pb2(settings, plan: SearchPlan):
+    """PB2: PBT whose explore step fits a Gaussian process to the population's progress and picks
+    new values inside each key's bounds (the distribution's low and high)."""
+    from ray.tune.schedulers.pb2 import PB2
+
+    options = dict(settings.scheduler_options)
+    bounds = {key: [float(dist.args[0]), float(dist.args[1])] for key, dist in options.pop("mutations").items()}
+    return PB2(time_attr="training_iteration", hyperparam_bounds={"params": bounds}, **options)
+
+
+SCHEDULER_PACKAGES = {"pb2": (("GPy", "sklearn"), 'pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"')}
+
+
 def make_scheduler(settings, plan: Optional[SearchPlan] = None):
     """Tune's scheduler for the ``tune.scheduler`` setting, with its options."""
     from ray.tune import schedulers
 
     if settings.scheduler == "pbt":
         return _pbt(settings, plan)
+    if settings.scheduler == "pb2":
+        return _pb2(settings, plan)
     kinds = {"asha": schedulers.ASHAScheduler, "hyperband": schedulers.HyperBandScheduler,
              "median": schedulers.MedianStoppingRule}
     if settings.scheduler in kinds:

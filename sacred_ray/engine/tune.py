@@ -23,6 +23,7 @@ from sacred import Experiment
 from ..checkpoint import filesystem, join
 from ..protocol import SearchJob
 from ..spec import SpaceSpec, Trial
+from ..spec.settings import POPULATION
 from ..spec.space import SearchPlan, trial_count
 from .folder import SweepFolder
 from .observers import (
@@ -348,8 +349,9 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     out = _result(space, plan, session.folder, grid, session.earlier + (router.runs if router else []),
                   stop.code if stop else 0, router.observer_errors if router else [],
                   new_runs=router.runs if router else [], interrupted=stop, sort=req.sort)
-    if space.settings.scheduler == "pbt":
-        out.report += write_lineage(session.folder, session.earlier + (router.runs if router else []), space.settings.metric)
+    if space.settings.scheduler in POPULATION:
+        out.report += write_lineage(session.folder, session.earlier + (router.runs if router else []),
+                                    space.settings.metric, space.settings.scheduler.upper())
     out.report += session.closing_notes()
     return out
 
@@ -357,7 +359,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
 LINEAGE = "lineage.csv"
 
 
-def write_lineage(folder: SweepFolder, runs: list, metric: str) -> str:
+def write_lineage(folder: SweepFolder, runs: list, metric: str, label: str = "PBT") -> str:
     """``lineage.csv``: one row per Sacred run of a PBT search, naming the run whose checkpoint it
     started from (its parent: run, trial, step) and the keys the exploit changed; ``ancestry``
     is the chain of runs from the first to this one, ``final`` marks each trial's last run."""
@@ -378,7 +380,7 @@ def write_lineage(folder: SweepFolder, runs: list, metric: str) -> str:
     folder.write_csv(LINEAGE, ["run_id", "trial_id", "parent_run_id", "parent_trial_id", "parent_step", "changed",
                                "status", metric, "steps", "ancestry", "final"], rows)
     exploits = sum(1 for r in runs if r.get("parent"))
-    return f"\nPBT: {exploits} exploits over {len(last_of_trial)} trials; family trees in {folder.file(LINEAGE)}"
+    return f"\n{label}: {exploits} exploits over {len(last_of_trial)} trials; family trees in {folder.file(LINEAGE)}"
 
 
 def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):

@@ -276,7 +276,9 @@ SCHEDULERS: dict = {
     "median": ("grace_period", "min_samples_required", "min_time_slice", "hard_stop", "time_attr"),
     "pbt": ("perturbation_interval", "mutations", "quantile_fraction", "resample_probability", "burn_in_period",
             "synch"),
+    "pb2": ("perturbation_interval", "mutations", "quantile_fraction", "burn_in_period", "synch"),
 }
+POPULATION = ("pbt", "pb2")  # schedulers that exploit and explore (mutations, lineage.csv)
 NOT_NUMBERS = ("time_attr", "hard_stop", "mutations", "synch")  # scheduler options that are not positive numbers
 FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options in (0, upper]
 TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 from .distributions import DISTRIBUTIONS, Distribution, parse_distribution
 from .errors import SpecError
-from .settings import TuneSettings, parse_tune_settings
+from .settings import POPULATION, TuneSettings, parse_tune_settings
 from .vocabulary import (
     SweepFile,
     check_key,
@@ -130,6 +130,9 @@ def _check_for_search(variants: list, search: str, source: str) -> None:
                 raise SpecError(source, where, f"{search} cannot enumerate grid values; write {{choice: [...]}} or use search: random")
 
 
+PB2_BOUNDED = ("uniform", "quniform", "loguniform", "qloguniform")  # kinds whose first two args bound them
+
+
 def _mutations(raw, sampled: dict, space: dict, source: str, where: str) -> dict:
     """PBT's ``mutations`` as {key: Distribution}: a list of sampled keys, or keys with distributions."""
     if isinstance(raw, list) and all(isinstance(k, str) for k in raw):
@@ -154,17 +157,18 @@ def _check_pbt(variants: list, settings: TuneSettings, source: str) -> TuneSetti
     """PBT's mutations, in the space file's vocabulary: ``mutations: [lr, ...]`` (keys the space
     samples, drawn again from their distributions), ``{lr: {loguniform: [...]}}``, or absent (every
     key the space samples). Returned in the settings as {key: Distribution}."""
-    if settings.scheduler != "pbt":
+    if settings.scheduler not in POPULATION:
         return settings
+    kind = settings.scheduler
     where = "tune: scheduler"
     options = dict(settings.scheduler_options)
     if settings.search not in ("random", "grid"):
-        raise SpecError(source, "tune: search", f"pbt explores from the trials it runs; {settings.search} cannot "
+        raise SpecError(source, "tune: search", f"{kind} explores from the trials it runs; {settings.search} cannot "
                                                 "search beside it: use search: random")
     if len(variants) > 1:
-        raise SpecError(source, "variants", "pbt mutates one space; write the search without variants")
+        raise SpecError(source, "variants", f"{kind} mutates one space; write the search without variants")
     if "perturbation_interval" not in options:
-        raise SpecError(source, where, "pbt needs perturbation_interval: the reports of the metric between "
+        raise SpecError(source, where, f"{kind} needs perturbation_interval: the reports of the metric between "
                                        "explorations (e.g. perturbation_interval: 4)")
     space = variants[0].space
     sampled = {k: d for k, d in space.items() if d.name not in ("grid", "value") and not is_named_key(k)}
@@ -172,8 +176,14 @@ def _check_pbt(variants: list, settings: TuneSettings, source: str) -> TuneSetti
     mutations = sampled if raw is None else _mutations(raw, sampled, space, source, f"{where}: mutations")
     if not mutations:
         raise SpecError(source, f"{where}: mutations" if raw is not None else where,
-                        "nothing to mutate: pbt changes keys the space samples (uniform, loguniform, choice, ...); "
+                        f"nothing to mutate: {kind} changes keys the space samples (uniform, loguniform, choice, ...); "
                         "add one under space:, e.g. lr: {loguniform: [0.0001, 0.1]}")
+    if kind == "pb2":
+        for key, dist in mutations.items():
+            if dist.name not in PB2_BOUNDED:
+                raise SpecError(source, f"{where}: mutations: {key}" if raw is not None else f"space: {key}",
+                                f"pb2 searches between two bounds ({', '.join(PB2_BOUNDED)}), not {dist.name}; "
+                                "use type: pbt, or leave the key out of mutations")
     options["mutations"] = mutations
     return TuneSettings(**{**settings.__dict__, "scheduler_options": options})
 

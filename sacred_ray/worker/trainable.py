@@ -29,7 +29,7 @@ from .core import LOST_DRIVER, node_info, run_sacred
 from .observer import RayObserver
 
 JOIN_SECONDS = 30.0
-SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "pbt": "PBT",
+SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "pbt": "PBT", "pb2": "PB2",
                    "fifo": "Tune"}
 TUNE_META = "sacred_ray.json"  # in a Tune checkpoint: whose state it holds (trial, run, step, values)
 
