@@ -50,6 +50,24 @@ def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_file_storage_ru
     assert len([c for c in os.listdir(checkpoints) if c.isdigit()]) == 2  # the last two are kept
 
 
+def test_a_run_whose_file_storage_cannot_be_reopened_goes_on_in_a_new_run_naming_it(tmp_path):
+    """The worker wrote the trial's -F run itself; when it dies having lost that folder, the driver
+    cannot reopen the run: the trial goes on from its checkpoint in a new run that names the old one."""
+    copy_experiment(tmp_path)
+    write(tmp_path / "grid.yaml", GRID.replace("MARKS", str(tmp_path / "marks")).replace(
+        "die_at: 6,", f"die_at: 6, lose_folder: {tmp_path / 'runs'},"))
+    proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (new,) = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]  # the first run's folder was lost
+    run = json.load(open(tmp_path / "runs" / new / "run.json"))
+    assert run["status"] == "COMPLETED" and run["result"] == 45
+    # the lost run was "1"; with its folder gone, Sacred's file storage gives the new run that free id again
+    assert run["meta"]["sweep"]["resumed_from"] == {"run_id": "1", "step": 5}
+    assert json.load(open(tmp_path / "runs" / new / "metrics.json"))["total"]["steps"] == list(range(6, 10))
+    ledger = [json.loads(line) for line in (tmp_path / "sweeps" / "grid" / "ledger.jsonl").read_text().splitlines()]
+    assert [(e["status"], str(e["run_id"])) for e in ledger] == [("COMPLETED", new)]
+
+
 def test_a_killed_worker_resumes_in_the_same_mongodb_run(ray_session, tmp_path, mongo_db, monkeypatch):
     from sacred_ray.api import run_sweep
 

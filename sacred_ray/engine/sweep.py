@@ -219,12 +219,27 @@ class SweepDriver(Trials):
         rec = att.recorder
         if rec.started:
             reopened = [reopen_file_run(p, rec.run_id) for p in self.worker_recorded] if att.worker_records else []
-            if None in reopened:  # an observer that cannot continue the run: the trial fails as before
-                return False
-            rec.restarted(restart_entry(crash, att.worker, self.checkpoint_folder(att.trial)),
-                          reopened, captured_out=reopened[0].cout if reopened else None)
+            if None in reopened:
+                self._continue_in_a_new_run(att, crash)
+            else:
+                rec.restarted(restart_entry(crash, att.worker, self.checkpoint_folder(att.trial)),
+                              reopened, captured_out=reopened[0].cout if reopened else None)
         self.queue.appendleft((att.trial, att.attempt, att))
         return True
+
+    def _continue_in_a_new_run(self, att: _Attempt, crash: Optional[str]) -> None:
+        """The run's file storage, which its worker wrote, cannot be reopened (its folder is gone
+        or unreadable): the run ends INTERRUPTED and the restarted trial records a new run,
+        which names this one in ``meta.sweep.resumed_from`` (from the checkpoint it starts from)."""
+        rec = att.recorder
+        reason = f"{crash}; the trial went on in a new run (this run's file storage could not be reopened)"
+        rec.final(("interrupted", {"interrupt_time": None, "status": "INTERRUPTED"}), status_override="INTERRUPTED",
+                  reason=reason)
+        for obs in self.worker_recorded:
+            amend_file_run(obs.basedir, rec.run_id, "INTERRUPTED", reason)
+        self.observer_errors.extend(rec.errors)
+        att.recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir,
+                                     run_ids=self.run_ids)
 
     def _finish(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str], restart: bool = True) -> None:
         self.by_token.pop(att.token, None)

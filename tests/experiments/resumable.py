@@ -7,6 +7,7 @@ On its first attempt (nothing to restore) its worker SIGKILLs itself right after
 """
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -27,11 +28,12 @@ def config():
     marks = ""
     raise_at = -1  # the first attempt raises after logging this step (-1: never)
     unpicklable = False  # save a state that cannot be pickled
+    lose_folder = ""  # before dying, the first attempt deletes its own run folder in this -F folder (a wiped disk)
 
 
 @ex.automain
 @ex.distribute(num_cpus=1)
-def main(steps, every, die_at, pause, marks, raise_at, unpicklable, _run):
+def main(steps, every, die_at, pause, marks, raise_at, unpicklable, lose_folder, _run):
     state = sacred_ray.restore()
     start, total = (state["step"] + 1, state["total"]) if state else (0, 0)
     for step in range(start, steps):
@@ -42,6 +44,8 @@ def main(steps, every, die_at, pause, marks, raise_at, unpicklable, _run):
         if step % every == every - 1:
             sacred_ray.save({"step": step, "total": total, "lock": threading.Lock() if unpicklable else None})
         if step == die_at and state is None:
+            if lose_folder:
+                shutil.rmtree(os.path.join(lose_folder, str(_run._id)))
             os.kill(os.getpid(), signal.SIGKILL)
         if step == raise_at and state is None:
             raise RuntimeError(f"diverged at step {step}")
