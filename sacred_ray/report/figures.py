@@ -107,10 +107,18 @@ def importance(data: SweepData) -> tuple:
         shares[p] = float(((means - y.mean()) ** 2).sum()) / total if total > 0 else 0.0
     ordered = sorted(shares.items(), key=lambda kv: kv[1])
     go = _go()
-    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=[k for k, _ in ordered], orientation="h",
-                           marker={"color": _colors(3)[1]}))
-    fig.update_layout(title=f"Parameter importance for {data.metric}", xaxis={"title": "share of variance",
-                                                                             "range": [0, 1]},
+    # horizontal bars drawn as thick lines (scatter): the page ships plotly.js's gl2d bundle, which
+    # has scatter and parcoords and not the bar trace (see page.py)
+    names = [k for k, _ in ordered]
+    xs = [x for _, v in ordered for x in (0.0, v, None)]
+    ys = [y for k, _ in ordered for y in (k, k, None)]
+    color = _colors(3)[1]
+    fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", line={"width": 18, "color": color}, hoverinfo="skip"),
+                     go.Scatter(x=[v for _, v in ordered], y=names, mode="markers", marker={"size": 1, "color": color},
+                                hovertemplate="%{y}: %{x:.3f}<extra></extra>")])
+    fig.update_layout(title=f"Parameter importance for {data.metric}", showlegend=False,
+                      xaxis={"title": "share of variance", "range": [0, 1]},
+                      yaxis={"type": "category", "categoryorder": "array", "categoryarray": names},
                       height=max(220, 60 + 36 * len(ordered)), margin={"l": 160, "r": 40, "t": 60, "b": 50})
     return fig, method[0].upper() + method[1:] + "."
 
