@@ -92,10 +92,7 @@ class TrialCheckpoints:
     def save(self, state: Any = None, directory: Optional[str] = None, step: Optional[int] = None) -> str:
         import pyarrow.fs as pafs
 
-        complete, folders = self._listing()
-        number = folders[-1] + 1 if folders else 0
-        target = f"{self.root}/{number}"
-        self.fs.create_dir(target)
+        target, number, done = self._begin()
         try:
             if directory is not None:
                 pafs.copy_files(directory, f"{target}/files", source_filesystem=pafs.LocalFileSystem(),
@@ -108,7 +105,7 @@ class TrialCheckpoints:
         except BaseException:
             self._remove(target)
             raise
-        self._prune([*complete, number], [n for n in folders if n not in complete])
+        done()
         if self.on_saved is not None:
             self.on_saved()
         return join(self.location, str(number))
@@ -118,14 +115,11 @@ class TrialCheckpoints:
         and ``meta.json``) this trial's newest checkpoint: a PBT exploit goes on from the donor's state."""
         import pyarrow.fs as pafs
 
-        complete, folders = self._listing()
-        number = folders[-1] + 1 if folders else 0
-        target = f"{self.root}/{number}"
-        self.fs.create_dir(target)
+        target, number, done = self._begin()
         for name in sorted(os.listdir(source), key=lambda n: n == META):  # meta.json last
             pafs.copy_files(os.path.join(source, name), f"{target}/{name}", source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
-        self._prune([*complete, number], [n for n in folders if n not in complete])
+        done()
         return join(self.location, str(number))
 
     def export(self, target: str) -> bool:
@@ -178,9 +172,19 @@ class TrialCheckpoints:
         with self.fs.open_output_stream(f"{target}/{META}") as f:
             f.write(json.dumps(meta).encode())
 
-    def _prune(self, complete: list, partial: list) -> None:
-        for n in complete[:-self.keep] + partial:
-            self._remove(f"{self.root}/{n}")
+    def _begin(self) -> tuple:
+        """(folder, number) of the next checkpoint, made, and ``done()``: once it is complete, keep the
+        newest ``keep`` and remove folders a dead writer left without their meta.json."""
+        complete, folders = self._listing()
+        number = folders[-1] + 1 if folders else 0
+        target = f"{self.root}/{number}"
+        self.fs.create_dir(target)
+
+        def done():
+            for n in [*complete, number][:-self.keep] + [n for n in folders if n not in complete]:
+                self._remove(f"{self.root}/{n}")
+
+        return target, number, done
 
     def _remove(self, path: str) -> None:
         try:

@@ -37,6 +37,7 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
     monkeypatch.chdir(tmp_path)
     mongo = {"--mongo_db": "localhost:27017:sweeps"}
     best = {"pbt": [], "random": []}
+    adopted = 0  # exploits whose first value was checked against the donor's
     for seed in (1, 2, 3):
         pbt = search(ex, tmp_path, seed, PBT, f"pbt{seed}", mongo)
         best["pbt"].append(pbt.best["metric"])
@@ -76,8 +77,10 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
             assert first == parent["step"] + 1  # it goes on from the donor's checkpoint, not from 0
             start = donor["values"][donor["steps"].index(parent["step"])]
             assert mine["values"][0] == pytest.approx(start + gain(run["config"]["lr"], first))
+            adopted += 1
         # a pause that is not an exploit continues the trial's run: runs = trials + exploits
         assert len(runs) == 4 + len(exploits)
+    assert adopted, "no exploit could be checked against its donor's recorded value"
     assert statistics.median(best["pbt"]) > statistics.median(best["random"]), best
 
 

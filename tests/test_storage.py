@@ -7,11 +7,10 @@ import os
 import shutil
 import socket
 
+import boto3  # with moto, in the test extra: a missing one fails these tests, never skips them
+import moto.server as moto_server
 import pytest
 from conftest import EXPERIMENTS, cli_env, run_cli, write
-
-moto_server = pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

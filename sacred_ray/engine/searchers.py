@@ -176,16 +176,17 @@ def _pb2(settings, plan: SearchPlan):
 SCHEDULER_PACKAGES = {"pb2": (("GPy", "sklearn"), 'pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"')}
 
 
-def make_scheduler(settings, plan: Optional[SearchPlan] = None):
+def _options_only(scheduler_class):
+    def build(settings, plan: SearchPlan):
+        return scheduler_class(**dict(settings.scheduler_options))
+    return build
+
+
+def make_scheduler(settings, plan: SearchPlan):
     """Tune's scheduler for the ``tune.scheduler`` setting, with its options."""
     from ray.tune import schedulers
 
-    if settings.scheduler == "pbt":
-        return _pbt(settings, plan)
-    if settings.scheduler == "pb2":
-        return _pb2(settings, plan)
-    kinds = {"asha": schedulers.ASHAScheduler, "hyperband": schedulers.HyperBandScheduler,
-             "median": schedulers.MedianStoppingRule}
-    if settings.scheduler in kinds:
-        return kinds[settings.scheduler](**dict(settings.scheduler_options))
-    return schedulers.FIFOScheduler()
+    kinds = {"asha": _options_only(schedulers.ASHAScheduler), "hyperband": _options_only(schedulers.HyperBandScheduler),
+             "median": _options_only(schedulers.MedianStoppingRule), "fifo": _options_only(schedulers.FIFOScheduler),
+             "pbt": _pbt, "pb2": _pb2}
+    return kinds[settings.scheduler](settings, plan)

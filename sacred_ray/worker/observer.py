@@ -163,8 +163,7 @@ class RayObserver(RunObserver):
         self.worker = worker or {"pid": os.getpid()}
         self.run_id = None
         self.final: Optional[tuple] = None
-        self.continues: Optional[dict] = None  # the start's answer when the run goes on an earlier one
-        self.on_continue = None  # called with it (the worker's ``_keep_state`` skips steps recorded before)
+        self.on_continue = None  # called with the start's answer when the run goes on an earlier one
         self.posted = 0
         self._pending_metrics: dict = {}
         self._held: Optional[dict] = None
@@ -198,9 +197,8 @@ class RayObserver(RunObserver):
             raise ObserverStartError(answer["error"])
         self.run_id = answer.get("_id") if isinstance(answer, dict) else answer
         if isinstance(answer, dict) and answer.get("continues") is not None:
-            self.continues = answer["continues"]
             if self.on_continue is not None:
-                self.on_continue(self.continues)
+                self.on_continue(answer["continues"])
         return self.run_id
 
     def log_metrics(self, metrics_by_name, info):

@@ -60,6 +60,8 @@ class SacredTrainable(tune.Trainable):
         self.parent: Optional[dict] = None  # a PBT exploit: the donor's trial, run, step and values
         self.restored: dict = {}  # the Tune checkpoint's sacred_ray.json Tune last restored
         self.sacred_run = None
+        self.latest: dict = {}  # the run's latest value of each logged scalar
+        self.last_step = 0  # the step of its latest report
 
     # -- the run in its thread ------------------------------------------------
     def _start(self, config: dict) -> None:
@@ -69,7 +71,7 @@ class SacredTrainable(tune.Trainable):
         self.finishing = False
         # what the trial reported last, restored with a checkpoint: a run restored after its last
         # step (PBT paused it there) ends without logging, and Tune still gets the trial's values
-        self.latest: dict = dict(self.restored.get("metrics") or {})
+        self.latest = dict(self.restored.get("metrics") or {})
         self.last_step = self.restored.get("reported_step") or 0
         self.restored = {}
         self.reported = 0
@@ -205,7 +207,7 @@ class SacredTrainable(tune.Trainable):
         run = self.sacred_run
         meta = {"trial_id": self.trial_id, "run_id": getattr(run, "_id", None), "values": self.values,
                 "step": store.meta().get("step") if exported else None,
-                "metrics": dict(getattr(self, "latest", {})), "reported_step": getattr(self, "last_step", 0)}
+                "metrics": dict(self.latest), "reported_step": self.last_step}
         with open(os.path.join(checkpoint_dir, TUNE_META), "w", encoding="utf-8") as f:
             json.dump(meta, f, default=repr)
         return None
