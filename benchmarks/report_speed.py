@@ -24,8 +24,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRAWN = """() => ["parallel", "importance", "curves"].every(id => {
     const el = document.getElementById(id);
-    return el && el.querySelector(".main-svg") && (id !== "parallel" || el.querySelector("canvas"));
-})"""
+    return el && el.getAttribute("data-drawn") === "true";
+})"""  # each chart's ECharts 'finished' event has fired
 
 
 def experiment():

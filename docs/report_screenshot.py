@@ -29,7 +29,7 @@ def main() -> None:
                                         args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 1700})
             page.goto(f"file://{report}")
-            page.wait_for_function("() => document.querySelector('#curves .main-svg')")
+            page.wait_for_function("() => document.querySelector('#curves[data-drawn=true]')")
             page.screenshot(path=os.path.join(HERE, "report.png"))
             browser.close()
     print(f"wrote {os.path.join(HERE, 'report.png')}")

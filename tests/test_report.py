@@ -75,18 +75,3 @@ def test_the_progress_bar_reads_cleanly_and_tune_ranks_by_the_last_report():
     # the line ends showing the best of the trials' last reports: b's 0.1, not a's earlier 0.05
     assert shown.rsplit("best last loss ", 1)[1].startswith("0.1")
     assert "] , running" not in shown and "], running 1, failed 0" in shown
-
-
-def test_the_page_inlines_the_gl2d_bundle_of_the_plotly_js_version_plotly_py_ships():
-    """A third of the full bundle (the page draws only scatter and parcoords); kept in step with
-    plotly.py: should plotly.py move to another plotly.js, the page falls back to its full bundle
-    and this test says the vendored file wants updating (sacred_ray/report/page.py says how)."""
-    from plotly.offline import get_plotlyjs, get_plotlyjs_version
-
-    from sacred_ray.report.page import BUNDLE, plotly_js
-
-    with open(BUNDLE, encoding="utf-8") as f:
-        header = f.read(200)
-    assert f"plotly.js (gl2d - minified) v{get_plotlyjs_version()}\n" in header
-    js = plotly_js()
-    assert js.startswith("/**\n* plotly.js (gl2d") and len(js) < len(get_plotlyjs()) / 3

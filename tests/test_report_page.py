@@ -10,6 +10,8 @@ import threading
 import pytest
 from conftest import EXPERIMENTS, REPO, run_cli, write
 
+from sacred_ray.report.page import ECHARTS_VERSION
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = os.environ.get("TEST_ARTIFACTS", os.path.join(REPO, "test-artifacts"))
 
@@ -52,15 +54,40 @@ def open_page(browser, path):
 
 
 def drawn(page, div):
-    """What a plotly div drew: its SVG layers' shapes and its canvases' sizes."""
+    """What an ECharts box drew: whether it finished, the share of its canvas's pixels painted
+    (the background is transparent) and their ink (summed opacity), and the option it drew."""
     return page.evaluate("""(id) => {
         const el = document.getElementById(id);
         if (!el) return null;
-        return {svg: el.querySelectorAll(".main-svg").length,
-                shapes: el.querySelectorAll(".main-svg path, .main-svg rect.bar, .main-svg .point").length,
-                canvases: Array.from(el.querySelectorAll("canvas")).filter(c => c.width > 0 && c.height > 0).length,
-                axes: el.querySelectorAll(".y-axis").length, text: el.textContent};
+        const option = echarts.getInstanceByDom(el).getOption();
+        const canvas = el.querySelector("canvas");
+        const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let painted = 0, ink = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) { painted++; ink += pixels[i] / 255; }
+        return {finished: el.getAttribute("data-drawn") === "true", ink, share: painted / (pixels.length / 4),
+                axes: (option.parallelAxis || []).map(a => a.name),
+                categories: (option.parallelAxis || []).filter(a => a.type === "category").map(a => a.data),
+                series: option.series.map(s => ({type: s.type, name: s.name || "", points: s.data.length})),
+                text: JSON.stringify(option)};
     }""", div)
+
+
+def brush(page, best):
+    """Select the ``best`` results' range on the parallel plot's result axis, as dragging along it
+    does (0: clear the selection), and wait until the plot is drawn again."""
+    page.evaluate("""(best) => {
+        const el = document.getElementById("parallel"), chart = echarts.getInstanceByDom(el);
+        const results = chart.getOption().series[0].data.map(row => row[1]).sort((a, b) => b - a);
+        el.removeAttribute("data-drawn");
+        chart.dispatchAction({type: "axisAreaSelect", parallelAxisIndex: 1,
+                              intervals: best ? [[results[best - 1], results[0]]] : []});
+    }""", best)
+    page.wait_for_function("""() => document.getElementById("parallel").getAttribute("data-drawn") === "true" """)
+
+
+def wait_drawn(page):
+    page.wait_for_function("""() => Array.from(document.querySelectorAll(".chart"))
+        .every(el => el.getAttribute("data-drawn") === "true")""", timeout=30_000)
 
 
 def column(page, table, name):
@@ -84,16 +111,29 @@ def test_a_sweeps_report_opens_in_chromium_with_every_plot_and_a_sortable_table(
     report = tmp_path / "sweeps" / "seeds" / "report.html"
     assert f"report: {report}" in proc.stdout
     text = report.read_text()
-    assert not re.search(r"<script[^>]*\bsrc=", text)  # self-contained: plotly.js is inlined
+    assert not re.search(r"<script[^>]*\bsrc=", text)  # self-contained: ECharts is inlined
     assert 'http-equiv="refresh"' not in text  # the final page does not reload itself
 
     page, errors = open_page(browser, report)
+    wait_drawn(page)
     screenshot(page, "report-sweep.png")
     assert errors == []
+    assert page.evaluate("echarts.version") == ECHARTS_VERSION  # the vendored file is the release we say
     parallel, importance, curves = (drawn(page, d) for d in ("parallel", "importance", "curves"))
-    assert parallel["svg"] > 0 and parallel["canvases"] > 0 and parallel["axes"] == 2  # lr and result
-    assert importance["shapes"] > 0 and "lr" in importance["text"]
-    assert curves["svg"] > 0 and curves["shapes"] > 0
+    assert parallel["finished"] and parallel["share"] > 0.02 and parallel["axes"] == ["lr", "result"]
+    assert importance["finished"] and importance["share"] > 0.01 and '"lr"' in importance["text"]
+    assert curves["finished"] and curves["share"] > 0.02
+    lines = [s for s in curves["series"] if s["type"] == "line"]
+    # a mean line (and a two-series band) per configuration that logged: lr 9 fails before it logs
+    assert sorted(s["name"] for s in lines if s["name"]) == ["lr=1.0", "lr=2.0", "lr=3.0", "lr=4.0"]
+    assert len(lines) == 3 * 4
+    # dragging along the result axis keeps the lines in that range (the best three): the others fade
+    brush(page, 3)
+    screenshot(page, "report-sweep-filtered.png")
+    filtered = drawn(page, "parallel")["ink"]
+    assert filtered < parallel["ink"] * 0.9  # 9 of 12 lines fade (axes and labels stay)
+    brush(page, 0)
+    assert drawn(page, "parallel")["ink"] > filtered * 1.05  # cleared: they come back
     assert page.locator("text=Seed groups").count() == 1
     assert column(page, "groups", "lr")[:3] == ["3", "2", "4"]  # by mean result, best first
 
@@ -136,13 +176,16 @@ tune:
     report = tmp_path / "sweeps" / "space" / "report.html"
     assert f"report: {report}" in proc.stdout
     page, errors = open_page(browser, report)
+    wait_drawn(page)
     screenshot(page, "report-search.png")
     assert errors == []
     curves = drawn(page, "curves")
-    assert curves["shapes"] > 0 and re.search(r"stopped early \(\d+\)", curves["text"])
+    stopped = [s for s in curves["series"] if re.fullmatch(r"stopped early \((\d+)\)", s["name"])]
+    assert curves["share"] > 0.02 and len(stopped) == 1
+    assert stopped[0]["points"] == int(re.search(r"\d+", stopped[0]["name"]).group())  # one cross per cut trial
     parallel = drawn(page, "parallel")
-    assert parallel["axes"] == 3 and parallel["canvases"] > 0  # model (categorical), quality, loss
-    assert "model" in parallel["text"] and "cnn" in parallel["text"]
+    assert parallel["finished"] and parallel["share"] > 0.02
+    assert sorted(parallel["axes"]) == ["loss", "model", "quality"] and parallel["categories"] == [["cnn", "mlp"]]
     # ASHA lets few of 12 trials complete: too few to rank parameters, and the page says so
     completed = column(page, "trials", "status").count("COMPLETED")
     assert completed < 10 and drawn(page, "importance") is None
@@ -218,16 +261,3 @@ def test_an_unreachable_mongodb_is_one_line(tmp_path):
     proc = run_cli(["toy.py", "sweep_report", "mongodb://user:secret@127.0.0.1:1/db", "s"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "cannot reach MongoDB" in proc.stderr and "secret" not in proc.stderr
-
-
-def test_without_plotly_a_sweep_ends_cleanly_and_says_how_to_get_the_report(workdir):
-    shim = workdir / "shim" / "plotly"
-    shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text("raise ImportError('plotly is not installed here')\n")
-    write(workdir / "g.yaml", "grid:\n  x: [1.0, 2.0]\n")
-    env = dict(os.environ, RAY_ADDRESS="local", PYTHONPATH=str(workdir / "shim"))
-    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert 'report: pip install "sacred-ray[report]" to get report.html' in proc.stdout
-    assert not (workdir / "sweeps" / "g" / "report.html").exists()
-    assert (workdir / "sweeps" / "g" / "summary.csv").exists()

@@ -19,7 +19,6 @@ class ReportWriter:
                  interval: Optional[float] = None):
         self.folder, self.metric, self.mode, self.mongo = folder, metric, mode, mongo
         self.interval = interval or LIVE_SECONDS
-        self.enabled = report.available()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one write at a time
         self._live: Optional[threading.Thread] = None
@@ -28,7 +27,7 @@ class ReportWriter:
         self.error: Optional[str] = None
 
     def start(self) -> None:
-        if self.enabled and self._live is None:
+        if self._live is None:
             self._live = threading.Thread(target=self._loop, name="sacred-ray-report", daemon=True)
             self._live.start()
 
@@ -48,15 +47,13 @@ class ReportWriter:
     def finish(self) -> None:
         """Stop the live rewrites and start the last write (``line`` waits for it)."""
         self._stop.set()
-        if self.enabled and self._final is None:
+        if self._final is None:
             self._final = threading.Thread(target=self._write, args=(False,), name="sacred-ray-report-final",
                                            daemon=True)
             self._final.start()
 
     def line(self) -> str:
         """What the end of the sweep says about the report."""
-        if not self.enabled:
-            return f"report: {report.INSTALL_HINT} to get report.html (plots of this sweep)"
         self.finish()
         self._final.join()
         if self.error is not None:

@@ -1,14 +1,14 @@
-"""A sweep's report: ``sweeps/<name>/report.html``, one self-contained page (plotly.js inlined,
-opens offline) with parallel coordinates, parameter importance, the metric's curves, seed
+"""A sweep's report: ``sweeps/<name>/report.html``, one self-contained page (Apache ECharts
+inlined, opens offline) with parallel coordinates, parameter importance, the metric's curves, seed
 groups, a sortable results table and the spec.
 
     sacred_ray.write_report("sweeps/digits-grid")                    # from Python
     python my_exp.py sweep_report sweeps/digits-grid                  # from the command line
     python my_exp.py sweep_report mongodb://host:27017/db digits-grid  # a sweep recorded in MongoDB
 
-Written at the end of every sweep and rewritten every 30 s while one runs. plotly is an
-optional extra (``pip install "sacred-ray[report]"``); without it a sweep ends as before and
-says how to get the page.
+Written at the end of every sweep and rewritten every 30 s while one runs. It needs nothing
+beyond sacred-ray's own dependencies (pandas reads the records; ECharts, vendored in this
+package, draws).
 """
 
 from __future__ import annotations
@@ -17,17 +17,6 @@ import os
 from typing import Optional
 
 from ..spec import SpecError
-
-INSTALL_HINT = 'pip install "sacred-ray[report]"'
-
-
-def available() -> bool:
-    """Whether plotly, which draws the report, is installed."""
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def write_report(source: str, name: Optional[str] = None, output: Optional[str] = None, *,
@@ -39,9 +28,7 @@ def write_report(source: str, name: Optional[str] = None, output: Optional[str] 
     The file goes to ``output``, else ``<folder>/report.html``, else (MongoDB)
     ``<name>-report.html`` in the current folder. ``metric``/``mode`` override the spec's.
     Raises SpecError (one line) for a folder that is not a sweep's, an unreachable
-    database, a name with no runs, or plotly missing."""
-    if not available():
-        raise SpecError("report", "", f"needs plotly: {INSTALL_HINT}")
+    database, or a name with no runs."""
     from .data import gather
     from .page import render
 
@@ -61,4 +48,4 @@ def write_report(source: str, name: Optional[str] = None, output: Optional[str] 
     return output
 
 
-__all__ = ["INSTALL_HINT", "available", "write_report"]
+__all__ = ["write_report"]

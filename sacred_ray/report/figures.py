@@ -1,35 +1,61 @@
-"""The report's plots, drawn with plotly: parallel coordinates, parameter importance and the
-chosen metric's curves (one line per trial, or a mean and band per seed group).
+"""The report's plots as Apache ECharts options (plain data, drawn by the echarts.min.js the
+page inlines): parallel coordinates, parameter importance and the chosen metric's curves (one
+line per trial, or a mean and band per seed group).
 
-Curves are drawn as a few traces (trials binned by their final value into colour bands, each
-band one line trace with gaps between trials), so a sweep of thousands of trials stays
-quick to open.
+Each function returns a ``Chart`` (the option and the height it is drawn at) or None when
+there is nothing to draw. ECharts draws on a 2D canvas: a sweep of thousands of trials opens
+in about a second even in a browser without a GPU, where WebGL plots (plotly's parcoords)
+take seconds to compile their shaders in software.
+
+Curves are drawn as a few series (trials binned by their final value into colour bands, each
+band one line series with gaps between trials) rather than a series per trial.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 from .data import SweepData
 
-COLORSCALE = "Viridis"
+# Viridis (matplotlib's, as plotly and ECharts users know it), dark to bright
+VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
+           "#fde725"]
 BANDS = 8  # colour bands of the curves
-MAX_POINTS = 25_000  # curves of more points are drawn with every n-th step (and each one's last)
+MAX_POINTS = 100_000  # curves of more points are drawn with every n-th step (and each one's last)
 MIN_TRIALS_FOR_IMPORTANCE = 10
-LOG_AXIS_RATIO = 100.0  # a positive numeric axis spanning more than this is drawn as log10
+LOG_AXIS_RATIO = 100.0  # a positive numeric axis spanning more than this is drawn on a log scale
+STOPPED = "#d62728"
+CROSS = "path://M0,0L10,10M10,0L0,10Z"  # the marker of a trial a scheduler stopped
+TITLE = {"left": "center", "textStyle": {"fontSize": 14, "fontWeight": "normal"}}
+TOOLBOX = {"right": 20, "feature": {"dataZoom": {"filterMode": "none"}, "restore": {}, "saveAsImage": {}}}
 
 
-def _go():
-    import plotly.graph_objects as go
-
-    return go
+@dataclass
+class Chart:
+    """One plot of the page: an ECharts option and the height of its box in pixels."""
+    option: dict
+    height: int
 
 
 def _colors(n: int) -> list:
-    from plotly.colors import sample_colorscale
+    """n colours evenly spaced along Viridis, dark to bright."""
+    if n == 1:
+        return [VIRIDIS[-1]]
+    out = []
+    for i in range(n):
+        at = i / (n - 1) * (len(VIRIDIS) - 1)
+        low = min(int(at), len(VIRIDIS) - 2)
+        a, b = VIRIDIS[low], VIRIDIS[low + 1]
+        mix = [round(int(a[k:k + 2], 16) * (low + 1 - at) + int(b[k:k + 2], 16) * (at - low)) for k in (1, 3, 5)]
+        out.append("#" + "".join(f"{c:02x}" for c in mix))
+    return out
 
-    return sample_colorscale(COLORSCALE, [i / max(n - 1, 1) for i in range(n)])
+
+def _best_bright(data: SweepData, colors: list) -> list:
+    """Colours from low values to high, oriented so the best curves are the bright end."""
+    return colors[::-1] if data.mode == "min" and data.curve_metric == data.metric else list(colors)
 
 
 def _numeric(series) -> Optional[list]:
@@ -42,37 +68,74 @@ def _numeric(series) -> Optional[list]:
     return out
 
 
-def _dimension(label: str, series) -> dict:
-    """One parallel-coordinates axis: numeric (log10 where the values span decades), else categorical."""
+def _short(value) -> Optional[float]:
+    """Six significant digits: what a plot can show, in a third of the page's bytes."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return float(f"{number:.6g}") if math.isfinite(number) else None
+
+
+def _precision(values: list) -> int:
+    """Decimals enough to tell values apart across their range (none for whole numbers)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite or all(float(v).is_integer() for v in finite):
+        return 0
+    spread = max(finite) - min(finite) or abs(finite[0]) or 1.0
+    return max(0, min(6, 2 - math.floor(math.log10(spread))))
+
+
+def _axis(index: int, label: str, series) -> tuple:
+    """One parallel-coordinates axis and its values: numeric (a log scale where the values span
+    decades), else categorical (named configs, choices, anything that is not a number)."""
     numbers = _numeric(series)
     if numbers is not None:
         low, high = min(numbers), max(numbers)
-        if low > 0 and high / low > LOG_AXIS_RATIO:
-            return {"label": f"log10({label})", "values": [math.log10(x) for x in numbers]}
-        return {"label": label, "values": numbers}
+        kind = "log" if low > 0 and high / low > LOG_AXIS_RATIO else "value"
+        return {"dim": index, "name": label, "type": kind, "scale": True}, [_short(x) for x in numbers]
     text = [str(v) for v in series]
     categories = sorted(set(text))
-    code = {c: i for i, c in enumerate(categories)}
-    return {"label": label, "values": [code[t] for t in text], "tickvals": list(range(len(categories))),
-            "ticktext": [c if len(c) <= 20 else c[:19] + "…" for c in categories]}
+    return ({"dim": index, "name": label, "type": "category", "data": categories,
+             "axisLabel": {"width": 140, "overflow": "truncate"}}, text)
 
 
-def parallel(data: SweepData):
-    """Parallel coordinates of the swept parameters against the metric, for trials that scored."""
-    go = _go()
+def parallel(data: SweepData) -> Optional[Chart]:
+    """Parallel coordinates of the swept parameters against the metric, for trials that scored;
+    drag along an axis to keep the lines in a range (on several axes at once)."""
     scores = data.scores()
     done = data.frame[scores.notna()]
-    if done.empty or not [p for p in data.params if p != "seed"]:
+    params = [p for p in data.params if p in done and p != "seed"]
+    if done.empty or not params:
         return None
-    dims = [_dimension(p, done[p]) for p in data.params if p in done and p != "seed"]
-    dims.append({"label": data.metric, "values": list(scores[scores.notna()])})
-    line = {"color": dims[-1]["values"], "colorscale": COLORSCALE, "showscale": True,
-            "reversescale": data.mode == "min", "colorbar": {"title": {"text": data.metric}}}
-    fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
-    fig.update_layout(title=f"Parameters against {data.metric} ({len(done)} completed trials; "
-                            f"{'lower' if data.mode == 'min' else 'higher'} is better)", height=460,
-                      margin={"l": 60, "r": 40, "t": 110, "b": 30}, title_y=0.97)
-    return fig
+    axes, columns = [], []
+    for i, p in enumerate(params):
+        axis, values = _axis(i, p, done[p])
+        axes.append(axis)
+        columns.append(values)
+    metric = [float(v) for v in scores[scores.notna()]]
+    axes.append({"dim": len(params), "name": data.metric, "type": "value", "scale": True,
+                 "nameTextStyle": {"fontWeight": "bold"}})
+    columns.append([_short(v) for v in metric])
+    better = "lower" if data.mode == "min" else "higher"
+    option = {
+        "animation": False,
+        "title": dict(TITLE, text=f"Parameters against {data.metric} ({len(done)} completed trials; {better} is "
+                                  f"better; drag along an axis to filter)"),
+        "toolbox": {"right": 20, "feature": {"saveAsImage": {}}},
+        "parallel": {"left": 70, "right": 130, "top": 80, "bottom": 40,
+                     "parallelAxisDefault": {"nameLocation": "end", "nameGap": 14, "realtime": True,
+                                             "nameTextStyle": {"fontSize": 12}}},
+        "parallelAxis": axes,
+        "visualMap": {"type": "continuous", "dimension": len(params), "min": min(metric), "max": max(metric),
+                      "inRange": {"color": list(VIRIDIS[::-1] if data.mode == "min" else VIRIDIS)},
+                      "text": [data.metric, ""], "calculable": True, "right": 10, "top": "middle",
+                      "precision": _precision(metric)},
+        "series": [{"type": "parallel", "data": [list(row) for row in zip(*columns)], "progressive": 0,
+                    "lineStyle": {"width": 1, "opacity": 0.6},
+                    "inactiveOpacity": 0.03, "activeOpacity": 0.6}],
+    }
+    return Chart(option, 460)
 
 
 def importance(data: SweepData) -> tuple:
@@ -106,73 +169,75 @@ def importance(data: SweepData) -> tuple:
         means = y.groupby(groups).transform("mean")
         shares[p] = float(((means - y.mean()) ** 2).sum()) / total if total > 0 else 0.0
     ordered = sorted(shares.items(), key=lambda kv: kv[1])
-    go = _go()
-    # horizontal bars drawn as thick lines (scatter): the page ships plotly.js's gl2d bundle, which
-    # has scatter and parcoords and not the bar trace (see page.py)
-    names = [k for k, _ in ordered]
-    xs = [x for _, v in ordered for x in (0.0, v, None)]
-    ys = [y for k, _ in ordered for y in (k, k, None)]
-    color = _colors(3)[1]
-    fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", line={"width": 18, "color": color}, hoverinfo="skip"),
-                     go.Scatter(x=[v for _, v in ordered], y=names, mode="markers", marker={"size": 1, "color": color},
-                                hovertemplate="%{y}: %{x:.3f}<extra></extra>")])
-    fig.update_layout(title=f"Parameter importance for {data.metric}", showlegend=False,
-                      xaxis={"title": "share of variance", "range": [0, 1]},
-                      yaxis={"type": "category", "categoryorder": "array", "categoryarray": names},
-                      height=max(220, 60 + 36 * len(ordered)), margin={"l": 160, "r": 40, "t": 60, "b": 50})
-    return fig, method[0].upper() + method[1:] + "."
+    option = {
+        "animation": False,
+        "title": dict(TITLE, text=f"Parameter importance for {data.metric}"),
+        "tooltip": {"trigger": "item"},
+        "grid": {"left": 20, "right": 60, "top": 50, "bottom": 40, "containLabel": True},
+        "xAxis": {"type": "value", "min": 0, "max": 1, "name": "share of variance", "nameLocation": "middle",
+                  "nameGap": 28},
+        "yAxis": {"type": "category", "data": [k for k, _ in ordered],
+                  "axisLabel": {"width": 200, "overflow": "truncate"}},
+        "series": [{"type": "bar", "name": "share of variance", "data": [round(v, 4) for _, v in ordered],
+                    "barMaxWidth": 24, "itemStyle": {"color": _colors(3)[1]},
+                    "label": {"show": True, "position": "right", "formatter": "{c}"}}],
+    }
+    return Chart(option, max(220, 90 + 36 * len(ordered))), method[0].upper() + method[1:] + "."
 
 
-def curves(data: SweepData):
+def curves(data: SweepData) -> Optional[Chart]:
     """The curve metric's history: a line per trial coloured by its final value, early-stopped
     trials marked where they were cut; with seed groups, a mean and a band (+- one std) per group."""
     if data.curves is None or data.curves.empty:
         return None
     if data.seed_groups:
         return _group_curves(data)
-    go = _go()
-    last = data.curves.sort_values("step").groupby("trial")["value"].last()
+    ordered = data.curves.sort_values("step")
+    last = ordered.groupby("trial")["value"].last()
     low, high = float(last.min()), float(last.max())
-    colors = _colors(BANDS)
-    if data.mode == "min" and data.curve_metric == data.metric:
-        colors = colors[::-1]  # the best trials are bright either way
+    palette, colors = _best_bright(data, VIRIDIS), _best_bright(data, _colors(BANDS))
     stride = max(1, math.ceil(len(data.curves) / MAX_POINTS))
     bands: dict = {}
-    for trial, part in data.curves.sort_values("step").groupby("trial", sort=False):
+    ends = []
+    for trial, part in ordered.groupby("trial", sort=False):
         at = 0 if high == low else min(int((float(last[trial]) - low) / (high - low) * BANDS), BANDS - 1)
         if stride > 1:  # every stride-th step, and the last: the page stays quick with thousands of curves
             part = part.iloc[sorted(set(range(0, len(part), stride)) | {len(part) - 1})]
-        xs, ys, names = bands.setdefault(at, ([], [], []))
-        xs += list(part["step"]) + [None]
-        ys += [_short(v) for v in part["value"]] + [None]
-        names += [str(trial)] * len(part) + [None]
-    fig = go.Figure()
-    for at in sorted(bands):
-        xs, ys, names = bands[at]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colors[at], "width": 1.2}, opacity=0.8,
-                                 customdata=names, hovertemplate="trial %{customdata}<br>step %{x}: %{y}<extra></extra>",
-                                 showlegend=False))
+        points = bands.setdefault(at, [])
+        points += [[_number(s), _short(v)] for s, v in zip(part["step"], part["value"])]
+        points.append(None)  # a gap: the next trial's line starts afresh
+        ends.append([_number(part["step"].iloc[-1]), _short(part["value"].iloc[-1]), str(trial)])
+    series = [{"type": "line", "name": f"final {data.curve_metric} band {at + 1}", "data": points,
+               "showSymbol": False, "connectNulls": False, "silent": True, "progressive": 0,
+               "lineStyle": {"width": 1.2, "color": colors[at], "opacity": 0.8}, "color": colors[at]}
+              for at, points in sorted(bands.items())]
+    # each trial's last point: hover it for the trial; its colour scale is the curves' legend
+    series.append({"type": "scatter", "name": "last value", "data": ends, "symbolSize": 5,
+                   "tooltip": {"formatter": "trial {@[2]}<br>step {@[0]}: {@[1]}"}})
+    legend = []
     cut = _stopped_early(data)
     if cut:
-        ends = data.curves[data.curves["trial"].isin(cut)].sort_values("step").groupby("trial").last()
-        fig.add_trace(go.Scatter(x=list(ends["step"]), y=list(ends["value"]), mode="markers",
-                                 marker={"symbol": "x", "size": 8, "color": "#d62728"},
-                                 name=f"stopped early ({len(cut)})", text=[f"trial {t}" for t in ends.index],
-                                 hovertemplate="%{text} stopped at step %{x}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-                             marker={"colorscale": COLORSCALE, "cmin": low, "cmax": high, "color": [low],
-                                     "reversescale": data.mode == "min" and data.curve_metric == data.metric,
-                                     "showscale": True, "colorbar": {"title": {"text": f"final {data.curve_metric}"}}}))
+        stopped = ordered[ordered["trial"].isin(cut)].groupby("trial").last()
+        name = f"stopped early ({len(cut)})"
+        legend.append(name)
+        series.append({"type": "scatter", "name": name, "symbol": CROSS, "symbolSize": 9, "z": 5,
+                       "itemStyle": {"color": "rgba(0,0,0,0)", "borderColor": STOPPED, "borderWidth": 2},
+                       "data": [[_number(s), _short(v), str(t)] for t, s, v in
+                                zip(stopped.index, stopped["step"], stopped["value"])],
+                       "tooltip": {"formatter": "trial {@[2]} stopped at step {@[0]}: {@[1]}"}})
     drawn = f"; every {stride}th step drawn" if stride > 1 else ""
-    return _layout(fig, data, f"{data.curve_metric} per trial ({data.curves['trial'].nunique()} trials{drawn})")
+    option = _cartesian(data, f"{data.curve_metric} per trial ({data.curves['trial'].nunique()} trials{drawn})",
+                        series, legend)
+    option["visualMap"] = {"type": "continuous", "seriesIndex": len(bands), "dimension": 1, "min": low,
+                           "max": high if high > low else low + 1, "inRange": {"color": palette},
+                           "text": [f"final {data.curve_metric} {high:.4g}", f"{low:.4g}"], "right": 10, "top": "middle",
+                           "calculable": False}
+    return Chart(option, 460)
 
 
-def _short(value) -> float:
-    """Six significant digits: what a plot can show, in a third of the page's bytes."""
-    try:
-        return float(f"{float(value):.6g}")
-    except (TypeError, ValueError):
-        return None
+def _number(value):
+    """A step as JSON has it (ints stay ints)."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def _stopped_early(data: SweepData) -> list:
@@ -185,8 +250,7 @@ def _stopped_early(data: SweepData) -> list:
     return list(stopped["trial"])
 
 
-def _group_curves(data: SweepData):
-    go = _go()
+def _group_curves(data: SweepData) -> Chart:
     ids = dict(zip(data.frame["trial"], data._group_ids()))
     labels = {}
     for _, row in data.frame.iterrows():
@@ -196,24 +260,42 @@ def _group_curves(data: SweepData):
     stats = curves.groupby(["group", "step"])["value"].agg(["mean", "std", "count"]).reset_index()
     finals = stats.sort_values("step").groupby("group")["mean"].last()
     low, high = float(finals.min()), float(finals.max())
-    colors = _colors(BANDS)
-    if data.mode == "min" and data.curve_metric == data.metric:
-        colors = colors[::-1]
-    fig = go.Figure()
+    colors = _best_bright(data, _colors(BANDS))
+    series, legend = [], []
     for group, part in stats.groupby("group", sort=False):
         at = 0 if high == low else min(int((float(finals[group]) - low) / (high - low) * BANDS), BANDS - 1)
         color, std = colors[at], part["std"].fillna(0)
-        steps = list(part["step"])
-        fig.add_trace(go.Scatter(x=steps + steps[::-1], y=list(part["mean"] + std) + list(part["mean"] - std)[::-1],
-                                 fill="toself", fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
-                                 showlegend=False))
-        fig.add_trace(go.Scatter(x=steps, y=list(part["mean"]), mode="lines", line={"color": color, "width": 2},
-                                 name=labels.get(group) or "defaults",
-                                 hovertemplate="%{fullData.name}<br>step %{x}: mean %{y}<extra></extra>"))
-    return _layout(fig, data, f"{data.curve_metric}: mean over seeds, band +- one std ({len(finals)} configurations)")
+        steps = [_number(s) for s in part["step"]]
+        name = labels.get(group) or "defaults"
+        legend.append(name)
+        band = f"band {group}"
+        # the band is two stacked series: the lower edge (invisible), then the band's width on top
+        series.append({"type": "line", "data": [[s, _short(v)] for s, v in zip(steps, part["mean"] - std)],
+                       "stack": band, "stackStrategy": "all", "showSymbol": False, "silent": True,
+                       "lineStyle": {"opacity": 0}, "tooltip": {"show": False}})
+        series.append({"type": "line", "data": [[s, _short(v)] for s, v in zip(steps, 2 * std)],
+                       "stack": band, "stackStrategy": "all", "showSymbol": False, "silent": True,
+                       "lineStyle": {"opacity": 0}, "areaStyle": {"color": color, "opacity": 0.18},
+                       "tooltip": {"show": False}})
+        series.append({"type": "line", "name": name, "color": color, "showSymbol": False,
+                       "data": [[s, _short(v), int(n)] for s, v, n in zip(steps, part["mean"], part["count"])],
+                       "lineStyle": {"width": 2, "color": color},
+                       "tooltip": {"formatter": "{a}<br>step {@[0]}: mean {@[1]} over {@[2]} seeds"}})
+    title = f"{data.curve_metric}: mean over seeds, band +- one std ({len(finals)} configurations)"
+    return Chart(_cartesian(data, title, series, legend), 480)
 
 
-def _layout(fig, data: SweepData, title: str):
-    fig.update_layout(title=title, xaxis={"title": "step"}, yaxis={"title": data.curve_metric}, height=460,
-                      margin={"l": 60, "r": 40, "t": 60, "b": 50}, legend={"orientation": "h", "y": -0.15})
-    return fig
+def _cartesian(data: SweepData, title: str, series: list, legend: list) -> dict:
+    """The layout both kinds of curves share: step against the metric, zoomable."""
+    return {
+        "animation": False,
+        "title": dict(TITLE, text=title),
+        "tooltip": {"trigger": "item"},
+        "toolbox": TOOLBOX,
+        "legend": {"data": legend, "bottom": 0, "type": "scroll"},
+        "grid": {"left": 20, "right": 130, "top": 60, "bottom": 60, "containLabel": True},
+        "xAxis": {"type": "value", "name": "step", "nameLocation": "middle", "nameGap": 26, "scale": True},
+        "yAxis": {"type": "value", "name": data.curve_metric, "scale": True},
+        "dataZoom": [{"type": "inside", "filterMode": "none"}],
+        "series": series,
+    }

@@ -1,10 +1,11 @@
-"""The report as one self-contained HTML file: plotly.js inlined (opens offline), the plots,
+"""The report as one self-contained HTML file: Apache ECharts inlined (opens offline), the plots,
 the seed groups, a sortable results table, and the spec and command line."""
 
 from __future__ import annotations
 
 import datetime
 import html
+import json
 import math
 import os
 from typing import Any
@@ -25,7 +26,7 @@ text-align:left;white-space:nowrap;max-width:360px;overflow:hidden;text-overflow
 th{cursor:pointer;background:#f6f6f6;position:sticky;top:0;user-select:none} th[aria-sort=ascending]::after{content:" ▲"}
 th[aria-sort=descending]::after{content:" ▼"} tr.FAILED td,tr.TIMEOUT td{color:#c62828}
 tr.INTERRUPTED td{color:#9a6700} .scroll{max-height:520px;overflow:auto;border:1px solid #eee}
-pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:.85em}
+pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:.85em} .chart{width:100%;margin:8px 0}
 """
 
 SORT_SCRIPT = """
@@ -74,30 +75,35 @@ def _table(frame, columns: list, table_id: str, status_column: bool = True) -> s
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def _figure(fig, div_id: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
+DRAW_SCRIPT = """
+function drawChart(id, option) {
+  var el = document.getElementById(id);
+  var chart = echarts.init(el, null, {renderer: "canvas"});
+  chart.on("finished", function () { el.setAttribute("data-drawn", "true"); });
+  chart.setOption(option);
+  window.addEventListener("resize", function () { chart.resize(); });
+}
+"""
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ECHARTS = os.path.join(HERE, "echarts.min.js")
+ECHARTS_VERSION = "6.1.0"  # dist/echarts.min.js of the npm package echarts@6.1.0, unchanged (Apache-2.0)
 
 
-BUNDLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plotly-gl2d.min.js")
+def echarts_js() -> str:
+    """Apache ECharts, inlined so the page opens offline (licence: echarts-LICENSE, -NOTICE, -LICENSE-d3)."""
+    with open(ECHARTS, encoding="utf-8") as f:
+        return f.read()
 
 
-def plotly_js() -> str:
-    """plotly.js for the page: its gl2d bundle (scatter, scattergl, parcoords: all the page draws),
-    a third of the full bundle plotly.py ships, so the page opens a second sooner. It is the
-    file of the plotly.js npm package (dist/plotly-gl2d.min.js, MIT, ``PLOTLY_LICENSE``) of the
-    version plotly.py bundles (npm pack plotly.js@<that version>); if plotly.py moves to another
-    version, its full bundle is used until this file is replaced."""
-    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+def _json(value) -> str:
+    """JSON that is safe inside a <script> element."""
+    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")  # NaN, Infinity: JS reads them
 
-    try:
-        with open(BUNDLE, encoding="utf-8") as f:
-            bundle = f.read()
-    except OSError:
-        return get_plotlyjs()
-    if f"v{get_plotlyjs_version()}\n" not in bundle[:200]:
-        return get_plotlyjs()
-    return bundle
+
+def _figure(chart, div_id: str) -> str:
+    return (f'<div id="{div_id}" class="chart" style="height:{chart.height}px"></div>'
+            f"<script>drawChart({_json(div_id)}, {_json(chart.option)});</script>")
 
 
 def render(data: SweepData, live: bool = False) -> str:
@@ -142,5 +148,5 @@ def render(data: SweepData, live: bool = False) -> str:
     refresh = '<meta http-equiv="refresh" content="30">' if live else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}'
             f"<title>Sweep {html.escape(data.name)}</title><style>{STYLE}</style>"
-            f'<script type="text/javascript">{plotly_js()}</script></head><body>{"".join(parts)}'
+            f"<script>{echarts_js()}</script><script>{DRAW_SCRIPT}</script></head><body>{''.join(parts)}"
             f"<script>{SORT_SCRIPT}</script></body></html>")
