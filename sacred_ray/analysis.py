@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
+from .engine.observers import read_json
 from .spec import SpecError
 
 
@@ -90,7 +91,7 @@ def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) 
     if not runs:
         raise SpecError(folder, "", f"no observer recorded the runs of {name!r}; run the sweep with -F or -m "
                                     f"(its summary.csv holds what the driver saw)")
-    return runs, lambda run: _read_json(os.path.join(run["_folder"], "metrics.json"))
+    return runs, lambda run: read_json(os.path.join(run["_folder"], "metrics.json"))
 
 
 def spec_header(folder: str) -> dict:
@@ -111,23 +112,15 @@ def _file_runs(base: str, name: str) -> list:
     runs = []
     for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
         folder = os.path.join(base, entry)
-        run = _read_json(os.path.join(folder, "run.json"))
+        run = read_json(os.path.join(folder, "run.json"))
         if not run or (run.get("meta") or {}).get("sweep", {}).get("name") != name:
             continue
-        run["config"] = _read_json(os.path.join(folder, "config.json"))
-        run["info"] = _read_json(os.path.join(folder, "info.json"))
+        run["config"] = read_json(os.path.join(folder, "config.json"))
+        run["info"] = read_json(os.path.join(folder, "info.json"))
         run["_id"] = int(entry) if entry.isdigit() else entry
         run["_folder"] = folder
         runs.append(run)
     return runs
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def _from_mongo(address: str, name: Optional[str]) -> tuple:

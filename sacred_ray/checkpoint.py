@@ -122,20 +122,24 @@ class TrialCheckpoints:
         done()
         return join(self.location, str(number))
 
-    def export(self, target: str) -> bool:
+    def export(self, target: str) -> Optional[dict]:
         """Copy the newest checkpoint into the local folder ``target`` (hard links where it is local);
-        False when there is none."""
+        its meta.json ({} if unreadable), or None when there is none."""
         import pyarrow.fs as pafs
 
         latest = self.latest()
         if latest is None:
-            return False
+            return None
         if isinstance(self.fs, pafs.LocalFileSystem):
             copy_linked(latest, target)
         else:
             os.makedirs(target, exist_ok=True)
             pafs.copy_files(latest, target, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
-        return True
+        try:
+            with open(os.path.join(target, META), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
 
     def restore(self) -> Any:
         import pyarrow.fs as pafs
@@ -279,6 +283,11 @@ def restore() -> Any:
     """The trial's newest checkpoint: the object saved, or the path of a saved directory's copy;
     None on a fresh start (and always when the experiment runs alone)."""
     return _active.restore() if _active is not None else None
+
+
+def active() -> Optional[TrialCheckpoints]:
+    """The running trial's checkpoints (None outside a trial that keeps state)."""
+    return _active
 
 
 def activate(checkpoints: Optional[TrialCheckpoints]) -> None:

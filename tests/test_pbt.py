@@ -69,6 +69,10 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
             assert set(run["meta"]["tune"]["changed"]) <= {"lr"}
             if run["meta"]["tune"]["changed"]:
                 assert run["meta"]["tune"]["changed"]["lr"]["to"] == run["config"]["lr"]
+            # PBT compares (and checkpoints) a trial every 2 results, at steps 1, 3, 5...: the state it
+            # hands over is the one of the step it compared (the donor's run went on to its save()
+            # of that step before Tune's checkpoint was taken), not the step before
+            assert parent["step"] % 2 == 1, parent
             mine = mongo_db.metrics.find_one({"run_id": run["_id"], "name": "score"})
             donor = mongo_db.metrics.find_one({"run_id": parent["run_id"], "name": "score"})
             if not mine or not donor or parent["step"] not in donor["steps"]:
@@ -112,14 +116,14 @@ def test_pb2_from_the_command_line_keeps_new_values_in_bounds_and_writes_its_lin
 def test_pb2_without_its_packages_says_how_to_get_them(tmp_path, monkeypatch):
     import sys
 
-    from sacred_ray.engine.searchers import check_searcher
+    from sacred_ray.engine.searchers import check_search_tools
     from sacred_ray.spec import SpecError, load_space
 
     space = load_space({"space": {"lr": {"uniform": [0.001, 0.1]}},
                         "tune": {"scheduler": {"type": "pb2", "perturbation_interval": 2}}}, source="space.yaml")
     monkeypatch.setitem(sys.modules, "GPy", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(SpecError) as e:
-        check_searcher(space)
+        check_search_tools(space)
     assert str(e.value) == 'space.yaml: tune: scheduler: pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"'
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import EXPERIMENTS, cli_env, run_cli, write
 
 SPACE = {
-    "fixed": {"steps": 40, "pause": 0.1},
+    "fixed": {"steps": 20, "pause": 0.1},
     "space": {"quality": {"uniform": [0.0, 1.0]}},
     "tune": {"metric": "loss", "mode": "min", "num_samples": 6, "max_concurrent_trials": 2,
              "search": {"type": "random", "seed": 1}, "name": "stoppable"},

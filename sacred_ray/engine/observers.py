@@ -220,8 +220,8 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
     try:
         with open(os.path.join(obs.dir, "run.json")) as f:
             obs.run_entry = json.load(f)
-        obs.config = _read_json(os.path.join(obs.dir, "config.json"))
-        obs.info = _read_json(os.path.join(obs.dir, "info.json"))
+        obs.config = read_json(os.path.join(obs.dir, "config.json"))
+        obs.info = read_json(os.path.join(obs.dir, "info.json"))
         with open(os.path.join(obs.dir, "cout.txt"), encoding="utf-8", errors="replace") as f:
             obs.cout = f.read()
     except (OSError, ValueError):
@@ -234,11 +234,12 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
     return obs
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
+    """A JSON record a file-storage observer wrote ({} when it is missing or unreadable)."""
     import json
 
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError):
         return {}

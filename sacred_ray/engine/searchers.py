@@ -97,8 +97,9 @@ SEARCHERS = {
 }
 
 
-def check_searcher(space: SpaceSpec) -> None:
-    """Refuse, before anything starts, a searcher that is not installed or a distribution it cannot express."""
+def check_search_tools(space: SpaceSpec) -> None:
+    """Refuse, before anything starts, a searcher or scheduler that is not installed, or a distribution
+    the searcher cannot express."""
     packages, missing = SCHEDULER_PACKAGES.get(space.settings.scheduler, ((), ""))
     for package in packages:
         try:

@@ -34,7 +34,7 @@ from .progress import Progress
 from .recorder import RunIds, TrialRecorder, restart_entry
 from .relay import Relay, Trials
 from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
-from .searchers import budget, check_searcher, compile_search, make_scheduler
+from .searchers import budget, check_search_tools, compile_search, make_scheduler
 from .session import POLL_SECONDS, Interrupted, Request, Session
 
 log = logging.getLogger("sacred_ray")
@@ -306,7 +306,7 @@ def _quiet_tune_failures() -> list:
 
 def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
-    check_searcher(space)
+    check_search_tools(space)
     settings = space.settings
     plan = SearchPlan.of(space)
     session = Session(ex, space, "tune", req)

@@ -23,6 +23,7 @@ from ray import tune
 from sacred.utils import SacredInterrupt
 
 from ..checkpoint import TrialCheckpoints, join
+from ..checkpoint import active as active_checkpoints
 from ..protocol import Outcome, RunJob, SearchJob
 from ..spec.trial import nest
 from .core import LOST_DRIVER, node_info, run_sacred
@@ -67,12 +68,15 @@ class SacredTrainable(tune.Trainable):
     def _start(self, config: dict) -> None:
         self.reports: queue.Queue = queue.Queue()
         self.go_on = threading.Event()
+        self.at_report = False  # the run waits at the report step() returned last
+        self.advanced: Optional[threading.Event] = None  # set while save_checkpoint lets the run go on
         self.stop_reason: Optional[str] = None
         self.finishing = False
         # what the trial reported last, restored with a checkpoint: a run restored after its last
         # step (PBT paused it there) ends without logging, and Tune still gets the trial's values
         self.latest = dict(self.restored.get("metrics") or {})
         self.last_step = self.restored.get("reported_step") or 0
+        self.tune_had = self.restored.get("reported_step")  # the last step Tune has (None: not restored)
         self.restored = {}
         self.reported = 0
         plan = self.job.plan
@@ -112,10 +116,31 @@ class SacredTrainable(tune.Trainable):
                         "node": observer.worker}})
             finally:
                 self.reports.put(("end", outcome))
+                self._advance_ends()
 
     def _created(self, run) -> None:
         self.sacred_run = run
         run.log_scalar = self._tap(run, run.log_scalar)
+        store = active_checkpoints()
+        if store is not None:  # the trial keeps state: a save can end an advance (see save_checkpoint)
+            saved = store.on_saved
+
+            def saved_then_hold():
+                if saved is not None:
+                    saved()
+                if self.advanced is not None:
+                    self.go_on.clear()
+                    self._advance_ends()
+                    self.go_on.wait()
+                    if self.stop_reason:
+                        raise StoppedByTune(self.stop_reason)
+
+            store.on_saved = saved_then_hold
+
+    def _advance_ends(self) -> None:
+        advanced = self.advanced
+        if advanced is not None:
+            advanced.set()
 
     def _driver_lost(self, ex) -> None:
         """The driver went away: stop the run at its next report, as a scheduler's stop would."""
@@ -131,7 +156,8 @@ class SacredTrainable(tune.Trainable):
             log_scalar(metric_name, value, step)
             if self.stop_reason:
                 raise StoppedByTune(self.stop_reason)
-            if step is not None and step <= recorded.get(metric_name, -1):
+            if step is not None and step <= recorded.get(metric_name, -1) and (
+                    self.tune_had is None or step <= self.tune_had):
                 return  # recomputed after a restart: Tune has had this step (and restored its count)
             number = _number(value)
             if number is None:
@@ -146,6 +172,7 @@ class SacredTrainable(tune.Trainable):
                 raise StoppedByTune(self.stop_reason)
             self.go_on.clear()
             self.reports.put(("report", dict(self.latest), self.last_step))
+            self._advance_ends()
             self.go_on.wait()
             if self.stop_reason:
                 run.info.setdefault("tune", {})["stop_reason"] = self.stop_reason
@@ -168,8 +195,11 @@ class SacredTrainable(tune.Trainable):
         if self.pending_config is not None:
             self._start(self.pending_config)
             self.pending_config = None
-        self.go_on.set()  # Tune wants the next result: let the run continue
+        if self.reports.empty():
+            self.go_on.set()  # Tune wants the next result: let the run continue
+        # (else the run went on to its next report while Tune saved: it waits there already)
         kind, payload, *rest = self.reports.get()
+        self.at_report = kind == "report"
         if kind == "report":
             return {**payload, "step": rest[0]}
         status = payload.status
@@ -202,15 +232,35 @@ class SacredTrainable(tune.Trainable):
         # for a PBT exploit to hand to another trial.
         if not self.job.checkpoints:
             return None
+        metrics, reported_step = dict(self.latest), self.last_step  # what Tune has had
+        self._advance()
         store = TrialCheckpoints(self._folder())
         exported = store.export(os.path.join(checkpoint_dir, "state"))
         run = self.sacred_run
         meta = {"trial_id": self.trial_id, "run_id": getattr(run, "_id", None), "values": self.values,
-                "step": store.meta().get("step") if exported else None,
-                "metrics": dict(self.latest), "reported_step": self.last_step}
+                "step": exported.get("step") if exported is not None else None,
+                "metrics": metrics, "reported_step": reported_step}
         with open(os.path.join(checkpoint_dir, TUNE_META), "w", encoding="utf-8") as f:
             json.dump(meta, f, default=repr)
         return None
+
+    def _advance(self) -> None:
+        """Tune saves between results, with the run waiting at the report Tune had last, which
+        comes before the run's save() of that step (log the metric, then save). Let the run go
+        on to that save() and wait there, so the checkpoint holds the state of the step Tune
+        compared (what PBT hands to another trial); the run stops short at its next report or
+        its end if it saves less often. The next step() lets it continue."""
+        thread = self.thread
+        if not self.at_report or thread is None or not thread.is_alive():
+            return
+        self.at_report = False
+        self.advanced = threading.Event()
+        self.go_on.set()
+        try:
+            while not self.advanced.wait(0.5) and thread.is_alive():
+                pass
+        finally:
+            self.advanced = None
 
     def load_checkpoint(self, checkpoint) -> None:
         """Tune restores this trial from a checkpoint: its own (the newest state is already in
