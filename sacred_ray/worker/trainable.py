@@ -25,6 +25,7 @@ from sacred.utils import SacredInterrupt
 from ..checkpoint import TrialCheckpoints, join
 from ..checkpoint import active as active_checkpoints
 from ..protocol import Outcome, RunJob, SearchJob
+from ..spec.settings import POPULATION
 from ..spec.trial import nest
 from .core import LOST_DRIVER, node_info, run_sacred
 from .observer import RayObserver
@@ -76,7 +77,8 @@ class SacredTrainable(tune.Trainable):
         # step (PBT paused it there) ends without logging, and Tune still gets the trial's values
         self.latest = dict(self.restored.get("metrics") or {})
         self.last_step = self.restored.get("reported_step") or 0
-        self.tune_had = self.restored.get("reported_step")  # the last step Tune has (None: not restored)
+        # the last step Tune has, when the run may have gone past it (see _advance); None: not restored
+        self.tune_had = self.restored.get("reported_step") if self.job.scheduler in POPULATION else None
         self.restored = {}
         self.reported = 0
         plan = self.job.plan
@@ -249,9 +251,15 @@ class SacredTrainable(tune.Trainable):
         comes before the run's save() of that step (log the metric, then save). Let the run go
         on to that save() and wait there, so the checkpoint holds the state of the step Tune
         compared (what PBT hands to another trial); the run stops short at its next report or
-        its end if it saves less often. The next step() lets it continue."""
+        its end if it saves less often. The next step() lets it continue.
+
+        Only under PBT and PB2, where a checkpoint becomes another trial's state: a trial that
+        restores its own checkpoint (a HyperBand pause, max_failures) just computes that step
+        again, and letting a run end while HyperBand pauses its trial at its last rung leaves
+        the trial paused for good (seen in tests)."""
         thread = self.thread
-        if not self.at_report or thread is None or not thread.is_alive():
+        if (self.job.scheduler not in POPULATION or not self.at_report or thread is None
+                or not thread.is_alive()):
             return
         self.at_report = False
         self.advanced = threading.Event()
