@@ -78,7 +78,7 @@ class SacredTrainable(tune.Trainable):
         self.latest = dict(self.restored.get("metrics") or {})
         self.last_step = self.restored.get("reported_step") or 0
         # the last step Tune has, when the run may have gone past it (see _advance); None: not restored
-        self.tune_had = self.restored.get("reported_step") if self.job.scheduler in POPULATION else None
+        self.tune_had = self.restored.get("reported_step") if self._hands_over else None
         self.restored = {}
         self.reported = 0
         plan = self.job.plan
@@ -246,6 +246,11 @@ class SacredTrainable(tune.Trainable):
             json.dump(meta, f, default=repr)
         return None
 
+    @property
+    def _hands_over(self) -> bool:
+        """PBT and PB2: a checkpoint of this trial may become another trial's state."""
+        return self.job.scheduler in POPULATION
+
     def _advance(self) -> None:
         """Tune saves between results, with the run waiting at the report Tune had last, which
         comes before the run's save() of that step (log the metric, then save). Let the run go
@@ -258,8 +263,7 @@ class SacredTrainable(tune.Trainable):
         again, and letting a run end while HyperBand pauses its trial at its last rung leaves
         the trial paused for good (seen in tests)."""
         thread = self.thread
-        if (self.job.scheduler not in POPULATION or not self.at_report or thread is None
-                or not thread.is_alive()):
+        if not self._hands_over or not self.at_report or thread is None or not thread.is_alive():
             return
         self.at_report = False
         self.advanced = threading.Event()
