@@ -95,7 +95,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         if observer.link.broken:  # the driver died while this worker was getting ready
             raise RuntimeError(f"{LOST_DRIVER} before the run started")
         if on_lost is not None:
-            observer.link.on_lost(lambda: _lost(ex, on_lost))
+            observer.link.on_lost(lambda: _lost(ex, list(also), on_lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
                              info=job.info, meta_info=_meta_info(job), options=options)
         _keep_state(run, job, observer)
@@ -225,8 +225,30 @@ def _handlers_follow_std_streams() -> None:
                         handler.setStream(_Current(name))
 
 
-def _lost(ex: Experiment, then: Callable[[Experiment], None]) -> None:
+def _lost(ex: Experiment, recording_here: list, then: Callable[[Experiment], None]) -> None:
+    """The driver went away mid-run: the observers recording in this worker (file storage)
+    get the run's last heartbeat and its INTERRUPTED end at once, from this thread, before
+    ``then`` stops the run. Whatever tears the worker down next (a driver's local Ray dies
+    with it, within about a second) finds the run closed: the run's own interrupted end, if
+    it gets that far, only writes the same again."""
     run = ex.current_run
     if run is not None:
         run.info.setdefault("sacred_ray", {})["stop_reason"] = LOST_DRIVER
+        if recording_here and run.start_time is not None:
+            _close_interrupted(run, recording_here)
     then(ex)
+
+
+def _close_interrupted(run, observers: list) -> None:
+    """Write the run's info (its stop reason) and its INTERRUPTED end to ``observers`` alone:
+    files on this machine, written in milliseconds. Nothing here waits on Sacred's heartbeat
+    thread or on the connection to the driver, which may hold its lock for a whole answer."""
+    import datetime
+
+    now = datetime.datetime.utcnow()
+    for obs in observers:
+        try:
+            obs.heartbeat_event(info=run.info, captured_out=run.captured_out or "", beat_time=now, result=run.result)
+            obs.interrupted_event(interrupt_time=now, status="INTERRUPTED")
+        except Exception:  # noqa: S112 - one observer's failure must not keep the others open
+            continue
