@@ -12,9 +12,41 @@ EXAMPLES = os.path.join(REPO, "examples")
 EXPERIMENTS = os.path.join(HERE, "experiments")
 
 
-def cli_env(**extra):
+_SHARED: dict = {}  # this test process's own Ray cluster, started on first use
+
+
+def shared_ray_address() -> str:
+    """The address of a Ray this test process started for itself (one head node, 2 CPUs, as
+    this machine has), which command lines join with RAY_ADDRESS as a user's on a cluster do.
+
+    Starting a Ray costs 2-3 s and stopping it 1.3 s; a test whose subject is not the Ray a
+    command starts joins this one instead. It is this process's own: no other test process
+    (pytest-xdist runs several) and no other user of the machine shares it."""
+    if "cluster" not in _SHARED:
+        from ray.cluster_utils import Cluster
+
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+        cluster.wait_for_nodes()
+        _SHARED["cluster"] = cluster
+    return _SHARED["cluster"].address
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_ray():
+    yield
+    cluster = _SHARED.pop("cluster", None)
+    if cluster is not None:
+        cluster.shutdown()
+
+
+def cli_env(private: bool = False, **extra):
+    """The environment of a command line a test runs. Its Ray is this test process's shared one
+    (``shared_ray_address``), or with ``private`` a new local Ray of the command's own, for
+    tests of what a command does with the Ray it starts (or when its driver is killed)."""
     env = dict(os.environ)
-    env["RAY_ADDRESS"] = "local"  # a private Ray, never one another user of the machine started
+    if "RAY_ADDRESS" not in extra:
+        # never a Ray that another user of the machine started
+        env["RAY_ADDRESS"] = "local" if private else shared_ray_address()
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -49,11 +81,11 @@ def write(path, text):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One private local Ray for the in-process tests (Ray start costs seconds)."""
+    """This test process's Ray (``shared_ray_address``), joined by the in-process tests."""
     import ray
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
+    ray.init(address=shared_ray_address(), log_to_driver=False, logging_level="error",
              runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
     yield ray
     ray.shutdown()

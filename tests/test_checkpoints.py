@@ -161,7 +161,7 @@ def test_resume_after_a_killed_driver_starts_unfinished_trials_from_their_checkp
     copy_experiment(tmp_path)
     write(tmp_path / "grid.yaml", "grid:\n  steps: [40]\nfixed: {every: 4, pause: 0.1}\n")
     proc = subprocess.Popen([sys.executable, "resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=cli_env(private=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     folder = tmp_path / "sweeps" / "grid" / "checkpoints"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (folder.exists() and any(

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import EXPERIMENTS, read_dump, run_cli, write
+from conftest import EXPERIMENTS, cli_env, read_dump, run_cli, write
 
 
 def own_types(tmp_path):
@@ -259,7 +259,7 @@ if __name__ == "__main__":
 def test_the_end_says_why_trials_failed_and_when_nothing_recorded_the_runs(workdir):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 7.0]\nsweep: {name: why}\n"
                                  "variants:\n  ok: {}\n  bad: {fixed: {fail: true}, grid: {x: [7.0]}}\n")
-    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml"], cwd=workdir)
+    proc = run_cli(["toy.py", "ray_sweep", "grid.yaml"], cwd=workdir, env=cli_env(private=True))  # says it starts one
     assert proc.returncode == 1, proc.stderr
     assert "failed: trial 3 (no run): ValueError: boom x=7.0" in proc.stdout, proc.stdout
     assert "best: trial 1 (no observer recorded it: add -F runs or -m)" in proc.stdout
@@ -366,7 +366,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_under_the_sweep_folder_stops_the_sweep_cleanly_and_says_so(workdir, small_disk):
     write(workdir / "g.yaml", f"grid:\n  x: {{range: [0, 20]}}\nsweep: {{dir: {small_disk / 's'}}}\n")
-    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir)
+    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir, env=cli_env(private=True))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "the sweep stopped: cannot write" in proc.stdout and "No space left on device" in proc.stdout

@@ -45,7 +45,7 @@ def keys(client, prefix):
 
 
 def env():
-    return {**cli_env(), **CREDENTIALS}
+    return {**cli_env(private=True), **CREDENTIALS}  # a Ray started with these, for its workers
 
 
 def test_ray_sweep_checkpoints_on_s3_survive_a_killed_worker_and_old_ones_are_pruned(tmp_path, s3):

@@ -4,7 +4,7 @@ import csv
 import json
 import os
 
-from conftest import EXAMPLES, read_dump, run_cli, write
+from conftest import EXAMPLES, cli_env, read_dump, run_cli, write
 from sacred.host_info import get_host_info
 
 GRID = """\
@@ -163,7 +163,7 @@ print("started", len(pids), "alive", alive)
 
 def test_the_ray_a_command_started_is_gone_when_it_ends(tmp_path):
     write(tmp_path / "leaves.py", LEAVES_NOTHING)
-    proc = run_cli(["leaves.py"], cwd=tmp_path)
+    proc = run_cli(["leaves.py"], cwd=tmp_path, env=cli_env(private=True))
     assert proc.returncode == 0, proc.stderr
     started, alive = proc.stdout.split("started ")[1].split(" alive ")
     assert int(started) >= 3 and alive.strip() == "[]"  # monitor, GCS, raylet, ...: all stopped
