@@ -115,7 +115,10 @@ def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path
 GRID = "grid:\n  x: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]\nfixed: {sleep: 1.5}\nsweep: {name: long, max_concurrent: 2}\n"
 
 
-def _start_sweep(workdir, extra=(), own_group=False, private=False):
+def _start_sweep(workdir, extra=(), own_group=False, private=True):
+    """A sweep in the background, to be signalled; on a Ray of its own, as before these tests
+    shared one: a joined Ray ships the folder first, which widens the moment a trial is taken
+    but its run not started (the Ctrl-C count test once saw it under load)."""
     return subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", *extra],
                             cwd=workdir, env=cli_env(private=private), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=own_group)
@@ -200,7 +203,7 @@ def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(work
     assert proc.returncode == 143
     assert "RUNNING" not in {r["status"] for r in file_runs(workdir / "runs")}
 
-    proc = _start_sweep(workdir, ["--resume"], private=True)  # the killed driver's Ray dies with it
+    proc = _start_sweep(workdir, ["--resume"])  # a private Ray: the killed driver's Ray dies with it
     _wait_for_running(workdir, timeout=120)
     proc.kill()  # SIGKILL: the driver records nothing; its workers notice and stop their runs
     proc.communicate(timeout=60)
