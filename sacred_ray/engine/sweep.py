@@ -355,9 +355,13 @@ class SweepDriver(Trials):
             self.relay.dispatch(self.hub.get(0))
             self._close_ready()
 
+    def running(self) -> int:
+        """Trials whose Sacred run has started and not yet ended, as the progress shows them (a
+        trial a worker took but whose run has not started is not: stopped now, it never runs)."""
+        return sum(1 for a in self.inflight.values() if a.started)
+
     def _report(self) -> None:
-        running = sum(1 for a in self.inflight.values() if a.started)  # the window, not the sweep
-        self.progress.update(len(self.results), running, self.failed)
+        self.progress.update(len(self.results), self.running(), self.failed)
 
     def interrupt(self, reason: str, second: bool = False) -> None:
         """After Ctrl-C: stop trials, keep relaying until they are recorded (or give up)."""
@@ -412,8 +416,8 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             interrupted = e
         if interrupted is not None and driver is not None:
             bar.close()
-            running = sum(1 for a in driver.inflight.values() if a.begun or a.started)
-            print(f"\n{interrupted.reason}: stopping {running} running trial(s) "
+            driver.relay.dispatch(driver.hub.get(0))  # starts that arrived with the Ctrl-C count
+            print(f"\n{interrupted.reason}: stopping {driver.running()} running trial(s) "
                   f"(press Ctrl-C again to stop at once)", flush=True)
             try:
                 driver.interrupt(f"sweep interrupted ({interrupted.reason})")
