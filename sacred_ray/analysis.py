@@ -175,7 +175,7 @@ def _latest_per_trial(runs: list) -> list:
     by_trial: dict = {}
     for run in sorted(runs, key=lambda r: (str(r.get("start_time")), str(r["_id"]))):
         sweep = (run.get("meta") or {}).get("sweep") or {}
-        key = sweep.get("key") or sweep.get("trial")
+        key = sweep.get("key")
         by_trial.setdefault(key, []).append(run)
     latest = []
     for group in by_trial.values():
@@ -228,8 +228,7 @@ def _why(run: dict) -> Optional[str]:
         lines = "".join(trace if isinstance(trace, list) else [str(trace)]).strip().splitlines()
         return lines[-1] if lines else None
     info = run.get("info") or {}
-    return ((info.get("sacred_ray") or {}).get("stop_reason") or (info.get("tune") or {}).get("stop_reason")
-            or run.get("sacred_ray_stop_reason"))
+    return (info.get("sacred_ray") or {}).get("stop_reason")
 
 
 def _varying(dicts: list) -> list:

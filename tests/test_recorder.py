@@ -6,17 +6,18 @@ import json
 from sacred.observers import FileStorageObserver
 
 from sacred_ray.engine.recorder import RunIds, TrialRecorder
+from sacred_ray.protocol import RunStart
 
 
 def start(runs, run_ids, x):
     rec = TrialRecorder([FileStorageObserver(str(runs))], run_ids=run_ids)
-    answer = rec.start({
-        "ex_info": {"name": "t", "base_dir": str(runs), "sources": [], "dependencies": [], "repositories": [],
-                    "mainfile": None},
-        "command": "main", "host_info": {"hostname": "h"}, "start_time": datetime.datetime.utcnow(),
-        "config": {"x": x}, "meta_info": {}, "_id": None,
-    })
-    return answer["_id"]
+    answer = rec.start(RunStart(
+        ex_info={"name": "t", "base_dir": str(runs), "sources": [], "dependencies": [], "repositories": [],
+                 "mainfile": None},
+        command="main", host_info={"hostname": "h"}, start_time=datetime.datetime.utcnow(),
+        config={"x": x}, meta_info={}, worker={"pid": 1},
+    ))
+    return answer.run_id
 
 
 def test_runs_continue_after_the_largest_folder_and_skip_one_taken_meanwhile(tmp_path):

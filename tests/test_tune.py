@@ -34,7 +34,7 @@ def test_asha_stops_bad_trials_early_and_finds_the_known_best(ray_session, curve
         if run["status"] == "COMPLETED":
             assert steps[run["_id"]] == 12
         else:
-            reason = run["info"]["tune"]["stop_reason"]
+            reason = run["info"]["sacred_ray"]["stop_reason"]
             assert reason == f"stopped by ASHA at step {steps[run['_id']] - 1}"
             assert steps[run["_id"]] < 12  # every metric up to the stop is kept
     stopped = [r for r in runs if r["status"] == "INTERRUPTED"]
@@ -128,7 +128,7 @@ def test_tune_with_from_the_command_line_records_statuses_in_file_storage(tmp_pa
             metrics = json.loads((tmp_path / "runs" / name / "metrics.json").read_text())
             if run["status"] == "INTERRUPTED":
                 info = json.loads((tmp_path / "runs" / name / "info.json").read_text())
-                assert info["tune"]["stop_reason"].startswith("stopped by ASHA at step")
+                assert info["sacred_ray"]["stop_reason"].startswith("stopped by ASHA at step")
                 assert len(metrics["loss"]["steps"]) < 12
     assert len(statuses) == 6 and set(statuses) <= {"COMPLETED", "INTERRUPTED"}
     assert "COMPLETED" in statuses

@@ -205,7 +205,7 @@ def check_feasible(request: dict, source: str, where: str, scale_wait: float = 0
 
 
 def task_outcome(future) -> tuple:
-    """``(Outcome, None)`` from a finished trial task's future, or ``(None, why it has none)``:
+    """``(RunEnd, None)`` from a finished trial task's future, or ``(None, why it has none)``:
     the worker died, the task was cancelled, or its outcome cannot be read here."""
     from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 

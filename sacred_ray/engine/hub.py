@@ -4,10 +4,11 @@ Each worker process opens one connection to the driver (TCP, authenticated both 
 with a random key that travels with the tasks: ``sacred_ray.protocol``) and sends its
 trials' events over it, in order. Reader threads put them on one queue; the driver's
 loop is the only consumer and calls the observers. A ``START`` is answered by the driver
-(the run id its observers assigned); ``SYNC`` is answered by the reader as soon as
-everything the worker sent before it is queued, so a worker can know its events have
-arrived. A body the driver cannot read arrives as ``UNREADABLE`` with its token, so the
-driver can fail that trial (and answer its start) instead of leaving it waiting.
+(the run id its observers assigned), as is a Tune trial's ``OPEN`` (whether its run goes
+on an earlier one); ``SYNC`` is answered by the reader as soon as everything the worker
+sent before it is queued, so a worker can know its events have arrived. A body the
+driver cannot read arrives as ``UNREADABLE`` with its token, so the driver can fail that
+trial (and answer its start) instead of leaving it waiting.
 
 Many workers may connect at once (a cluster's first wave of trials): the listen backlog
 is the system's largest, each new connection is checked in its own thread with a bound
@@ -30,9 +31,11 @@ import threading
 from typing import Any
 
 from .. import protocol
-from ..protocol import RETURNED, START, SYNC, UNREADABLE
+from ..protocol import OPEN, RETURNED, START, SYNC, UNREADABLE
 
 log = logging.getLogger("sacred_ray")
+
+ANSWERED = (START, OPEN)  # the messages whose worker waits for the driver's answer
 
 
 class Hub:
@@ -71,7 +74,7 @@ class Hub:
         ref.future().add_done_callback(lambda future: self.events.put((ref, RETURNED, future)))
 
     def answer(self, token: str, answer: Any) -> None:
-        """Answer the ``START`` that ``token`` sent: {"_id": ...} or {"error": ...}."""
+        """Answer the ``START`` or ``OPEN`` that ``token`` sent (a ``StartAnswer``, an ``Opened``)."""
         waiting = self._waiting.pop(token, None)
         if waiting is not None:
             _send(*waiting, (token, answer))
@@ -109,7 +112,7 @@ class Hub:
             if kind == SYNC:
                 _send(conn, lock, (token, "ok"))
                 continue
-            if kind == START or (kind == UNREADABLE and payload.get("kind") == START):
+            if kind in ANSWERED or (kind == UNREADABLE and payload.get("kind") in ANSWERED):
                 self._waiting[token] = (conn, lock)
             self.events.put((token, kind, payload))
 

@@ -190,8 +190,7 @@ def close_stale_runs(prototypes: list, sweep_name: str, reason: str) -> int:
                 except (OSError, ValueError):
                     continue
                 if run.get("status") == "RUNNING" and (run.get("meta") or {}).get("sweep", {}).get("name") == sweep_name:
-                    run.update(status="INTERRUPTED", stop_time=now.isoformat(), sacred_ray_stop_reason=reason)
-                    _write_json(path, run)
+                    amend_file_run(basedir, name, "INTERRUPTED", reason)  # the reason in info.json, as Sacred keeps info
                     closed += 1
     return closed
 

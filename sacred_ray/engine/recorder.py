@@ -14,6 +14,8 @@ import tempfile
 import traceback
 from typing import Any, Optional
 
+from ..protocol import FileEvent, Final, Heartbeat, RunStart, StartAnswer
+
 log = logging.getLogger("sacred_ray")
 
 
@@ -92,21 +94,20 @@ class TrialRecorder:
         self._resave_info()
 
     # -- events ---------------------------------------------------------------
-    def start(self, payload: dict) -> dict:
+    def start(self, start: RunStart) -> StartAnswer:
         if self.started:  # a restart of the trial: its run goes on under the same id, from its last steps
-            return {"_id": self.run_id, "continues": {"last_steps": dict(self.last_steps)}}
+            return StartAnswer(run_id=self.run_id, continues=dict(self.last_steps))
         if not self.observers:  # the worker's own observers recorded the start
-            self.run_id, self.started = payload.get("_id"), True
-            return {"_id": self.run_id}
-        ex_info = dict(payload["ex_info"])
+            self.run_id, self.started = start.run_id, True
+            return StartAnswer(run_id=self.run_id)
+        ex_info = dict(start.ex_info or {})
         if self.base_dir:  # observers that store sources read them here, not on the worker
             ex_info["base_dir"] = self.base_dir
-        _id = payload.get("_id")
+        _id = start.run_id
         try:
             for obs in self.observers:
-                event = dict(ex_info=ex_info, command=payload["command"], host_info=payload["host_info"],
-                             start_time=payload["start_time"], config=payload["config"],
-                             meta_info=payload["meta_info"])
+                event = dict(ex_info=ex_info, command=start.command, host_info=start.host_info,
+                             start_time=start.start_time, config=start.config, meta_info=start.meta_info)
                 hint = self.run_ids.hint(obs) if self.run_ids is not None and _id is None else None
                 try:
                     assigned = obs.started_event(**event, _id=_id if hint is None else hint)
@@ -120,20 +121,21 @@ class TrialRecorder:
                     self.run_ids.taken(obs, _id)
         except Exception as e:
             self.errors.append(f"observer {type(obs).__name__} failed to start the run: {e}")
-            return {"error": f"{type(obs).__name__} failed at started_event: {e.__class__.__name__}: {e}"}
+            return StartAnswer(error=f"{type(obs).__name__} failed at started_event: {e.__class__.__name__}: {e}")
         self.run_id = _id
         self.started = True
-        return {"_id": _id}
+        return StartAnswer(run_id=_id)
 
-    def heartbeat(self, payload: dict) -> None:
+    def heartbeat(self, beat: Heartbeat) -> None:
         if not self.started:
             return
-        for key, value in payload["info"].items():
-            if key != "metrics":
+        for key, value in beat.info.items():
+            if key == "sacred_ray" and isinstance(value, dict):  # the worker's part; the driver keeps restarts there
+                self.info[key] = {**self.info.get(key, {}), **value}
+            elif key != "metrics":
                 self.info[key] = value
-        out = payload["out"]
-        self.captured_out = out["replace"] if "replace" in out else self.captured_out + out["append"]
-        metrics = payload["metrics"]
+        self.captured_out = beat.out if beat.out_replaces else self.captured_out + beat.out
+        metrics = beat.metrics
         for name, series in metrics.items():
             if series["values"]:
                 self.metrics[name] = series["values"][-1]
@@ -142,55 +144,52 @@ class TrialRecorder:
         for obs in self.observers:
             if metrics:
                 self._safe(obs, "log_metrics", metrics_by_name=metrics, info=self.info)
-            self._safe(
-                obs, "heartbeat_event", info=self.info, captured_out=self.captured_out,
-                beat_time=payload["beat_time"], result=payload["result"],
-            )
+            self._safe(obs, "heartbeat_event", info=self.info, captured_out=self.captured_out,
+                       beat_time=beat.beat_time, result=beat.result)
 
-    def artifact(self, payload: dict) -> None:
-        if not self.started or payload["content"] is None:
+    def artifact(self, event: FileEvent) -> None:
+        if not self.started or event.content is None:
             return
-        path = self._materialize(payload["filename"], payload["content"])
+        path = self._materialize(event.filename, event.content)
         for obs in self.observers:
-            self._safe(obs, "artifact_event", name=payload["name"], filename=path,
-                       metadata=payload["metadata"], content_type=payload["content_type"])
+            self._safe(obs, "artifact_event", name=event.name, filename=path,
+                       metadata=event.metadata, content_type=event.content_type)
 
-    def resource(self, payload: dict) -> None:
+    def resource(self, event: FileEvent) -> None:
         if not self.started:
             return
-        filename = payload["filename"]
+        filename = event.filename
         if not os.path.exists(filename):
-            if payload["content"] is None:
+            if event.content is None:
                 return
-            filename = self._materialize(os.path.basename(filename), payload["content"])
+            filename = self._materialize(os.path.basename(filename), event.content)
         for obs in self.observers:
             self._safe(obs, "resource_event", filename=filename)
 
-    def final(self, event: Optional[tuple], status_override: Optional[str] = None, reason: Optional[str] = None) -> None:
-        """Close the run: the worker's final event, or one the driver makes up."""
+    def final(self, event: Optional[Final], status_override: Optional[str] = None, reason: Optional[str] = None) -> None:
+        """Close the run: the worker's final event, or one the driver makes up; ``status_override``
+        is how the driver ended it (TIMEOUT, INTERRUPTED, FAILED), ``reason`` why: an interrupted
+        run keeps it in ``info.sacred_ray.stop_reason``."""
         if self.finished:
             return
         self.finished = True
         if event is None:
-            event = ("failed", {"fail_time": _now(), "fail_trace": [reason or "the trial ended without a final event"]})
-        kind, payload = event
-        if status_override == "FAILED" and kind != "failed":  # the driver failed it (e.g. an unreadable message)
-            stop = payload.get("stop_time") or payload.get("interrupt_time") or _now()
-            kind, payload = "failed", {"fail_time": stop, "fail_trace": [reason or "failed by the sweep driver"]}
+            event = Final("failed", _now(), fail_trace=[reason or "the trial ended without a final event"])
+        if status_override == "FAILED" and event.kind != "failed":  # the driver failed it (e.g. an unreadable message)
+            event = Final("failed", event.time or _now(), fail_trace=[reason or "failed by the sweep driver"])
         elif status_override and status_override != "FAILED":
-            stop = payload.get("stop_time") or payload.get("interrupt_time") or payload.get("fail_time") or _now()
-            kind, payload = "interrupted", {"interrupt_time": stop, "status": status_override}
-        if reason and kind == "interrupted" and self.started:
+            event = Final("interrupted", event.time or _now(), status=status_override)
+        if reason and event.kind == "interrupted" and self.started:
             self.info["sacred_ray"] = {**self.info.get("sacred_ray", {}), "stop_reason": reason}
             self._resave_info()
-        self.status = {"completed": "COMPLETED", "failed": "FAILED"}.get(kind, payload.get("status"))
+        self.status = {"completed": "COMPLETED", "failed": "FAILED"}.get(event.kind, event.status)
         if not self.started:
             self._cleanup()
             return
-        method = f"{kind}_event"
+        method, kwargs = event.sacred_event()
         for obs in self.observers:
             try:
-                getattr(obs, method)(**payload)
+                getattr(obs, method)(**kwargs)
             except Exception:
                 self.errors.append(f"observer {type(obs).__name__} failed at {method}: {traceback.format_exc(limit=1).strip()}")
         for obs in self.observers:

@@ -18,24 +18,15 @@ from typing import Any, Optional
 
 from sacred import Experiment
 
-from ..checkpoint import TrialCheckpoints, join
-from ..protocol import (
-    START,
-    Outcome,
-    RunJob,
-    WorkerRecording,
-)
+from ..checkpoint import TrialCheckpoints
+from ..protocol import RunEnd, RunJob
 from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import task_outcome
-from .folder import SweepFolder
-from .hub import Hub
-from .observers import amend_file_run, observer_flags_for_meta, observers_for_trial, reopen_file_run, worker_can_record
-from .prepare import Launch
 from .progress import Progress
-from .recorder import RunIds, TrialRecorder, restart_entry
-from .relay import Relay, Trials
-from .results import SweepResult, TrialResult, from_ledger, ledger_entry, summarize
+from .relay import Relay
+from .results import SweepResult, TrialResult, from_ledger, summarize
+from .runs import Run, RunHooks, Runs
 from .session import POLL_SECONDS, Interrupted, Request, Session
 
 log = logging.getLogger("sacred_ray")
@@ -45,297 +36,189 @@ TAIL_WAIT_SECONDS = 30.0
 
 
 @dataclass
-class _Attempt:
-    """One attempt at one trial, from its submission until its ledger line is written.
+class _Task:
+    """One Ray task running (a part of) a run, from its submission until its end is recorded.
     Times are ``time.monotonic()`` seconds."""
 
-    trial: Trial
-    attempt: int  # 1 for the first run of the trial, then one more per retry
-    token: str  # names the attempt's messages (opaque outside the driver)
-    recorder: TrialRecorder  # the attempt's run in the driver's observers
-    ref: Any = None  # the Ray task running it
-    begun: Optional[float] = None  # when a worker took it: its timeout counts from here
-    started: Optional[float] = None  # when its run started in the observers
-    received: int = 0  # events relayed so far (the task's tail says how many to expect)
-    outcome: Optional[Outcome] = None  # what the task returned, once it has
-    crash: Optional[str] = None  # why the task returned no outcome (the worker died, ...)
+    run: Run
+    token: str  # names its messages (opaque outside the driver)
+    ref: Any = None  # the Ray task
+    end: Optional[RunEnd] = None  # what the task returned, once it has
+    crash: Optional[str] = None  # why the task returned no RunEnd (the worker died, ...)
     returned: Optional[float] = None  # when the task ended: its last events get TAIL_WAIT_SECONDS
-    stop_status: Optional[str] = None  # how the driver ends it: TIMEOUT, INTERRUPTED or FAILED
-    stop_reason: Optional[str] = None  # why, as the run's info records it
     cancel_sent: float = 0.0  # when the driver last asked it to stop (again, forcefully, after GRACE_SECONDS)
-    config: Optional[dict] = None  # the run's full config, as its start reported it
-    worker: Optional[dict] = None  # {node_id, node_ip, pid} of the worker running it
-    worker_records: bool = False  # the worker's own observers record the run too (file storage)
-    restarts: int = 0  # how often the trial restarted from its checkpoint (its worker died)
 
 
-class SweepDriver(Trials):
+class SweepDriver(RunHooks):
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
-    def __init__(self, settings, trials: list, launch: Launch, folder: SweepFolder, window: int,
-                 progress: Progress, hub: Hub):
+    def __init__(self, session: Session, trials: list, window: int, progress: Progress):
         import ray
 
-        self.settings = settings
-        self.launch = launch
-        self.folder = folder
+        self.settings = session.settings
+        self.launch = session.launch
+        self.hub = session.hub
         self.window = window
         self.progress = progress
-        self.hub = hub
-        self.relay = Relay(hub, self)
-        self.meta_options = observer_flags_for_meta(launch.observer_options)
-        self.queue = collections.deque((t, 1, None) for t in trials)  # (trial, attempt, the attempt it restarts)
-        self.inflight: dict = {}  # task ref -> _Attempt
-        self.by_token: dict = {}
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.runs = Runs(self.settings.name, self.launch, session.folder, self.node_id, hooks=self)
+        self.relay = Relay(self.hub, self.runs)
+        self.queue = collections.deque((t, 1, None) for t in trials)  # (trial, attempt, the run that goes on)
+        self.inflight: dict = {}  # task ref -> _Task
+        self.tasks: dict = {}  # token -> _Task
         self.closing: list = []
         self.results: dict = {}
         self.failed = 0  # trials whose latest attempt FAILED or timed out (kept as they end: O(1) per report)
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.observer_errors: list = []
         self.stopping: Optional[str] = None
         self._remote = None
-        self.run_ids = RunIds()
-        # File observers are written by a worker on this machine itself, as for the run
-        # alone; the driver records the rest, and every trial on another machine.
-        self.worker_recorded = [p for p in launch.prototypes if worker_can_record(p)]
-        # where RayObserver stands among a worker's observers: where the driver's would
-        driver_priority = max((getattr(p, "priority", 0) for p in launch.prototypes if not worker_can_record(p)), default=None)
-        self.recording = WorkerRecording(self.node_id, self.worker_recorded, self.meta_options, driver_priority)
+
+    @property
+    def observer_errors(self) -> list:
+        return self.runs.observer_errors
 
     # -- submitting -----------------------------------------------------------
-    def _submit(self, trial: Trial, attempt: int, dead: Optional[_Attempt] = None) -> None:
-        """Submit an attempt, or (``dead``) restart one whose worker died: same run, its checkpoint."""
+    def _submit(self, trial: Trial, attempt: int, going_on: Optional[Run] = None) -> None:
+        """Submit an attempt, or (``going_on``) a run whose worker died: the same run, from its checkpoint."""
         import ray
 
         if self._remote is None:
             self._remote = ray.remote(run_trial).options(max_retries=0, retry_exceptions=False, **self.launch.request)
-        restarts = dead.restarts + 1 if dead is not None else 0
+        restarts = going_on.restarts if going_on is not None else 0
         token = f"{trial.key}:{attempt}:{trial.index}" + (f":r{restarts}" if restarts else "")
-        recorder = dead.recorder if dead is not None else TrialRecorder(
-            observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir, run_ids=self.run_ids)
+        if going_on is not None:
+            run = going_on
+            self.runs.follow(token, run)
+        else:
+            run = self.runs.new(token, trial, attempt)
         job = RunJob(
             token=token, config_updates=trial.config_updates, named_configs=tuple(trial.named_configs),
-            options=self.launch.worker_options, cwd=self.launch.cwd,
-            meta_info={"sweep": {"name": self.settings.name, "trial": trial.index, "key": trial.key,
-                                 "variant": trial.variant, "attempt": attempt}},
-            checkpoints={"folder": self.checkpoint_folder(trial), "keep": self.settings.checkpoint_keep},
+            options=self.launch.worker_options, cwd=self.launch.cwd, meta_info={"sweep": self.runs.meta(run)},
+            checkpoints={"folder": self.runs.checkpoints(run), "keep": self.settings.checkpoint_keep},
         )
-        att = _Attempt(trial, attempt, token, recorder, restarts=restarts)
-        # a restarted run is recorded by the driver alone (its file storage reopened here)
-        recording = None if dead is not None and recorder.started else self.recording
-        att.ref = self._remote.remote(self.launch.ref, job, self.hub.link, recording)
-        self.inflight[att.ref] = att
-        self.by_token[token] = att
-        self.hub.watch(att.ref)
+        task = _Task(run, token)
+        # a run that goes on is recorded by the driver alone (its file storage reopened here)
+        recording = None if run.recorder.started else self.runs.recording
+        task.ref = self._remote.remote(self.launch.ref, job, self.hub.link, recording)
+        self.inflight[task.ref] = task
+        self.tasks[token] = task
+        self.hub.watch(task.ref)
 
-    # -- events ---------------------------------------------------------------
-    # -- events (called by the relay) ---------------------------------------------
-    def recorder(self, token):
-        att = self.by_token.get(token)
-        return att.recorder if att is not None else None
-
-    def start(self, token, payload: dict, answered: bool) -> dict:
-        att = self.by_token.get(token)
-        if att is None:
-            return {"error": "this trial attempt was already given up by the sweep driver"}
-        if answered and (self.stopping or att.stop_status):
-            return {"error": f"sweep stopping: {self.stopping or att.stop_reason}"}
-        return self._start(att, payload)
-
-    def unreadable(self, token, payload: dict) -> None:
-        att = self.by_token.get(token)
-        if att is not None:  # an unreadable start ends its run with the error answer
-            self._unreadable(att, payload, stop=payload["kind"] != START)
-
-    def begun(self, token, payload: dict) -> None:
-        att = self.by_token[token]
-        att.begun, att.worker = time.monotonic(), payload["worker"]
-
-    def received(self, token) -> None:
-        self.by_token[token].received += 1
+    # -- what the runs tell the driver (RunHooks) ---------------------------------
+    def interrupt(self, token, run: Run) -> None:
+        task = self.tasks.get(token)
+        if task is not None and task.ref in self.inflight:
+            task.cancel_sent = time.monotonic()
+            self._interrupt(task.ref, task, force=False)
 
     def returned(self, ref, future) -> None:
-        if ref in self.inflight:
-            self._returned(ref, future)
-
-    def _unreadable(self, att: _Attempt, payload: dict, stop: bool = True) -> None:
-        """A message of this trial did not unpickle here: the trial fails, saying why; the sweep goes on."""
-        if att.stop_status:
+        """A task ended: keep its end until every event it posted has been relayed."""
+        task = self.inflight.pop(ref, None)
+        if task is None:
             return
-        att.stop_status = "FAILED"
-        att.stop_reason = (f"the sweep driver could not read the trial's {payload['kind']} message "
-                           f"({payload['error']}); its values must be importable where the driver runs")
-        if stop and att.ref in self.inflight:
-            att.cancel_sent = time.monotonic()
-            self._interrupt(att.ref, att, force=False)
-
-    def _start(self, att: _Attempt, payload: dict) -> dict:
-        """Start the trial's run in the driver's observers (those the worker does not have)."""
-        if payload.get("worker_records"):  # the worker has the file observers: keep the others
-            att.worker_records = True
-            att.recorder.observers = [obs for obs in att.recorder.observers if not worker_can_record(obs)]
-        if att.recorder.observers:
-            payload["meta_info"].setdefault("options", {}).update(self.meta_options)
-        answer = att.recorder.start(payload)
-        att.started = time.monotonic()
-        att.config = payload.get("config")
-        att.worker = payload.get("worker")
-        return answer
-
-    def _returned(self, ref, future) -> None:
-        """A task ended: keep its outcome until every event it posted has been relayed."""
-        att = self.inflight.pop(ref)
-        att.outcome, att.crash = task_outcome(future)
-        att.returned = time.monotonic()
-        self.closing.append(att)
+        task.end, task.crash = task_outcome(future)
+        task.returned = time.monotonic()
+        self.closing.append(task)
 
     def _close_ready(self, give_up: bool = False) -> None:
         still = []
-        for att in self.closing:
-            tail = att.outcome.tail if att.outcome is not None else {}
-            waited = time.monotonic() - att.returned
-            if att.received < tail.get("posted", 0) and waited < TAIL_WAIT_SECONDS and not give_up:
-                still.append(att)
+        for task in self.closing:
+            posted = task.end.posted if task.end is not None else 0
+            waited = time.monotonic() - task.returned
+            if task.run.received < posted and waited < TAIL_WAIT_SECONDS and not give_up:
+                still.append(task)
                 continue
-            if tail.get("heartbeat"):
-                att.recorder.heartbeat(tail["heartbeat"])
-            if att.outcome is not None:
-                att.recorder.final(tail.get("final"), status_override=att.stop_status, reason=att.stop_reason)
-            self._finish(att, att.outcome, att.crash)
+            self._finish(task, task.end, task.crash)
         self.closing = still
 
     # -- finishing ------------------------------------------------------------
-    def checkpoint_folder(self, trial: Trial) -> str:
-        return join(self.launch.checkpoints, trial.key)
-
-    def _restart(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str]) -> bool:
+    def _restart(self, run: Run, end: Optional[RunEnd], crash: Optional[str]) -> bool:
         """A trial whose worker died (or whose node was lost) starts again from its last
         checkpoint as the same Sacred run, up to ``max_restarts`` times; not a retry: the trial
         did nothing wrong. False when it cannot (then it fails as before)."""
-        if outcome is not None or not (crash or "").startswith("worker died") or att.stop_status or self.stopping:
+        if end is not None or not (crash or "").startswith("worker died") or run.stop_status or self.stopping:
             return False
-        if att.restarts >= self.settings.max_restarts:
+        if run.restarts >= self.settings.max_restarts:
             return False
-        rec = att.recorder
-        if rec.started:
-            reopened = [reopen_file_run(p, rec.run_id) for p in self.worker_recorded] if att.worker_records else []
-            if None in reopened:
-                self._continue_in_a_new_run(att, crash)
-            else:
-                rec.restarted(restart_entry(crash, att.worker, self.checkpoint_folder(att.trial)),
-                              reopened, captured_out=reopened[0].cout if reopened else None)
-        self.queue.appendleft((att.trial, att.attempt, att))
+        self.runs.goes_on(run, crash, run.worker)
+        self.queue.appendleft((run.trial, run.attempt, run))
         return True
 
-    def _continue_in_a_new_run(self, att: _Attempt, crash: Optional[str]) -> None:
-        """The run's file storage, which its worker wrote, cannot be reopened (its folder is gone
-        or unreadable): the run ends INTERRUPTED and the restarted trial records a new run,
-        which names this one in ``meta.sweep.resumed_from`` (from the checkpoint it starts from)."""
-        rec = att.recorder
-        reason = f"{crash}; the trial went on in a new run (this run's file storage could not be reopened)"
-        rec.final(("interrupted", {"interrupt_time": None, "status": "INTERRUPTED"}), status_override="INTERRUPTED",
-                  reason=reason)
-        for obs in self.worker_recorded:
-            amend_file_run(obs.basedir, rec.run_id, "INTERRUPTED", reason)
-        self.observer_errors.extend(rec.errors)
-        att.recorder = TrialRecorder(observers_for_trial(self.launch.prototypes), base_dir=self.launch.base_dir,
-                                     run_ids=self.run_ids)
-
-    def _finish(self, att: _Attempt, outcome: Optional[Outcome], crash: Optional[str], restart: bool = True) -> None:
-        self.by_token.pop(att.token, None)
-        if restart and self._restart(att, outcome, crash):
+    def _finish(self, task: Optional[_Task], end: Optional[RunEnd], crash: Optional[str], run: Optional[Run] = None,
+                restart: bool = True) -> None:
+        run = task.run if task is not None else run
+        if task is not None:
+            self.tasks.pop(task.token, None)
+            self.runs.forget(task.token)
+        if restart and self._restart(run, end, crash):
             return
-        rec = att.recorder
-        if not rec.finished:
-            reason = att.stop_reason or crash or "the trial ended without reporting"
-            rec.final(None if not att.stop_status else ("interrupted", {"interrupt_time": None, "status": att.stop_status}),
-                      status_override=att.stop_status, reason=reason)
-        status = rec.status or "FAILED"
-        if not rec.started and att.stop_status:
-            status = att.stop_status
-        if att.worker_records and rec.run_id is not None and status != "COMPLETED":  # the worker's observers: say how it ended, if they could not
-            for obs in self.worker_recorded:
-                amend_file_run(obs.basedir, rec.run_id, status, att.stop_reason or crash)
-        error = None
-        if status != "COMPLETED":
-            error = att.stop_reason or crash or (outcome.error if outcome else None) or (rec.errors[-1] if rec.errors else None)
-            if att.stop_status and att.begun is None and not rec.started:  # queued at Ray's end: never ran
-                error = f"not run: {error}"
-        node = (outcome.node if outcome else None) or {}
-        duration = time.monotonic() - att.started if att.started else None
-        self.observer_errors.extend(rec.errors)
-        retry = (status == "FAILED" and att.attempt <= self.settings.retries and not self.stopping)
-        self._record(TrialResult(
-            trial=att.trial, status=status, run_id=rec.run_id, result=outcome.result if outcome else None,
-            metrics=dict(rec.metrics), duration=duration, node=node, error=error, attempts=att.attempt,
-            config=att.config,
-        ), retrying=retry, steps=dict(rec.metric_steps))
-        if retry:
+        may_retry = run.attempt <= self.settings.retries and not self.stopping
+        result = self.runs.close(run, end, crash, retries_left=may_retry)
+        self._keep(result)
+        if result.status == "FAILED" and may_retry:
             if self.settings.retry_from == "start":
-                TrialCheckpoints(self.checkpoint_folder(att.trial)).clear()
-            self.queue.appendleft((att.trial, att.attempt + 1, None))
-        elif status == "FAILED" and self.settings.fail_fast and not self.stopping:
-            self.stop(f"fail_fast: trial {att.trial.index} failed")
+                TrialCheckpoints(self.runs.checkpoints(run)).clear()
+            self.queue.appendleft((run.trial, run.attempt + 1, None))
+        elif result.status == "FAILED" and self.settings.fail_fast and not self.stopping:
+            self.stop(f"fail_fast: trial {run.trial.index} failed")
 
     def stop(self, reason: str, status: str = "INTERRUPTED", force: bool = False) -> None:
         """Stop every trial in flight and run no more; they end recorded as ``status``."""
-
-        self.stopping = self.stopping or reason
-        for trial, attempt, dead in self.queue:
-            if dead is not None and dead.recorder.started:  # a restart that will not happen: its run ends
-                dead.stop_status, dead.stop_reason = status, reason
-                self._finish(dead, None, None, restart=False)
+        self.stopping = self.runs.stopping = self.stopping or reason
+        for trial, attempt, going_on in self.queue:
+            if going_on is not None and going_on.recorder.started:  # a restart that will not happen: its run ends
+                going_on.stop(status, reason)
+                self._finish(None, None, None, run=going_on, restart=False)
             else:
                 self.not_run(trial, attempt, reason)
         self.queue.clear()
-        for ref, att in self.inflight.items():
-            if not att.stop_status:
-                att.stop_status, att.stop_reason = status, reason
-            if force or not att.cancel_sent:
-                att.cancel_sent = time.monotonic()
-                self._interrupt(ref, att, force)
+        for ref, task in self.inflight.items():
+            task.run.stop(status, reason)
+            if force or not task.cancel_sent:
+                task.cancel_sent = time.monotonic()
+                self._interrupt(ref, task, force)
 
     def not_run(self, trial: Trial, attempt: int, reason: str) -> None:
         """A trial the sweep stopped before it ran: INTERRUPTED in the ledger, no Sacred run."""
-        self._record(TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}", attempts=attempt))
+        self._keep(TrialResult(trial=trial, status="INTERRUPTED", error=f"not run: {reason}", attempts=attempt), record=True)
 
-    def _record(self, result: TrialResult, retrying: bool = False, steps: Optional[dict] = None) -> None:
-        """The trial's latest attempt: kept as its result and appended to the ledger at once."""
+    def _keep(self, result: TrialResult, record: bool = False) -> None:
+        """The trial's latest attempt, kept as its result (``record``: its ledger line is written here)."""
         earlier = self.results.get(result.trial.index)  # a retried trial's failed attempt
         self.failed += _failed(result) - (earlier is not None and _failed(earlier))
         self.results[result.trial.index] = result
-        if not self.folder.record(ledger_entry(result, steps=steps, retrying=retrying)) and not self.stopping:
-            self.stop(f"the sweep folder is not writable: {self.folder.write_error}")  # a full disk
+        written = self.runs.record(result) if record else not self.runs.folder.write_error
+        if not written and not self.stopping:
+            self.stop(f"the sweep folder is not writable: {self.runs.folder.write_error}")  # a full disk
 
     def _check_timeouts(self) -> None:
-
         timeout = self.settings.timeout
         now = time.monotonic()
-        for ref, att in self.inflight.items():
-            began = att.begun or att.started
-            if timeout and began and not att.stop_status and now - began > timeout:
-                att.stop_status, att.stop_reason = "TIMEOUT", f"timed out after {timeout:g}s"
-                att.cancel_sent = now
-                self._interrupt(ref, att, force=False)
-            elif att.cancel_sent and now - att.cancel_sent > GRACE_SECONDS:
-                att.cancel_sent = now
-                self._interrupt(ref, att, force=True)  # the trial ignored the interrupt
+        for ref, task in self.inflight.items():
+            run = task.run
+            began = run.begun or run.started
+            if timeout and began and not run.stop_status and now - began > timeout:
+                run.stop("TIMEOUT", f"timed out after {timeout:g}s")
+                task.cancel_sent = now
+                self._interrupt(ref, task, force=False)
+            elif task.cancel_sent and now - task.cancel_sent > GRACE_SECONDS:
+                task.cancel_sent = now
+                self._interrupt(ref, task, force=True)  # the trial ignored the interrupt
 
-    def _interrupt(self, ref, att: _Attempt, force: bool) -> None:
+    def _interrupt(self, ref, task: _Task, force: bool) -> None:
         """Stop one trial: SIGINT to its worker when it runs on this node, else Ray's cancel."""
         import ray
 
-        worker = att.worker or {}
+        worker = task.run.worker or {}
         if not force and worker.get("pid") and worker.get("node_id") == self.node_id:
             try:
                 os.kill(worker["pid"], signal.SIGINT)
                 return
             except (ProcessLookupError, PermissionError) as e:
-                log.debug("signal %s: %s", att.token, e)
+                log.debug("signal %s: %s", task.token, e)
         try:
             ray.cancel(ref, force=force)
         except Exception as e:  # already finished
-            log.debug("cancel %s: %s", att.token, e)
+            log.debug("cancel %s: %s", task.token, e)
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
@@ -350,7 +233,7 @@ class SweepDriver(Trials):
                 self.relay.dispatch(self.hub.get(POLL_SECONDS))
                 self._close_ready()
                 self._check_timeouts()
-                self._report()
+                self.progress.update(len(self.results), self.running(), self.failed)
         finally:
             self.relay.dispatch(self.hub.get(0))
             self._close_ready()
@@ -358,12 +241,9 @@ class SweepDriver(Trials):
     def running(self) -> int:
         """Trials whose Sacred run has started and not yet ended, as the progress shows them (a
         trial a worker took but whose run has not started is not: stopped now, it never runs)."""
-        return sum(1 for a in self.inflight.values() if a.started)
+        return sum(1 for task in self.inflight.values() if task.run.started)
 
-    def _report(self) -> None:
-        self.progress.update(len(self.results), self.running(), self.failed)
-
-    def interrupt(self, reason: str, second: bool = False) -> None:
+    def interrupt_all(self, reason: str, second: bool = False) -> None:
         """After Ctrl-C: stop trials, keep relaying until they are recorded (or give up)."""
         self.stop(reason)
         try:
@@ -372,10 +252,10 @@ class SweepDriver(Trials):
         except KeyboardInterrupt:
             pass
         finally:
-            for ref, att in list(self.inflight.items()):
+            for ref, task in list(self.inflight.items()):
                 self.inflight.pop(ref)
-                self._interrupt(ref, att, force=True)
-                self._finish(att, None, reason)
+                self._interrupt(ref, task, force=True)
+                self._finish(task, None, reason)
             self._close_ready(give_up=True)
 
 
@@ -408,7 +288,7 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             # next trial at once instead of after the driver's next turn (2 ms a trial).
             window = settings.max_concurrent or 4 * capacity
             bar.start()
-            driver = SweepDriver(settings, trials, session.launch, session.folder, window, bar, session.hub)
+            driver = SweepDriver(session, trials, window, bar)
             driver.run()
         except KeyboardInterrupt:
             interrupted = Interrupted(130, "Ctrl-C")
@@ -420,9 +300,9 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             print(f"\n{interrupted.reason}: stopping {driver.running()} running trial(s) "
                   f"(press Ctrl-C again to stop at once)", flush=True)
             try:
-                driver.interrupt(f"sweep interrupted ({interrupted.reason})")
+                driver.interrupt_all(f"sweep interrupted ({interrupted.reason})")
             except (KeyboardInterrupt, Interrupted):
-                driver.interrupt(f"sweep interrupted ({interrupted.reason})", second=True)
+                driver.interrupt_all(f"sweep interrupted ({interrupted.reason})", second=True)
     finally:
         bar.close()
         session.close()

@@ -13,7 +13,6 @@ import os
 import queue
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -21,19 +20,16 @@ from ray.tune import Callback
 from sacred import Experiment
 
 from ..checkpoint import filesystem, join
-from ..protocol import SearchJob
+from ..protocol import RunEnd, RunOpen, SearchJob
 from ..spec import SpaceSpec, Trial
 from ..spec.settings import POPULATION
 from ..spec.space import SearchPlan, trial_count
 from .folder import SweepFolder
-from .observers import (
-    observers_for_trial,
-)
 from .prepare import storage_root
 from .progress import Progress
-from .recorder import RunIds, TrialRecorder, restart_entry
-from .relay import Relay, Trials
-from .results import SweepResult, TrialResult, best_of, ledger_entry, rank, score, summarize
+from .relay import Relay
+from .results import SweepResult, TrialResult, best_of, rank, score, summarize
+from .runs import Run, RunHooks, Runs
 from .searchers import budget, check_search_tools, compile_search, make_scheduler
 from .session import POLL_SECONDS, Interrupted, Request, Session
 
@@ -56,7 +52,7 @@ class TuneResult:
     observer_errors: list = field(default_factory=list)
 
 
-class _Router(Trials):
+class _Router(RunHooks):
     """Relays trial events to observers while Tune runs (``Tuner.fit`` has the main thread).
 
     One Sacred run per Tune trial while its config stands. A trial Tune starts again
@@ -66,24 +62,20 @@ class _Router(Trials):
     may come back. A PBT exploit changes the config: the trial's run ends there and a new
     one, naming its parent, starts from the donor's checkpoint."""
 
-    def __init__(self, hub, prototypes: list, base_dir: str, folder: SweepFolder, session: Session):
-        self.thread = threading.Thread(target=self.run, name="sacred-ray-router", daemon=True)
-        self.relay = Relay(hub, self)
+    def __init__(self, session: Session):
+        import ray
+
         self.session = session  # its ``interrupted``: the user stopped the search
-        self.prototypes = prototypes
-        self.base_dir = base_dir
-        self.folder = folder
-        self.checkpoints = session.launch.checkpoints  # each trial's folder is <trial id>/ in it
-        self.recorders: dict = {}  # token -> recorder (a continued run: several tokens, one recorder)
-        self.about: dict = {}  # token -> (trial id, variant, wall-clock start) of the run
-        self.current: dict = {}  # trial id -> the token of its newest run
-        self.held: dict = {}  # trial id -> (token, end payload): the run ended, the trial may come back
+        self.runs = Runs(session.settings.name, session.launch, session.folder,
+                         ray.get_runtime_context().get_node_id(), hooks=self, keep_entries=True)
+        self.relay = Relay(session.hub, self.runs)
+        self.thread = threading.Thread(target=self.run, name="sacred-ray-router", daemon=True)
+        self.current: dict = {}  # trial id -> its newest run
+        self.tokens: dict = {}  # trial id -> the token its newest start came with
+        self.held: dict = {}  # trial id -> its newest run's RunEnd: the run ended, the trial may come back
+        self.exploited: dict = {}  # a PBT exploit's new run -> the run it ends, once the new one has started
         self.done: set = set()  # trial ids Tune is done with (completed, stopped, failed for good)
         self.verdicts: queue.SimpleQueue = queue.SimpleQueue()  # trial ids Tune is done with, from its thread
-        self.parents: dict = {}  # recorder -> meta.tune.parent_run (and changed keys) of a run a PBT exploit started
-        self.run_ids = RunIds()
-        self.runs: list = []
-        self.observer_errors: list = []
         self.finish = threading.Event()
         self.error: Optional[BaseException] = None
 
@@ -109,114 +101,76 @@ class _Router(Trials):
             except queue.Empty:
                 return
             self.done.add(trial_id)
-            held = self.held.pop(trial_id, None)
-            if held is not None:
-                self._close(*held)
+            end = self.held.pop(trial_id, None)
+            if end is not None:
+                self._close(self.current[trial_id], end)
 
-    # -- events (called by the relay) ---------------------------------------------
-    def recorder(self, token):
-        return self.recorders.get(token)
-
-    def start(self, token, payload: dict, answered: bool) -> dict:
-        meta = payload.get("meta_info") or {}
-        sweep = meta.get("sweep") or {}
-        trial_id = sweep.get("trial")
+    # -- what the runs ask of the search (RunHooks) -----------------------------------
+    def claim(self, token, body: RunOpen) -> Run:
+        trial_id = body.trial_id
         earlier = self.current.get(trial_id)
-        self.current[trial_id] = token
-        rec, held = self.recorders.get(earlier), None
-        if rec is not None and not rec.finished:
-            held = self.held.pop(trial_id, None)
-            if not (meta.get("tune") or {}).get("parent_run"):  # Tune started the trial again: its run goes on
-                self.recorders[token], self.about[token] = rec, self.about[earlier]
-                ended = held[1] if held else {}
-                rec.restarted(restart_entry(_why_restarted(rec, ended), (ended.get("outcome") or {}).get("node"),
-                                            join(self.checkpoints, trial_id or "")))
-                return rec.start(payload)
-        new = self.recorders[token] = TrialRecorder(observers_for_trial(self.prototypes), self.base_dir,
-                                                     run_ids=self.run_ids)
-        new.config = payload.get("config")
-        self.about[token] = (trial_id, sweep.get("variant"), time.time())
-        tune_meta = meta.get("tune") or {}
-        if tune_meta.get("parent_run"):
-            self.parents[new] = {**tune_meta["parent_run"], "changed": tune_meta.get("changed") or {}}
-        answer = new.start(payload)
-        if rec is not None and held is not None:  # a PBT exploit: the trial's run ends here
-            donor = tune_meta["parent_run"]
-            self._close(*held, reason=f"PBT exploit: the trial goes on in run {new.run_id} from trial "
-                                      f"{donor.get('trial_id')}'s checkpoint (step {donor.get('step')}) with a new config")
-        return answer
+        ended = self.held.pop(trial_id, None)
+        if earlier is not None and not earlier.recorder.finished and body.parent is None:
+            # Tune started the trial again: its run goes on
+            self.tokens[trial_id] = token
+            self.runs.goes_on(earlier, _why_restarted(earlier, ended), ended.node if ended else None)
+            return earlier
+        self.tokens[trial_id] = token
+        run = self.current[trial_id] = self.runs.new(
+            token, Trial(index=None, variant=body.variant, key=trial_id), trial_id=trial_id, parent=body.parent)
+        if earlier is not None and ended is not None:  # a PBT exploit: the earlier run ends as the new one starts
+            self.exploited[run] = (earlier, ended)
+        return run
 
-    def unreadable(self, token, payload: dict) -> None:
-        rec = self.recorders.get(token)
-        if rec is not None:
-            rec.errors.append(f"the sweep driver could not read a {payload['kind']} message: {payload['error']}")
+    def started(self, token, run: Run) -> None:
+        earlier = self.exploited.pop(run, None)
+        if earlier is not None:
+            donor = run.parent or {}
+            earlier[0].stop(None, f"PBT exploit: the trial goes on in run {run.recorder.run_id} from trial "
+                                  f"{donor.get('trial_id')}'s checkpoint (step {donor.get('step')}) with a new config")
+            self._close(*earlier)
 
-    def end(self, token, payload: dict) -> None:
-        rec = self.recorders[token]
-        trial_id = self.about.get(token, (None,))[0]
-        newest = self.current.get(trial_id)
-        if newest != token and self.recorders.get(newest) is rec:
+    def ended(self, token, end: RunEnd) -> None:
+        run = self.runs.by_token[token]
+        trial_id = run.trial_id
+        newest = self.tokens.get(trial_id) == token
+        if not newest and self.current.get(trial_id) is run:
             return  # this run already goes on under a newer start of its trial
-        final = payload["final"]
-        if (newest == token and self.session.interrupted is None and trial_id not in self.done
-                and (final is None or final[0] != "completed")):
-            self.held[trial_id] = (token, payload)  # until Tune says whether the trial comes back
+        if (newest and self.session.interrupted is None and trial_id not in self.done
+                and (end.final is None or end.final.kind != "completed")):
+            self.held[trial_id] = end  # until Tune says whether the trial comes back
             return
-        self._close(token, payload)
+        self._close(run, end)
 
-    def _close(self, token, payload: dict, reason: Optional[str] = None) -> None:
-        """End the run with the worker's final event (``reason``: why the driver ended it)."""
-        rec = self.recorders[token]
-        final, stop = payload["final"], self.session.interrupted
-        if stop is not None and final is not None and final[0] == "interrupted":
-            reason = f"sweep interrupted ({stop.reason})"
-            if isinstance(rec.info.get("tune"), dict):
-                rec.info["tune"]["stop_reason"] = reason
-            rec.final(final, status_override="INTERRUPTED", reason=reason)
-        else:
-            if reason and isinstance(rec.info.get("tune"), dict):
-                rec.info["tune"]["stop_reason"] = reason
-            rec.final(final, reason=reason)
-        self._record(token, payload["outcome"].get("error"), payload["outcome"].get("node"))
-
-    def _record(self, token, error: Optional[str], node: Optional[dict]) -> None:
-        rec = self.recorders[token]
-        trial_id, variant, began = self.about.get(token, (None, None, time.time()))
-        stop_reason = (rec.info.get("tune") or {}).get("stop_reason")
-        result = TrialResult(
-            trial=Trial(index=None, variant=variant, key=trial_id or ""), trial_id=trial_id,
-            status=rec.status or "FAILED", run_id=rec.run_id, metrics=dict(rec.metrics),
-            duration=time.time() - began, node=node or {}, config=rec.config,
-            error=stop_reason if rec.status == "INTERRUPTED" else error)
-        entry = ledger_entry(result, steps=dict(rec.metric_steps))
-        parent = self.parents.get(rec)
-        if parent:
-            entry["parent"] = parent
-        self.runs.append(entry)
-        self.observer_errors.extend(rec.errors)
-        self.folder.record(entry)
+    def _close(self, run: Run, end: RunEnd) -> None:
+        """End the run with its worker's end (stopped by the user: INTERRUPTED, saying so)."""
+        if run.recorder.finished:
+            return
+        stop = self.session.interrupted
+        if stop is not None and end.final is not None and end.final.kind == "interrupted":
+            run.stop("INTERRUPTED", f"sweep interrupted ({stop.reason})")
+        self.runs.close(run, end)
 
     def close_unfinished(self, reason: str) -> None:
         """After the search: held runs end as they ended (a paused trial Tune did not resume
         stays INTERRUPTED with its reason); runs whose worker never reported fail."""
         self._settle()
-        for token, payload in list(self.held.values()):
-            self._close(token, payload)
+        for trial_id, end in list(self.held.items()):
+            self._close(self.current[trial_id], end)
         self.held.clear()
         stop = self.session.interrupted
-        if stop is not None:
-            reason = f"sweep interrupted ({stop.reason})"
-        for token, rec in self.recorders.items():
-            if not rec.finished:
-                rec.final(None, status_override="INTERRUPTED" if stop else None, reason=reason)
-                self._record(token, reason, None)
+        for run in dict.fromkeys(self.runs.by_token.values()):
+            if not run.recorder.finished:
+                if stop is not None:
+                    run.stop("INTERRUPTED", f"sweep interrupted ({stop.reason})")
+                self.runs.close(run, None, crash=reason)
 
 
-def _why_restarted(rec: TrialRecorder, ended: dict) -> str:
+def _why_restarted(run: Run, ended: Optional[RunEnd]) -> str:
     """Why Tune started a trial again, for its run's ``info.sacred_ray.restarts``."""
-    stop_reason = (rec.info.get("tune") or {}).get("stop_reason")
-    error = (ended.get("outcome") or {}).get("error")
-    if ended.get("final") and ended["final"][0] == "failed":
+    stop_reason = (run.recorder.info.get("sacred_ray") or {}).get("stop_reason")
+    error = ended.error if ended is not None else None
+    if ended is not None and ended.final is not None and ended.final.kind == "failed":
         return f"failed ({error}); Tune started the trial again (max_failures)"
     if stop_reason:
         return stop_reason.replace("stopped by", "paused by", 1)
@@ -325,7 +279,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
             bar.start()
-            router = _Router(session.hub, session.launch.prototypes, session.launch.base_dir, session.folder, session)
+            router = _Router(session)
             router.thread.start()
             ProgressCallback.LIVE.update(progress=bar, settled=router.settled)
             grid = _tuner(session, plan, bar, router).fit()
@@ -346,11 +300,11 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     if router is not None and router.error is not None:
         raise router.error
     stop = session.interrupted
-    out = _result(space, plan, session.folder, grid, session.earlier + (router.runs if router else []),
-                  stop.code if stop else 0, router.observer_errors if router else [],
-                  new_runs=router.runs if router else [], interrupted=stop, sort=req.sort)
+    new_runs = router.runs.entries if router else []
+    out = _result(space, plan, session.folder, grid, session.earlier + new_runs, stop.code if stop else 0,
+                  router.runs.observer_errors if router else [], new_runs=new_runs, interrupted=stop, sort=req.sort)
     if space.settings.scheduler in POPULATION:
-        out.report += write_lineage(session.folder, session.earlier + (router.runs if router else []),
+        out.report += write_lineage(session.folder, session.earlier + new_runs,
                                     space.settings.metric, space.settings.scheduler.upper())
     out.report += session.closing_notes()
     return out
@@ -393,7 +347,7 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: _Router):
     job = SearchJob(ref=launch.ref, hub=session.hub.link, plan=plan, options=launch.worker_options,
                     metric=settings.metric, scheduler=settings.scheduler, max_t=budget(settings),
                     name=settings.name, cwd=launch.cwd, completed=_completed(session.earlier, settings.metric),
-                    checkpoints=launch.checkpoints)
+                    checkpoints=launch.checkpoints, recording=router.runs.recording)
     trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), _placement(launch.request))
     # Tune's own state and checkpoints: in the sweep folder, or under tune.storage, which every
     # node reaches (Tune restores a trial on another node, and PBT hands checkpoints between them)

@@ -11,6 +11,7 @@ observers, its current run. Both callers notice a lost driver through it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
@@ -23,9 +24,9 @@ from sacred import Experiment
 from sacred.utils import SacredInterrupt
 
 from .. import checkpoint
-from ..protocol import FOLLOW_LOGGING, ExperimentRef, Outcome, RunJob
-from .local import remember_host_info
-from .observer import RayObserver
+from ..protocol import FOLLOW_LOGGING, ExperimentRef, RunEnd, RunJob, WorkerRecording
+from .local import made_run_folder, numbered_from_last, remember_host_info
+from .observer import MetaFlags, RayObserver
 
 _EXPERIMENTS: dict = {}  # ExperimentRef -> (Experiment, renames for the driver)
 LOST_DRIVER = "the sweep's driver went away"
@@ -69,16 +70,35 @@ def node_info() -> dict:
     return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
 
+def relay_observers(hub: dict, token: str, node: dict, recording: Optional[WorkerRecording]) -> tuple:
+    """``(the run's RayObserver, the observers that record in this worker)``, for both commands.
+
+    A worker on the driver's machine records file storage itself, as the run alone would
+    (fresh copies of the observers ``recording`` names); then the relay observer stands among
+    them where the driver's own observers would, and only the driver's other observers get
+    the run's start and files. Elsewhere the driver records everything."""
+    mine = []
+    if recording is not None and recording.observers and node.get("node_id") == recording.driver_node:
+        mine = [copy.copy(obs) for obs in recording.observers]
+        for obs in mine:
+            numbered_from_last(obs)
+    priority = recording.driver_priority if recording is not None else None
+    observer = RayObserver(hub, token, worker=node, worker_records=bool(mine),
+                           driver_records=not mine or priority is not None,
+                           priority=(priority if priority is not None else float("-inf")) if mine else None)
+    return observer, ([MetaFlags(recording.meta_options), *mine] if mine else [])
+
+
 def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: list = (),
                on_lost: Optional[Callable[[Experiment], None]] = None,
-               on_created: Optional[Callable] = None) -> Outcome:
+               on_created: Optional[Callable] = None) -> RunEnd:
     """Run ``job`` as one Sacred run whose observers are ``observer`` and ``also``.
 
     ``on_lost(ex)`` is called (from another thread) if the driver goes away mid-run, after
     the run's info says so; ``on_created(run)`` sees the run before it starts. The
     outcome's status is the run's: COMPLETED, INTERRUPTED (Ctrl-C or a SacredInterrupt)
     or FAILED (anything else the user's code raises, SystemExit included)."""
-    outcome = Outcome(node=observer.worker)
+    outcome = RunEnd(node=observer.worker)
     home = os.getcwd()
     ex = saved = None
     try:
@@ -110,6 +130,8 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
     finally:
         checkpoint.activate(None)
         observer.link.on_lost(None)
+        for obs in also:
+            made_run_folder(obs)
         os.chdir(home)
         if ex is not None:
             if saved is not None:
@@ -143,8 +165,8 @@ def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
     recorded: dict = {}  # metric -> the last step the continued run holds
     run.sacred_ray_recorded = recorded
 
-    def continues(answer: dict) -> None:  # before the run's main starts: nothing logged yet
-        recorded.update(answer.get("last_steps") or {})
+    def continues(last_steps: dict) -> None:  # before the run's main starts: nothing logged yet
+        recorded.update(last_steps)
         if isinstance(counters, dict):
             counters.update(recorded)
 

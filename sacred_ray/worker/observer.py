@@ -6,8 +6,8 @@ chose records it. ``started_event`` is a round trip, so ``_run._id`` in the tria
 the id the driver's observers assigned; the other events are sent without waiting,
 in order, over the worker process's one connection to the driver. A run's first
 second of heartbeats is held back, so a short run's last heartbeat and final event
-travel with the task's return value (``tail``); ``posted`` tells the driver how many
-events to expect before the tail.
+travel with its ``RunEnd`` (a ray_sweep task's return value); ``posted`` tells the driver
+how many events to expect before it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,21 @@ from typing import Any, Optional
 from sacred.observers.base import RunObserver
 
 from .. import protocol
-from ..protocol import ARTIFACT, END, HEARTBEAT, RESOURCE, START, STARTED, SYNC
+from ..protocol import (
+    ARTIFACT,
+    END,
+    HEARTBEAT,
+    RESOURCE,
+    START,
+    STARTED,
+    SYNC,
+    FileEvent,
+    Final,
+    Heartbeat,
+    RunEnd,
+    RunStart,
+    StartAnswer,
+)
 
 
 class ObserverStartError(RuntimeError):
@@ -142,7 +156,7 @@ class RayObserver(RunObserver):
     ``link`` is the driver's hub address and key, ``token`` names the trial attempt,
     ``worker`` is where it runs ({node_id, node_ip, pid}: the driver signals it there).
     The final event (completed, failed or interrupted) is kept in ``final`` as well,
-    so the task that ran the trial can return it.
+    so the run's ``RunEnd`` can carry it.
     """
 
     priority = 100
@@ -162,15 +176,15 @@ class RayObserver(RunObserver):
             self.priority = priority
         self.worker = worker or {"pid": os.getpid()}
         self.run_id = None
-        self.final: Optional[tuple] = None
+        self.final: Optional[Final] = None
         self.on_continue = None  # called with the start's answer when the run goes on an earlier one
         self.posted = 0
         self._pending_metrics: dict = {}
-        self._held: Optional[dict] = None
+        self._held: Optional[Heartbeat] = None
         self._sent_out = ""
         self._started = time.monotonic()
 
-    def _post(self, kind: str, payload: dict) -> None:
+    def _post(self, kind: str, payload: Any) -> None:
         self.posted += 1
         self.link.send(self.token, kind, payload)
 
@@ -181,24 +195,21 @@ class RayObserver(RunObserver):
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self._started = time.monotonic()
+        renames = self.link.renames
+        start = RunStart(start_time=start_time, config=protocol.snapshot(config, renames), worker=self.worker,
+                         run_id=_id, worker_records=self.worker_records)
         if not self.driver_records:  # this worker's observers record the run: the driver keeps score
             self.run_id = _id
-            self._post(STARTED, {"start_time": start_time, "config": protocol.snapshot(config, self.link.renames), "_id": _id,
-                                   "worker": self.worker, "worker_records": self.worker_records})
+            self._post(STARTED, start)
             return None
-        payload = {
-            "ex_info": ex_info, "command": command, "host_info": host_info,
-            "start_time": start_time, "config": protocol.snapshot(config, self.link.renames),
-            "meta_info": protocol.snapshot(meta_info, self.link.renames), "_id": _id,
-            "worker": self.worker, "worker_records": self.worker_records,
-        }
-        answer = self.link.ask(self.token, START, payload)
-        if isinstance(answer, dict) and "error" in answer:
-            raise ObserverStartError(answer["error"])
-        self.run_id = answer.get("_id") if isinstance(answer, dict) else answer
-        if isinstance(answer, dict) and answer.get("continues") is not None:
-            if self.on_continue is not None:
-                self.on_continue(answer["continues"])
+        start.ex_info, start.command, start.host_info = ex_info, command, host_info
+        start.meta_info = protocol.snapshot(meta_info, renames)
+        answer: StartAnswer = self.link.ask(self.token, START, start)
+        if answer.error is not None:
+            raise ObserverStartError(answer.error)
+        self.run_id = answer.run_id
+        if answer.continues is not None and self.on_continue is not None:
+            self.on_continue(answer.continues)
         return self.run_id
 
     def log_metrics(self, metrics_by_name, info):
@@ -208,13 +219,12 @@ class RayObserver(RunObserver):
                 held[field].extend(series[field])
 
     def heartbeat_event(self, info, captured_out, beat_time, result):
-        if captured_out.startswith(self._sent_out):
-            out = {"append": captured_out[len(self._sent_out):]}
-        else:
-            out = {"replace": captured_out}
+        replaces = not captured_out.startswith(self._sent_out)
+        out = captured_out if replaces else captured_out[len(self._sent_out):]
         self._sent_out = captured_out
         metrics, self._pending_metrics = self._pending_metrics, {}
-        beat = {"info": protocol.snapshot(info, self.link.renames), "out": out, "beat_time": beat_time, "result": result, "metrics": metrics}
+        beat = Heartbeat(info=protocol.snapshot(info, self.link.renames), beat_time=beat_time, result=result,
+                         metrics=metrics, out=out, out_replaces=replaces)
         self._release_held()
         if time.monotonic() - self._started >= self.LIVE_AFTER:
             self._post(HEARTBEAT, beat)
@@ -225,37 +235,38 @@ class RayObserver(RunObserver):
         if not self.driver_records:
             return
         self._release_held()
-        self._post(RESOURCE, {"filename": filename, "content": _read(filename)})
+        self._post(RESOURCE, FileEvent(filename=filename, content=_read(filename)))
 
     def artifact_event(self, name, filename, metadata=None, content_type=None):
         if not self.driver_records:
             return
         self._release_held()
-        self._post(ARTIFACT, {
-            "name": name, "filename": os.path.basename(filename), "content": _read(filename),
-            "metadata": metadata, "content_type": content_type,
-        })
+        self._post(ARTIFACT, FileEvent(filename=os.path.basename(filename), content=_read(filename), name=name,
+                                       metadata=metadata, content_type=content_type))
 
     def completed_event(self, stop_time, result):
-        self.final = ("completed", {"stop_time": stop_time, "result": result})
+        self.final = Final("completed", stop_time, result=result)
 
     def interrupted_event(self, interrupt_time, status):
-        self.final = ("interrupted", {"interrupt_time": interrupt_time, "status": status})
+        self.final = Final("interrupted", interrupt_time, status=status)
 
     def failed_event(self, fail_time, fail_trace):
-        self.final = ("failed", {"fail_time": fail_time, "fail_trace": fail_trace})
+        self.final = Final("failed", fail_time, fail_trace=fail_trace)
 
-    def tail(self) -> dict:
-        """What the driver still needs after the posted events: held heartbeat, final event."""
+    def end(self, outcome: RunEnd) -> RunEnd:
+        """``outcome`` completed with what the driver still needs after the posted events: the
+        run's final event, a held-back heartbeat, and how many events were posted before."""
         held, self._held = self._held, None
-        return {"posted": self.posted, "heartbeat": held, "final": self.final}
+        outcome.final, outcome.heartbeat, outcome.posted = self.final, held, self.posted
+        outcome.run_id = self.run_id
+        return outcome
 
-    def flush(self, end: Optional[dict] = None) -> None:
-        """Send the held heartbeat (and ``end``, the trial's last word), then wait until
-        the driver holds everything sent so far."""
+    def flush(self, end: Optional[RunEnd] = None) -> None:
+        """Send the held heartbeat (and ``end``, the run's end), then wait until the driver
+        holds everything sent so far."""
         self._release_held()
         if end is not None:
-            self.link.send(self.token, END, end)
+            self.link.send(self.token, END, self.end(end))
         try:
             self.link.ask(self.token, SYNC, None)
         except ObserverStartError:  # the driver is gone: nothing left to wait for

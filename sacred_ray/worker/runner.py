@@ -3,21 +3,18 @@
 Runs on the worker's main thread, so SIGINT from the driver (a timeout, fail_fast,
 Ctrl-C) interrupts the run wherever it is. When the worker shares the driver's machine
 it records file storage itself, as the run alone would; every other event goes to the
-driver's hub. The outcome returns with the task, encoded so the driver can read it.
+driver's hub. The run's end returns with the task, encoded so the driver can read it.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 from typing import Optional
 
 from .. import protocol
 from ..protocol import BEGUN, ExperimentRef, RunJob, WorkerRecording
-from .core import node_info, renames_for, run_sacred
-from .local import made_run_folder, numbered_from_last
-from .observer import MetaFlags, RayObserver
+from .core import node_info, relay_observers, renames_for, run_sacred
 
 
 def _interruptible():
@@ -44,17 +41,6 @@ def _restore_sigint(previous) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
-def _worker_observers(recording: Optional[WorkerRecording], node: dict) -> list:
-    """Fresh copies of the observers this worker may record with itself: those the driver
-    marked as such (file storage), when this worker shares the driver's machine."""
-    if recording is None or not recording.observers or node.get("node_id") != recording.driver_node:
-        return []
-    copies = [copy.copy(obs) for obs in recording.observers]
-    for obs in copies:
-        numbered_from_last(obs)
-    return copies
-
-
 def _stop_on_lost_driver(ex) -> None:
     """The sweep's driver died: stop this trial as Ctrl-C would, instead of running on for
     nobody (an orphan's finished run would be run again on --resume)."""
@@ -64,26 +50,15 @@ def _stop_on_lost_driver(ex) -> None:
 def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[WorkerRecording] = None) -> bytes:
     """Run one trial attempt; every event goes to the driver's ``hub`` (its address and key).
 
-    Returns the ``Outcome`` with the run's ``tail`` (see ``RayObserver.tail``), encoded by
-    ``protocol.dumps``; nothing here waits on the driver after the run has started."""
+    Returns the run's ``RunEnd`` (see ``RayObserver.end``), encoded by ``protocol.dumps``;
+    nothing here waits on the driver after the run has started."""
     node = node_info()
-    worker_observers = _worker_observers(recording, node)
-    priority = recording.driver_priority if recording is not None else None
-    observer = RayObserver(
-        hub, job.token, worker=node, worker_records=bool(worker_observers),
-        driver_records=not worker_observers or priority is not None,
-        # among observers recording here, stand where the driver's observers would stand
-        priority=(priority if priority is not None else float("-inf")) if worker_observers else None,
-    )
-    observer.link.send(job.token, BEGUN, {"worker": node})
+    observer, also = relay_observers(hub, job.token, node, recording)
+    observer.link.send(job.token, BEGUN, node)
     job.info = {**job.info, "ray": node}
-    also = [MetaFlags(recording.meta_options)] + worker_observers if worker_observers else []
     previous_sigint = _interruptible()
     try:
         outcome = run_sacred(ref, job, observer, also, on_lost=_stop_on_lost_driver)
     finally:
-        for obs in worker_observers:
-            made_run_folder(obs)
         _restore_sigint(previous_sigint)
-    outcome.tail = observer.tail()
-    return protocol.dumps(outcome, renames_for(ref))
+    return protocol.dumps(observer.end(outcome), renames_for(ref))

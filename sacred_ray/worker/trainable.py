@@ -24,11 +24,11 @@ from sacred.utils import SacredInterrupt
 
 from ..checkpoint import TrialCheckpoints, join
 from ..checkpoint import active as active_checkpoints
-from ..protocol import Outcome, RunJob, SearchJob
+from ..protocol import OPEN, RunEnd, RunJob, RunOpen, SearchJob
 from ..spec.settings import POPULATION
 from ..spec.trial import nest
-from .core import LOST_DRIVER, node_info, run_sacred
-from .observer import RayObserver
+from .core import LOST_DRIVER, node_info, relay_observers, run_sacred
+from .observer import DriverLink
 
 JOIN_SECONDS = 30.0
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "pbt": "PBT", "pb2": "PB2",
@@ -40,6 +40,16 @@ class StoppedByTune(SacredInterrupt):
     """Raised inside the trial's run when Tune stops it; Sacred records INTERRUPTED."""
 
     STATUS = "INTERRUPTED"
+
+
+def _lineage(parent: Optional[dict], updates: dict) -> Optional[dict]:
+    """A PBT exploit's parent as its run records it: the donor's run, trial and step, and the
+    searched keys the exploit changed ({key: {"from", "to"}})."""
+    if parent is None:
+        return None
+    before = parent.get("values") or {}
+    return {**{k: parent.get(k) for k in ("run_id", "trial_id", "step")},
+            "changed": {k: {"from": before.get(k), "to": v} for k, v in updates.items() if before.get(k) != v}}
 
 
 def _number(value: Any) -> Optional[float]:
@@ -92,30 +102,32 @@ class SacredTrainable(tune.Trainable):
     def _run(self, variant: Optional[str], updates: dict, named: tuple) -> None:
         job: SearchJob = self.job
         observer = outcome = None
+        also: list = []
         try:
             node = node_info()
-            observer = RayObserver(job.hub, self.token, worker=node)
+            parent, self.parent = self.parent, None
+            opened = DriverLink.to(job.hub).ask(self.token, OPEN, RunOpen(
+                worker=node, trial_id=self.trial_id, variant=variant, parent=_lineage(parent, updates)))
+            # a run that goes on an earlier one is recorded by the driver alone from here
+            observer, also = relay_observers(job.hub, self.token, node, None if opened.continues else job.recording)
             tune_info = {"trial_id": self.trial_id, "experiment": job.name}
             meta_tune = dict(tune_info)
-            if self.parent is not None:  # a PBT exploit: a new run from the donor's state
-                parent, self.parent = self.parent, None
-                meta_tune["parent_run"] = {k: parent.get(k) for k in ("run_id", "trial_id", "step")}
-                meta_tune["changed"] = {k: {"from": (parent.get("values") or {}).get(k), "to": v}
-                                        for k, v in updates.items() if (parent.get("values") or {}).get(k) != v}
+            if parent is not None:  # a PBT exploit: a new run from the donor's state
+                lineage = _lineage(parent, updates)
+                meta_tune["parent_run"] = {k: lineage[k] for k in ("run_id", "trial_id", "step")}
+                meta_tune["changed"] = lineage["changed"]
             run_job = RunJob(token=self.token, config_updates=nest(updates), named_configs=tuple(named),
                              options=job.options, cwd=job.cwd, info={"ray": node, "tune": tune_info},
-                             meta_info={"sweep": {"name": job.name, "trial": self.trial_id, "variant": variant},
-                                        "tune": meta_tune},
+                             meta_info={"sweep": opened.meta, "tune": meta_tune},
                              checkpoints={"folder": self._folder()} if job.checkpoints else None)
-            outcome = run_sacred(job.ref, run_job, observer, on_lost=self._driver_lost, on_created=self._created)
+            outcome = run_sacred(job.ref, run_job, observer, also, on_lost=self._driver_lost, on_created=self._created)
         except BaseException as e:  # the driver could not be reached
-            outcome = Outcome(status="FAILED", error=f"{e.__class__.__name__}: {e}")
+            outcome = RunEnd(status="FAILED", error=f"{e.__class__.__name__}: {e}")
         finally:
             try:
                 if observer is not None:
-                    observer.flush(end={"final": observer.final, "outcome": {
-                        "status": outcome.status if outcome else "FAILED", "error": outcome.error if outcome else None,
-                        "node": observer.worker}})
+                    outcome.node = outcome.node or observer.worker
+                    observer.flush(end=outcome)
             finally:
                 self.reports.put(("end", outcome))
                 self._advance_ends()
@@ -177,7 +189,7 @@ class SacredTrainable(tune.Trainable):
             self._advance_ends()
             self.go_on.wait()
             if self.stop_reason:
-                run.info.setdefault("tune", {})["stop_reason"] = self.stop_reason
+                run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
                 raise StoppedByTune(self.stop_reason)
 
         return log_scalar_and_report
@@ -306,7 +318,7 @@ class SacredTrainable(tune.Trainable):
             self.stop_reason = self._reason("stopped")
             sacred_run = getattr(self, "sacred_run", None)
             if sacred_run is not None:
-                sacred_run.info.setdefault("tune", {})["stop_reason"] = self.stop_reason
+                sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
         self.go_on.set()
         thread.join(JOIN_SECONDS)
         if thread.is_alive():  # the run is not logging: interrupt it where it is
