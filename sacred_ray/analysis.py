@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .engine.observers import read_json
+from .records import read_json
 from .spec import SpecError
 
 
@@ -124,7 +124,7 @@ def _file_runs(base: str, name: str) -> list:
 
 
 def _from_mongo(address: str, name: Optional[str]) -> tuple:
-    from .engine.observers import mongo_uri, redact
+    from .records import mongo_uri, redact
 
     if not name:
         raise SpecError(redact(address), "", "give the sweep's name too: load_sweep(MONGO_URL, 'my-sweep')")

@@ -18,9 +18,9 @@ from typing import Optional
 from sacred import Experiment
 
 from .checks import resolve_grid, resolve_space
-from .engine.observers import redact
 from .engine.results import SweepResult
 from .engine.session import Request
+from .records import redact
 
 
 def run_sweep(ex: Experiment, spec, updates: Optional[dict] = None, named_configs: tuple = (),
@@ -29,7 +29,7 @@ def run_sweep(ex: Experiment, spec, updates: Optional[dict] = None, named_config
     bad input before anything starts."""
     from .engine.sweep import sweep
 
-    return sweep(ex, resolve_grid(ex, spec, updates, named_configs), Request(**how))
+    return sweep(ex, resolve_grid(ex, spec, updates, named_configs), _request(how))
 
 
 def run_tune(ex: Experiment, spec, updates: Optional[dict] = None, named_configs: tuple = (), **how):
@@ -38,13 +38,24 @@ def run_tune(ex: Experiment, spec, updates: Optional[dict] = None, named_configs
     input before anything starts."""
     from .engine.tune import search
 
-    return search(ex, resolve_space(ex, spec, updates, named_configs), Request(**how))
+    return search(ex, resolve_space(ex, spec, updates, named_configs), _request(how))
+
+
+def _request(how: dict) -> Request:
+    """The engine's ``Request``, with the report page written by ``sacred_ray.report``."""
+    return Request(**{"report": _write_report, **how})
+
+
+def _write_report(folder: str, **kw) -> str:
+    from .report import write_report
+
+    return write_report(folder, **kw)
 
 
 def run_command(ex: Experiment, req, spec):
     """Run a parsed command line's sweep or search; print its report; return its result."""
-    how = Request(options=req.options, address=req.address, resume=req.resume, progress=True,
-                  command=[redact(a) for a in sys.argv], sort=req.sort)
+    how = _request(dict(options=req.options, address=req.address, resume=req.resume, progress=True,
+                        command=[redact(a) for a in sys.argv], sort=req.sort))
     if req.command == "tune_with":
         from .engine.tune import search
 

@@ -28,24 +28,11 @@ import tempfile
 import time
 from typing import Any, Optional
 
+from .storage import filesystem, join
+
 ALONE = "checkpoints"
 META = "meta.json"
 _active: Optional[TrialCheckpoints] = None  # the running trial's, set by the worker around its run
-
-
-def join(location: str, *parts: str) -> str:
-    """``location``/``parts``, for a path or a URI (whose query string, e.g. an S3 endpoint, stays last)."""
-    base, mark, query = location.partition("?") if "://" in location else (location, "", "")
-    return "/".join([base.rstrip("/"), *parts]) + mark + query
-
-
-def filesystem(location: str) -> tuple:
-    """(pyarrow file system, path in it) for a folder path or a URI (``s3://``, ``gs://``, ``file://``)."""
-    import pyarrow.fs as pafs
-
-    if "://" in location:
-        return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
 class TrialCheckpoints:
@@ -211,23 +198,6 @@ def latest_step(folder: str) -> Optional[int]:
     return TrialCheckpoints(folder).meta().get("step")
 
 
-def check_storage(location: str) -> Optional[str]:
-    """Why checkpoints cannot be written at ``location`` (None: they can): a probe written, read
-    and removed through the same file system the trials use."""
-    try:
-        fs, root = filesystem(location)
-        probe = f"{root}/.sacred_ray_probe_{os.getpid()}"
-        fs.create_dir(root)
-        with fs.open_output_stream(probe) as f:
-            f.write(b"ok")
-        with fs.open_input_stream(probe) as f:
-            f.readall()
-        fs.delete_file(probe)
-    except Exception as e:  # pyarrow raises OSError, ValueError, ArrowInvalid ... with the backend's reason
-        return " ".join(str(e).split()) or e.__class__.__name__
-    return None
-
-
 def copy_linked(source: str, target: str) -> None:
     """Copy a checkpoint folder by hard links where the file system allows (a checkpoint's files
     are written once and never changed), by copies elsewhere."""
@@ -296,4 +266,4 @@ def activate(checkpoints: Optional[TrialCheckpoints]) -> None:
     _active = checkpoints
 
 
-__all__ = ["TrialCheckpoints", "activate", "check_storage", "copy_linked", "join", "latest_step", "restore", "resumed_from", "save"]
+__all__ = ["TrialCheckpoints", "activate", "copy_linked", "latest_step", "restore", "resumed_from", "save"]

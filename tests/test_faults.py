@@ -298,7 +298,7 @@ URL_SHAPES = [
 
 @pytest.mark.parametrize("url,shown", URL_SHAPES)
 def test_every_credential_of_a_url_is_redacted(url, shown):
-    from sacred_ray.engine.observers import redact
+    from sacred_ray.records import redact
 
     assert redact(url) == shown
     assert redact(f"error: cannot reach {url} (timeout)") == f"error: cannot reach {shown} (timeout)"

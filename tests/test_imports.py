@@ -1,6 +1,14 @@
-"""The package's imports go one way (command line -> engine -> worker; spec, protocol and
-display importable by all): no module reaches, even inside a function, a module that
-reaches it back, and no module takes another module's private names."""
+"""The package's imports go one way, down its layers (README's Layout says the same):
+
+    front   cli, plugin, api, checks, the package    may import every layer
+    engine  engine.*                                  worker, base
+    report  report.*                                  analysis, base
+    analysis                                          base
+    worker  worker.*                                  base
+    base    spec, protocol, records, storage, checkpoint, display, stats
+
+No module reaches, even inside a function, a module that reaches it back, none imports
+above its layer, and none takes another module's private names."""
 
 import ast
 import os
@@ -104,3 +112,57 @@ def test_every_searcher_a_file_may_name_has_an_entry_in_the_engine():
     from sacred_ray.spec.settings import SEARCHERS as NAMED
 
     assert set(NAMED) == set(BUILT)
+
+
+LAYERS = {  # layer -> the layers its modules may import (their own included)
+    "front": {"front", "engine", "report", "analysis", "worker", "base"},
+    "engine": {"engine", "worker", "base"},
+    "report": {"report", "analysis", "base"},
+    "analysis": {"analysis", "base"},
+    "worker": {"worker", "base"},
+    "base": {"base"},
+}
+BASE = ("spec", "protocol", "records", "storage", "checkpoint", "display", "stats")
+FRONT = ("cli", "plugin", "api", "checks")
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "front"  # the package itself: where users enter
+    top = parts[1]
+    if top in BASE:
+        return "base"
+    if top in FRONT:
+        return "front"
+    if top in ("engine", "report", "analysis", "worker"):
+        return top
+    raise AssertionError(f"{module} has no layer: add it to tests/test_imports.py and README's Layout")
+
+
+def layer_violations(graph: dict) -> list:
+    return sorted(f"{m} ({layer_of(m)}) imports {t} ({layer_of(t)})"
+                  for m, targets in graph.items() for t in targets if layer_of(t) not in LAYERS[layer_of(m)])
+
+
+def test_every_module_imports_only_its_own_layer_and_those_below():
+    graph, _ = _graph()
+    assert layer_violations(graph) == []
+
+
+def test_the_layer_check_refuses_an_engine_module_that_imports_the_report():
+    graph = {"sacred_ray.engine.session": {"sacred_ray.report", "sacred_ray.engine.folder"},
+             "sacred_ray.report.data": {"sacred_ray.engine.folder"}, "sacred_ray.analysis": {"sacred_ray.engine"},
+             "sacred_ray.api": {"sacred_ray.report", "sacred_ray.engine.sweep"}}
+    assert layer_violations(graph) == [
+        "sacred_ray.analysis (analysis) imports sacred_ray.engine (engine)",
+        "sacred_ray.engine.session (engine) imports sacred_ray.report (report)",
+        "sacred_ray.report.data (report) imports sacred_ray.engine.folder (engine)",
+    ]
+
+
+def test_every_scheduler_a_file_may_name_is_built_by_the_engine():
+    from sacred_ray.engine.searchers import BUILDERS
+    from sacred_ray.spec.settings import SCHEDULERS
+
+    assert set(SCHEDULERS) == set(BUILDERS)

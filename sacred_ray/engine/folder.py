@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
+from ..records import read_jsonl
 from ..spec import SpecError
 
 LEDGER = "ledger.jsonl"
@@ -42,24 +43,6 @@ def jsonable(value: Any) -> Any:
 
 MARKER = ".sacred-ray-sweep"  # in every folder this tool made: only such a folder is moved aside or reused
 _EARLIER_SPEC_HEADER = "# the sweep as run:"  # spec.yaml of a sweep folder made before the marker existed
-
-
-def read_jsonl(path: str) -> list:
-    """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a line cut short by a crash
-    or a full disk is skipped, a missing file is empty."""
-    entries = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        entries.append(json.loads(line))
-                    except ValueError:
-                        continue
-    except OSError:
-        pass
-    return entries
 
 
 def is_sweep_folder(path: str) -> bool:

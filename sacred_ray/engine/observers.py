@@ -16,6 +16,7 @@ from typing import Optional
 
 from sacred import Experiment
 
+from ..records import mongo_uri, read_json, redact
 from ..spec import SpecError
 
 OBSERVER_FLAGS = ("--mongo_db", "--file_storage", "--sql", "--tiny_db", "--s3", "--gcs")
@@ -26,22 +27,6 @@ def split_options(options: dict) -> tuple:
     observer = {k: v for k, v in options.items() if k in OBSERVER_FLAGS and v}
     rest = {k: v for k, v in options.items() if k not in OBSERVER_FLAGS}
     return observer, rest
-
-
-MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
-
-
-def mongo_uri(value: str) -> Optional[dict]:
-    """``-m mongodb://user:pw@host/db`` (which Sacred's own -m cannot parse) as MongoObserver kwargs."""
-    if not value.startswith(MONGO_SCHEMES):
-        return None
-    from pymongo.uri_parser import parse_uri
-
-    try:
-        parsed = parse_uri(value)
-    except Exception as e:
-        raise SpecError("command line", "-m", f"cannot parse {redact(value)!r}: {scrub(str(e), value)}") from None
-    return {"url": value, "db_name": parsed.get("database") or "sacred"}
 
 
 def check_observer_flags(options: dict) -> None:
@@ -58,49 +43,6 @@ def check_observer_flags(options: dict) -> None:
             )
         if match.groupdict().get("overwrite"):
             raise SpecError("command line", "-m", "a run id to overwrite (:ID) makes no sense for a sweep; drop it")
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
-_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s]*(?:password|passwd|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s]*")
-
-
-def redact(text: str) -> str:
-    """Hide every credential in anything that looks like a URL: the password of its user
-    info (which may itself hold ``/``, ``:`` or ``@``; an empty user name too) and every
-    query parameter that names a password, secret, token or key."""
-    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
-
-
-def _redact_url(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    at = rest.rfind("@")  # the host follows the last '@': an unescaped '@' or '/' may sit in a password
-    if at != -1:
-        userinfo, rest = rest[:at], rest[at:]
-        if ":" in userinfo:
-            rest = userinfo.split(":", 1)[0] + ":***" + rest
-        else:
-            rest = userinfo + rest
-    return f"{scheme}://{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
-
-
-def secrets_of(url: str) -> list:
-    """The credentials ``redact`` hides in ``url``, for scrubbing them from other text too."""
-    found = []
-    for m in _URL.finditer(url):
-        rest = m.group(0).split("://", 1)[1]
-        at = rest.rfind("@")
-        if at != -1 and ":" in rest[:at]:
-            found.append(rest[:at].split(":", 1)[1])
-        found += [v.group(0)[len(v.group(1)):] for v in _SECRET_PARAM.finditer(rest)]
-    return [f for f in found if f]
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error about ``url``) with every credential of ``url`` hidden."""
-    text = redact(text)
-    for secret in sorted(secrets_of(url), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def build_prototypes(ex: Experiment, observer_options: dict, failure_dir: Optional[str] = None) -> list:
@@ -231,17 +173,6 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
         obs.run_entry.pop(key, None)
     obs.save_json(obs.run_entry, "run.json")
     return obs
-
-
-def read_json(path: str) -> dict:
-    """A JSON record a file-storage observer wrote ({} when it is missing or unreadable)."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str]) -> None:

@@ -11,13 +11,14 @@ from typing import Optional
 
 from sacred import Experiment
 
-from ..checkpoint import check_storage, join
 from ..protocol import FOLLOW_LOGGING, ExperimentRef
+from ..records import redact, scrub
 from ..spec import SpecError
 from ..spec.settings import declared_resources
+from ..storage import check_storage, join
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder, check_writable
-from .observers import build_prototypes, check_observer_flags, check_reachable, redact, scrub, split_options
+from .observers import build_prototypes, check_observer_flags, check_reachable, split_options
 
 ADDRESS_SECONDS = 10.0  # how long a cluster's head gets to answer before the command gives up
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..analysis import Sweep, spec_header
-from ..engine.folder import read_jsonl
+from ..records import read_jsonl
 from ..spec import SpecError
 from ..spec.settings import default_mode
 from ..stats import spread

@@ -1,0 +1,103 @@
+"""What sacred-ray and its observers wrote, read back; credentials kept out of what is shown.
+
+The lowest layer that knows about records: the engine writes them, ``analysis`` and
+``report`` read them, and both import this module, never each other. ``redact`` hides
+every credential in a URL wherever one is shown (the command line in spec.yaml, an
+error line, a report).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Optional
+
+from .spec import SpecError
+
+MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
+def mongo_uri(value: str) -> Optional[dict]:
+    """``-m mongodb://user:pw@host/db`` (which Sacred's own -m cannot parse) as MongoObserver kwargs."""
+    if not value.startswith(MONGO_SCHEMES):
+        return None
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        parsed = parse_uri(value)
+    except Exception as e:
+        raise SpecError("command line", "-m", f"cannot parse {redact(value)!r}: {scrub(str(e), value)}") from None
+    return {"url": value, "db_name": parsed.get("database") or "sacred"}
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s]*(?:password|passwd|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s]*")
+
+
+def redact(text: str) -> str:
+    """Hide every credential in anything that looks like a URL: the password of its user
+    info (which may itself hold ``/``, ``:`` or ``@``; an empty user name too) and every
+    query parameter that names a password, secret, token or key."""
+    return _URL.sub(lambda m: _redact_url(m.group(0)), text)
+
+
+def _redact_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")  # the host follows the last '@': an unescaped '@' or '/' may sit in a password
+    if at != -1:
+        userinfo, rest = rest[:at], rest[at:]
+        if ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":***" + rest
+        else:
+            rest = userinfo + rest
+    return f"{scheme}://{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
+
+
+def secrets_of(url: str) -> list:
+    """The credentials ``redact`` hides in ``url``, for scrubbing them from other text too."""
+    found = []
+    for m in _URL.finditer(url):
+        rest = m.group(0).split("://", 1)[1]
+        at = rest.rfind("@")
+        if at != -1 and ":" in rest[:at]:
+            found.append(rest[:at].split(":", 1)[1])
+        found += [v.group(0)[len(v.group(1)):] for v in _SECRET_PARAM.finditer(rest)]
+    return [f for f in found if f]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error about ``url``) with every credential of ``url`` hidden."""
+    text = redact(text)
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def read_json(path: str) -> dict:
+    """A JSON record a file-storage observer wrote ({} when it is missing or unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def read_jsonl(path: str) -> list:
+    """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a line cut short by a crash
+    or a full disk is skipped, a missing file is empty."""
+    entries = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError:
+                        continue
+    except OSError:
+        pass
+    return entries
+
+
+__all__ = ["MONGO_SCHEMES", "mongo_uri", "read_json", "read_jsonl", "redact", "scrub", "secrets_of"]
