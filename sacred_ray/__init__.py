@@ -29,7 +29,7 @@ _LAZY = {
     "SweepResult": ("sacred_ray.engine.results", "SweepResult"),
     "TrialResult": ("sacred_ray.engine.results", "TrialResult"),
     "run_tune": ("sacred_ray.api", "run_tune"),
-    "TuneResult": ("sacred_ray.engine.tune", "TuneResult"),
+    "TuneResult": ("sacred_ray.engine.tune_results", "TuneResult"),
     "RayObserver": ("sacred_ray.worker.observer", "RayObserver"),
     "load_sweep": ("sacred_ray.analysis", "load_sweep"),
     "load_metrics": ("sacred_ray.analysis", "load_metrics"),

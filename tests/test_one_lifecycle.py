@@ -129,14 +129,14 @@ def test_a_stale_run_closed_by_resume_keeps_its_reason_where_every_stop_reason_l
     else:
         _stale_file_run(tmp_path / "runs", "stale")
     spec = {"grid": {"x": [1.0, 2.0]}, "variants": {"ok": {}, "slow": {"fixed": {"sleep": 60.0}, "grid": {"x": [5.0]}}},
-            "sweep": {"dir": str(tmp_path / "sw"), "name": "stale", "timeout": 2.0}}
+            "sweep": {"dir": str(tmp_path / "sw"), "name": "stale", "timeout": 10.0}}
     result = run_sweep(toy, spec, options=OPTIONS[where](tmp_path), progress=False, resume=True)
     assert result.counts == {"COMPLETED": 2, "TIMEOUT": 1}
     runs = _recorded(where, tmp_path, mongo_db)
     assert runs[9.0]["status"] == "INTERRUPTED"
     assert runs[9.0]["info"]["sacred_ray"]["stop_reason"] == "the sweep's driver stopped while this run was RUNNING"
     assert runs[5.0]["status"] == "TIMEOUT"
-    assert runs[5.0]["info"]["sacred_ray"]["stop_reason"] == "timed out after 2s"
+    assert runs[5.0]["info"]["sacred_ray"]["stop_reason"] == "timed out after 10s"
     homes = {x: _stop_reason_homes(run) for x, run in runs.items()}
     assert homes == {1.0: set(), 2.0: set(), 5.0: {"info.sacred_ray.stop_reason"},
                      9.0: {"info.sacred_ray.stop_reason"}}

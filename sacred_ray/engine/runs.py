@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..checkpoint import join
 from ..protocol import Final, Opened, RunEnd, RunOpen, RunStart, StartAnswer, WorkerRecording
 from ..spec import Trial
+from ..storage import join
 from .folder import SweepFolder
 from .observers import (
     amend_file_run,
@@ -248,7 +248,7 @@ class Runs(Trials):
         if status != "COMPLETED":
             error = (run.stop_reason or recorded_reason or crash or (end.error if end is not None else None)
                      or (rec.errors[-1] if rec.errors else None))
-            if run.stop_status and run.begun is None and not rec.started:  # queued at Ray's end: never ran
+            if run.stop_status and not rec.started:  # queued at Ray's end, or taken but stopped before it started
                 error = f"not run: {error}"
         result = TrialResult(
             trial=run.trial, status=status, run_id=rec.run_id, result=end.result if end is not None else None,

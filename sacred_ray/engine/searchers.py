@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..spec import SpaceSpec, SpecError
+from ..spec.settings import SCHEDULERS
 from ..spec.space import SearchPlan
 
 
@@ -100,12 +101,12 @@ SEARCHERS = {
 def check_search_tools(space: SpaceSpec) -> None:
     """Refuse, before anything starts, a searcher or scheduler that is not installed, or a distribution
     the searcher cannot express."""
-    packages, missing = SCHEDULER_PACKAGES.get(space.settings.scheduler, ((), ""))
-    for package in packages:
+    scheduler = SCHEDULERS[space.settings.scheduler]
+    for package in scheduler.packages:
         try:
             __import__(package)
         except ImportError:
-            raise SpecError(space.source, "tune: scheduler", missing) from None
+            raise SpecError(space.source, "tune: scheduler", scheduler.missing) from None
     name = space.settings.search
     searcher = SEARCHERS[name]
     if searcher.package:
@@ -128,14 +129,10 @@ def compile_search(plan: SearchPlan, settings) -> tuple:
     return SEARCHERS[settings.search].build(plan, settings)
 
 
-DEFAULT_MAX_T = {"asha": 100, "hyperband": 81}  # Ray's defaults for ASHAScheduler, HyperBandScheduler
-
-
 def budget(settings) -> Optional[int]:
     """The iterations a scheduler gives a trial at most (None: no such budget)."""
-    if settings.scheduler not in DEFAULT_MAX_T:
-        return None
-    return settings.scheduler_options.get("max_t", DEFAULT_MAX_T[settings.scheduler])
+    default = SCHEDULERS[settings.scheduler].max_t
+    return None if default is None else settings.scheduler_options.get("max_t", default)
 
 
 class Resample:
@@ -174,20 +171,20 @@ def _pb2(settings, plan: SearchPlan):
     return PB2(time_attr="training_iteration", hyperparam_bounds={"params": bounds}, **options)
 
 
-SCHEDULER_PACKAGES = {"pb2": (("GPy", "sklearn"), 'pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"')}
-
-
-def _options_only(scheduler_class):
+def _options_of(class_name: str):
     def build(settings, plan: SearchPlan):
-        return scheduler_class(**dict(settings.scheduler_options))
+        from ray.tune import schedulers
+
+        return getattr(schedulers, class_name)(**dict(settings.scheduler_options))
     return build
+
+
+# how each scheduler of ``spec.settings.SCHEDULERS`` is built
+BUILDERS = {"fifo": _options_of("FIFOScheduler"), "asha": _options_of("ASHAScheduler"),
+            "hyperband": _options_of("HyperBandScheduler"), "median": _options_of("MedianStoppingRule"),
+            "pbt": _pbt, "pb2": _pb2}
 
 
 def make_scheduler(settings, plan: SearchPlan):
     """Tune's scheduler for the ``tune.scheduler`` setting, with its options."""
-    from ray.tune import schedulers
-
-    kinds = {"asha": _options_only(schedulers.ASHAScheduler), "hyperband": _options_only(schedulers.HyperBandScheduler),
-             "median": _options_only(schedulers.MedianStoppingRule), "fifo": _options_only(schedulers.FIFOScheduler),
-             "pbt": _pbt, "pb2": _pb2}
-    return kinds[settings.scheduler](settings, plan)
+    return BUILDERS[settings.scheduler](settings, plan)

@@ -1,9 +1,10 @@
 """The life both commands share: from a resolved spec to a joined Ray and back.
 
-``Session`` settles the launch (observers, where the experiment is, what a trial needs),
-opens the sweep folder and writes the spec into it, joins or starts Ray, takes over
-Ctrl-C and SIGTERM, checks that a trial fits, starts the hub, and undoes all of it in
-``close``. ``ray_sweep``'s driver and ``tune_with``'s search run inside one, so a stop,
+``Session`` settles the launch (observers, where the experiment is, what a trial needs)
+when it is made; ``open`` opens the sweep folder (and on --resume reads what the earlier
+sweep left), ``write_spec`` records the spec as run, ``start`` joins or starts Ray, takes
+over Ctrl-C and SIGTERM, checks that a trial fits and starts the hub, and ``close`` undoes
+all of it. ``ray_sweep``'s driver and ``tune_with``'s search run inside one, so a stop,
 a resume or a new capability behaves the same for both.
 """
 
@@ -17,10 +18,11 @@ from typing import Callable, Optional
 
 from sacred import Experiment
 
+from ..records import redact
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .folder import SweepFolder
 from .hub import Hub, start_hub
-from .observers import close_stale_runs, redact
+from .observers import close_stale_runs
 from .prepare import Launch, prepare_launch
 from .reporting import ReportWriter
 
@@ -38,6 +40,7 @@ class Request:
     progress: bool = True  # show progress on stderr
     command: Optional[list] = None  # the command line, as spec.yaml records it (credentials hidden)
     sort: Optional[str] = None  # rank the end table by this metric
+    report: Optional[Callable[..., str]] = None  # writes report.html (``api`` gives ``report.write_report``)
 
 
 class Interrupted(BaseException):
@@ -57,36 +60,48 @@ class Session:
     ``section`` is the spec's section for how-to-run settings (``sweep`` or ``tune``); it
     names the keys in error lines."""
 
-    def __init__(self, ex: Experiment, spec, section: str, req: Request, trials: Optional[list] = None):
+    def __init__(self, ex: Experiment, spec, section: str, req: Request):
+        """Settle the launch (nothing is written or started yet: ``open`` does that)."""
         self.spec = spec
         self.section = section
         self.settings = spec.settings
         self.req = req
         self.launch: Launch = prepare_launch(ex, spec.settings, dict(req.options or {}), req.address, spec.source,
                                              section)
-        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
-        self.earlier = self.folder.read_ledger() if req.resume else []
-        if req.resume and not self.folder.existed:
-            print(f"resume: there is no earlier sweep {spec.settings.name!r} in {_rel(self.folder.path)}; "
-                  f"starting it from the beginning")
-        if req.resume:
-            stale = close_stale_runs(self.launch.prototypes, spec.settings.name,
-                                     "the sweep's driver stopped while this run was RUNNING")
-            if stale:
-                print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
-        self.trials = _keep_numbers(trials or [], self.folder.read_numbers()) if req.resume else list(trials or [])
-        self.folder.write_spec(req.command or [], spec.path, spec.raw, self.trials, recorded_by(self.launch),
-                               spec.settings.name)
         metric = req.sort or spec.settings.metric or "result"
-        self.report = ReportWriter(self.folder.path, metric, None if req.sort else spec.settings.mode,
+        self.report = ReportWriter(req.report, self.launch.folder_path, metric,
+                                   None if req.sort else spec.settings.mode,
                                    mongo=self.launch.observer_options.get("--mongo_db"))
+        self.folder: Optional[SweepFolder] = None
+        self.earlier: list = []  # an earlier sweep's ledger lines (--resume)
         self.hub: Optional[Hub] = None
         self.interrupted: Optional[Interrupted] = None
         self._graceful: Optional[Callable[[Interrupted], None]] = None
         self._previous: dict = {}
+
+    # -- opening ----------------------------------------------------------------
+    def open(self) -> None:
+        """Open the sweep folder (one driver at a time), and on --resume read the earlier
+        sweep's ledger and close the runs its driver left RUNNING."""
+        req, name = self.req, self.settings.name
+        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")
+        if not req.resume:
+            return
+        self.earlier = self.folder.read_ledger()
+        if not self.folder.existed:
+            print(f"resume: there is no earlier sweep {name!r} in {_rel(self.folder.path)}; "
+                  f"starting it from the beginning")
+        stale = close_stale_runs(self.launch.prototypes, name, "the sweep's driver stopped while this run was RUNNING")
+        if stale:
+            print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
+
+    def write_spec(self, trials: list) -> None:
+        """Write the spec as run, and the trials it expands to, into the opened folder."""
+        self.folder.write_spec(self.req.command or [], self.spec.path, self.spec.raw, trials,
+                               recorded_by(self.launch), self.settings.name)
 
     # -- starting ---------------------------------------------------------------
     def start(self, runtime_env: Optional[dict] = None, graceful: Optional[Callable[[Interrupted], None]] = None) -> int:
@@ -135,7 +150,8 @@ class Session:
         import ray
 
         self.report.finish()  # the last write runs while Ray shuts down
-        self.folder.close()
+        if self.folder is not None:
+            self.folder.close()
         if self.hub is not None:
             self.hub.close()
         for signum, handler in self._previous.items():
@@ -148,7 +164,7 @@ class Session:
 
     def closing_notes(self) -> str:
         """The lines after the end table: where the report is, and runs MongoDB could not take."""
-        lines = [self.report.line()]
+        lines = [self.report.line()] if self.report.write is not None else []
         if self.folder.write_error:
             lines.append(f"the sweep stopped: {self.folder.write_error}; runs that ended are in your observers "
                          f"(and in this table), the ledger lacks them: free space, then --resume reruns them")
@@ -157,26 +173,6 @@ class Session:
             lines.append(f"{len(os.listdir(saved))} run(s) could not be written to MongoDB; Sacred saved them in "
                          f"{saved} (load them with sacred's MongoObserver once the server is back)")
         return "".join(f"\n{line}" for line in lines)
-
-
-def _keep_numbers(trials: list, earlier: dict) -> list:
-    """A resumed sweep's trials, each numbered as the earlier run of the sweep numbered it; a
-    trial the grid gained since gets the next number after them (so trials.jsonl, the ledger
-    and every run's meta.sweep.trial agree however the grid was edited)."""
-    import dataclasses
-
-    if not earlier:
-        return list(trials)
-    taken = set(earlier.values())
-    following = max(taken) + 1
-    out = []
-    for t in trials:
-        if t.key in earlier:
-            out.append(dataclasses.replace(t, index=earlier[t.key]))
-        else:
-            out.append(dataclasses.replace(t, index=following))
-            following += 1
-    return sorted(out, key=lambda t: t.index)
 
 
 def recorded_by(launch: Launch) -> dict:

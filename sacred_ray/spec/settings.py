@@ -269,16 +269,34 @@ def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSetti
 
 
 SEARCHERS = ("random", "grid", "optuna", "hyperopt")
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """What sacred-ray knows of a Tune scheduler a space file may name: the one table the
+    spec checks, the engine and the workers read (``engine.searchers`` builds each)."""
+
+    label: str  # its name in stop reasons ("stopped by ASHA at step 3")
+    options: tuple = ()  # the keys ``tune.scheduler`` takes besides ``type``
+    max_t: Optional[int] = None  # Ray's default budget of iterations per trial (None: it sets none)
+    hands_over: bool = False  # exploits: a trial's checkpoint becomes another's state (mutations, lineage.csv)
+    packages: tuple = ()  # modules it needs beyond ray[tune]
+    missing: str = ""  # the fix when one of them is not installed
+
+
 SCHEDULERS: dict = {
-    "fifo": (),
-    "asha": ("max_t", "grace_period", "reduction_factor", "brackets", "time_attr"),
-    "hyperband": ("max_t", "reduction_factor", "time_attr"),
-    "median": ("grace_period", "min_samples_required", "min_time_slice", "hard_stop", "time_attr"),
-    "pbt": ("perturbation_interval", "mutations", "quantile_fraction", "resample_probability", "burn_in_period",
-            "synch"),
-    "pb2": ("perturbation_interval", "mutations", "quantile_fraction", "burn_in_period", "synch"),
+    "fifo": Scheduler("Tune"),
+    "asha": Scheduler("ASHA", ("max_t", "grace_period", "reduction_factor", "brackets", "time_attr"), max_t=100),
+    "hyperband": Scheduler("HyperBand", ("max_t", "reduction_factor", "time_attr"), max_t=81),
+    "median": Scheduler("MedianStoppingRule",
+                        ("grace_period", "min_samples_required", "min_time_slice", "hard_stop", "time_attr")),
+    "pbt": Scheduler("PBT", ("perturbation_interval", "mutations", "quantile_fraction", "resample_probability",
+                             "burn_in_period", "synch"), hands_over=True),
+    "pb2": Scheduler("PB2", ("perturbation_interval", "mutations", "quantile_fraction", "burn_in_period", "synch"),
+                     hands_over=True, packages=("GPy", "sklearn"),
+                     missing='pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"'),
 }
-POPULATION = ("pbt", "pb2")  # schedulers that exploit and explore (mutations, lineage.csv)
+POPULATION = tuple(name for name, s in SCHEDULERS.items() if s.hands_over)  # schedulers that exploit and explore
 NOT_NUMBERS = ("time_attr", "hard_stop", "mutations", "synch")  # scheduler options that are not positive numbers
 FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options in (0, upper]
 TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",
@@ -334,8 +352,8 @@ def _search(raw: Any, source: str, where: str) -> tuple:
 def _scheduler(raw: Any, source: str, where: str) -> tuple:
     name, options = _typed(raw, source, where, tuple(SCHEDULERS))
     for k, v in options.items():
-        if k not in SCHEDULERS[name]:
-            accepted = ", ".join(SCHEDULERS[name]) or "none"
+        if k not in SCHEDULERS[name].options:
+            accepted = ", ".join(SCHEDULERS[name].options) or "none"
             raise SpecError(source, f"{where}: {k}", f"unknown option for {name}; accepted: {accepted}")
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
         if k not in NOT_NUMBERS and not (number and 0 < v < float("inf")):

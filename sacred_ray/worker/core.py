@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from sacred import Experiment
@@ -89,15 +90,25 @@ def relay_observers(hub: dict, token: str, node: dict, recording: Optional[Worke
     return observer, ([MetaFlags(recording.meta_options), *mine] if mine else [])
 
 
-def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: list = (),
-               on_lost: Optional[Callable[[Experiment], None]] = None,
-               on_created: Optional[Callable] = None) -> RunEnd:
-    """Run ``job`` as one Sacred run whose observers are ``observer`` and ``also``.
+@dataclass
+class RunHooks:
+    """What a caller of ``run_sacred`` is told while the run runs (each optional). The hooks
+    are called on the run's own thread, except ``lost``; one that raises stops the run there,
+    as the user's code raising would (Tune's trainable stops a run this way)."""
 
-    ``on_lost(ex)`` is called (from another thread) if the driver goes away mid-run, after
-    the run's info says so; ``on_created(run)`` sees the run before it starts. The
-    outcome's status is the run's: COMPLETED, INTERRUPTED (Ctrl-C or a SacredInterrupt)
-    or FAILED (anything else the user's code raises, SystemExit included)."""
+    created: Optional[Callable] = None  # (run): the Sacred run, made and not yet started
+    logged: Optional[Callable] = None  # (name, value, step, before): a scalar the run logged; ``before``:
+    # its step was recorded before a restart (the run computes it again: not logged twice)
+    saved: Optional[Callable] = None  # (): a checkpoint was saved and the observers hold what was logged up to it
+    lost: Optional[Callable] = None  # (ex): the driver went away (from another thread), the run's info says so
+
+
+def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: list = (),
+               hooks: Optional[RunHooks] = None) -> RunEnd:
+    """Run ``job`` as one Sacred run whose observers are ``observer`` and ``also``, telling
+    ``hooks`` what happens. The outcome's status is the run's: COMPLETED, INTERRUPTED (Ctrl-C
+    or a SacredInterrupt) or FAILED (anything else the user's code raises, SystemExit included)."""
+    hooks = hooks or RunHooks()
     outcome = RunEnd(node=observer.worker)
     home = os.getcwd()
     ex = saved = None
@@ -114,13 +125,13 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         saved, ex.observers = ex.observers, [observer, *also]
         if observer.link.broken:  # the driver died while this worker was getting ready
             raise RuntimeError(f"{LOST_DRIVER} before the run started")
-        if on_lost is not None:
-            observer.link.on_lost(lambda: _lost(ex, list(also), on_lost))
+        if hooks.lost is not None:
+            observer.link.on_lost(lambda: _lost(ex, list(also), hooks.lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
                              info=job.info, meta_info=_meta_info(job), options=options)
-        _keep_state(run, job, observer)
-        if on_created is not None:
-            on_created(run)
+        _follow(run, job, observer, hooks)
+        if hooks.created is not None:
+            hooks.created(run)
         outcome.result = run()
         outcome.status = "COMPLETED"
     except (KeyboardInterrupt, SacredInterrupt) as e:
@@ -151,41 +162,51 @@ def _meta_info(job: RunJob) -> dict:
     return {**job.meta_info, "sweep": {**job.meta_info.get("sweep", {}), "resumed_from": resumed}}
 
 
-def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
-    """Give the run its trial's checkpoints (``sacred_ray.save`` / ``restore``) and, when the
-    driver answers its start with an earlier run it continues (a restart), continue that run's
-    metrics: a step the observers already hold is not logged again (the values logged before
-    the restart stand) and unnumbered steps count on from the last."""
-    if not job.checkpoints:
-        return
-    store = checkpoint.TrialCheckpoints(job.checkpoints["folder"], job.checkpoints.get("keep", 2))
-    checkpoint.activate(store)
+def _follow(run, job: RunJob, observer: RayObserver, hooks: RunHooks) -> None:
+    """Give the run its trial's checkpoints (``sacred_ray.save`` / ``restore``) and tell
+    ``hooks`` each value it logs and each save. When the driver answers the run's start with
+    an earlier run it continues (a restart), the run continues that run's metrics: a step
+    the observers already hold is not logged again (the values logged before the restart
+    stand) and unnumbered steps count on from the last."""
+    store = None
+    if job.checkpoints:
+        store = checkpoint.TrialCheckpoints(job.checkpoints["folder"], job.checkpoints.get("keep", 2))
+        checkpoint.activate(store)
+    if store is None and hooks.logged is None:
+        return  # nothing to follow: Sacred's own logging, untouched
     metrics = run._metrics
     counters = getattr(metrics, "_metric_step_counter", None)
     recorded: dict = {}  # metric -> the last step the continued run holds
-    run.sacred_ray_recorded = recorded
 
     def continues(last_steps: dict) -> None:  # before the run's main starts: nothing logged yet
         recorded.update(last_steps)
         if isinstance(counters, dict):
             counters.update(recorded)
 
-    observer.on_continue = continues
+    if store is not None:  # a restart goes on from the checkpoint: the steps before it stand
+        observer.on_continue = continues
     log = metrics.log_scalar_metric
 
     def log_scalar_metric(metric_name, value, step=None):
-        if step is not None and step <= recorded.get(metric_name, -1):
-            return  # recorded before the restart
-        log(metric_name, value, step)
-        at = step if step is not None else (counters or {}).get(metric_name)
-        if isinstance(at, int) and (store.step is None or at > store.step):
-            store.step = at
+        before = step is not None and step <= recorded.get(metric_name, -1)
+        if not before:
+            log(metric_name, value, step)
+            at = step if step is not None else (counters or {}).get(metric_name)
+            if store is not None and isinstance(at, int) and (store.step is None or at > store.step):
+                store.step = at
+        if hooks.logged is not None:
+            hooks.logged(metric_name, value, step, before)
 
     metrics.log_scalar_metric = log_scalar_metric
-    # A checkpoint is a heartbeat too: what the run logged up to it reaches every observer (the
-    # driver's included) before save() returns, so a worker that dies later loses no step
-    # before the checkpoint. Sacred's timer thread beats too (this locked beat: the run starts
-    # after this).
+    if store is not None:
+        _beat_on_save(run, store, observer, hooks)
+
+
+def _beat_on_save(run, store, observer: RayObserver, hooks: RunHooks) -> None:
+    """A checkpoint is a heartbeat too: what the run logged up to it reaches every observer
+    (the driver's included) before save() returns, so a worker that dies later loses no step
+    before the checkpoint. Sacred's timer thread beats too (this locked beat: the run starts
+    after this)."""
     beat, lock = run._emit_heartbeat, threading.Lock()
 
     def locked_beat():
@@ -195,6 +216,8 @@ def _keep_state(run, job: RunJob, observer: RayObserver) -> None:
     def saved():
         locked_beat()
         observer.flush()  # and the driver holds it before save() returns
+        if hooks.saved is not None:
+            hooks.saved()
 
     run._emit_heartbeat = locked_beat
     store.on_saved = saved

@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import protocol
 from ..protocol import BEGUN, ExperimentRef, RunJob, WorkerRecording
-from .core import node_info, relay_observers, renames_for, run_sacred
+from .core import RunHooks, node_info, relay_observers, renames_for, run_sacred
 
 
 def _interruptible():
@@ -58,7 +58,7 @@ def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[Wo
     job.info = {**job.info, "ray": node}
     previous_sigint = _interruptible()
     try:
-        outcome = run_sacred(ref, job, observer, also, on_lost=_stop_on_lost_driver)
+        outcome = run_sacred(ref, job, observer, also, RunHooks(lost=_stop_on_lost_driver))
     finally:
         _restore_sigint(previous_sigint)
     return protocol.dumps(observer.end(outcome), renames_for(ref))

@@ -22,17 +22,15 @@ from typing import Any, Optional
 from ray import tune
 from sacred.utils import SacredInterrupt
 
-from ..checkpoint import TrialCheckpoints, join
-from ..checkpoint import active as active_checkpoints
+from ..checkpoint import TrialCheckpoints
 from ..protocol import OPEN, RunEnd, RunJob, RunOpen, SearchJob
-from ..spec.settings import POPULATION
+from ..spec.settings import SCHEDULERS
 from ..spec.trial import nest
-from .core import LOST_DRIVER, node_info, relay_observers, run_sacred
+from ..storage import join
+from .core import LOST_DRIVER, RunHooks, node_info, relay_observers, run_sacred
 from .observer import DriverLink
 
 JOIN_SECONDS = 30.0
-SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "MedianStoppingRule", "pbt": "PBT", "pb2": "PB2",
-                   "fifo": "Tune"}
 TUNE_META = "sacred_ray.json"  # in a Tune checkpoint: whose state it holds (trial, run, step, values)
 
 
@@ -120,7 +118,8 @@ class SacredTrainable(tune.Trainable):
                              options=job.options, cwd=job.cwd, info={"ray": node, "tune": tune_info},
                              meta_info={"sweep": opened.meta, "tune": meta_tune},
                              checkpoints={"folder": self._folder()} if job.checkpoints else None)
-            outcome = run_sacred(job.ref, run_job, observer, also, on_lost=self._driver_lost, on_created=self._created)
+            outcome = run_sacred(job.ref, run_job, observer, also, RunHooks(
+                created=self._created, logged=self._logged, saved=self._saved, lost=self._driver_lost))
         except BaseException as e:  # the driver could not be reached
             outcome = RunEnd(status="FAILED", error=f"{e.__class__.__name__}: {e}")
         finally:
@@ -134,22 +133,15 @@ class SacredTrainable(tune.Trainable):
 
     def _created(self, run) -> None:
         self.sacred_run = run
-        run.log_scalar = self._tap(run, run.log_scalar)
-        store = active_checkpoints()
-        if store is not None:  # the trial keeps state: a save can end an advance (see save_checkpoint)
-            saved = store.on_saved
 
-            def saved_then_hold():
-                if saved is not None:
-                    saved()
-                if self.advanced is not None:
-                    self.go_on.clear()
-                    self._advance_ends()
-                    self.go_on.wait()
-                    if self.stop_reason:
-                        raise StoppedByTune(self.stop_reason)
-
-            store.on_saved = saved_then_hold
+    def _saved(self) -> None:
+        """A checkpoint was saved: it may end an advance (see ``_advance``), and the run waits."""
+        if self.advanced is not None:
+            self.go_on.clear()
+            self._advance_ends()
+            self.go_on.wait()
+            if self.stop_reason:
+                raise StoppedByTune(self.stop_reason)
 
     def _advance_ends(self) -> None:
         advanced = self.advanced
@@ -161,41 +153,34 @@ class SacredTrainable(tune.Trainable):
         self.stop_reason = LOST_DRIVER
         self.go_on.set()
 
-    def _tap(self, run, log_scalar):
-        metric = self.job.metric
-
-        recorded = getattr(run, "sacred_ray_recorded", {})  # a continued run: steps its observers hold
-
-        def log_scalar_and_report(metric_name, value, step=None):
-            log_scalar(metric_name, value, step)
-            if self.stop_reason:
-                raise StoppedByTune(self.stop_reason)
-            if step is not None and step <= recorded.get(metric_name, -1) and (
-                    self.tune_had is None or step <= self.tune_had):
-                return  # recomputed after a restart: Tune has had this step (and restored its count)
-            number = _number(value)
-            if number is None:
-                return
-            self.latest[metric_name] = number
-            if metric_name != metric:
-                return
-            self.reported += 1
-            self.last_step = step if step is not None else self.reported - 1
-            if self.finishing:  # past the scheduler's budget: stop here
-                self.stop_reason = self._reason("stopped")
-                raise StoppedByTune(self.stop_reason)
-            self.go_on.clear()
-            self.reports.put(("report", dict(self.latest), self.last_step))
-            self._advance_ends()
-            self.go_on.wait()
-            if self.stop_reason:
-                run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
-                raise StoppedByTune(self.stop_reason)
-
-        return log_scalar_and_report
+    def _logged(self, metric_name, value, step, before: bool) -> None:
+        """The run logged a scalar: the trial's metric goes to Tune (``step()``) and the run
+        waits until Tune asks for the next result, or stops if Tune says so."""
+        if self.stop_reason:
+            raise StoppedByTune(self.stop_reason)
+        if before and (self.tune_had is None or step <= self.tune_had):
+            return  # recomputed after a restart: Tune has had this step (and restored its count)
+        number = _number(value)
+        if number is None:
+            return
+        self.latest[metric_name] = number
+        if metric_name != self.job.metric:
+            return
+        self.reported += 1
+        self.last_step = step if step is not None else self.reported - 1
+        if self.finishing:  # past the scheduler's budget: stop here
+            self.stop_reason = self._reason("stopped")
+            raise StoppedByTune(self.stop_reason)
+        self.go_on.clear()
+        self.reports.put(("report", dict(self.latest), self.last_step))
+        self._advance_ends()
+        self.go_on.wait()
+        if self.stop_reason:
+            self.sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
+            raise StoppedByTune(self.stop_reason)
 
     def _reason(self, verb: str) -> str:
-        scheduler = SCHEDULER_NAMES.get(self.job.scheduler, self.job.scheduler)
+        scheduler = SCHEDULERS[self.job.scheduler].label
         return f"{verb} by {scheduler} at step {self.last_step}"
 
     # -- Tune's side ----------------------------------------------------------
@@ -261,7 +246,7 @@ class SacredTrainable(tune.Trainable):
     @property
     def _hands_over(self) -> bool:
         """PBT and PB2: a checkpoint of this trial may become another trial's state."""
-        return self.job.scheduler in POPULATION
+        return SCHEDULERS[self.job.scheduler].hands_over
 
     def _advance(self) -> None:
         """Tune saves between results, with the run waiting at the report Tune had last, which
