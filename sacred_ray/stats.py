@@ -41,10 +41,6 @@ class Spread:
     low: Optional[float] = None
     high: Optional[float] = None
 
-    @property
-    def half_width(self) -> Optional[float]:
-        return None if self.high is None else (self.high - self.low) / 2
-
 
 def spread(values: Iterable[float]) -> Spread:
     """The ``Spread`` of the finite numbers among ``values`` (others are left out)."""

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sacred_ray import protocol
+from sacred_ray import messages, protocol
 from sacred_ray.engine.hub import Hub
 from sacred_ray.worker.observer import DriverLink, ObserverStartError
 
@@ -103,8 +103,8 @@ def test_a_connection_that_never_speaks_holds_no_thread_past_the_handshake_bound
             assert received.startswith(protocol._HELLO) and len(received) == len(protocol._HELLO) + 32
             s.close()
         link = protocol.connect_to(hub.address, hub.link["authkey"])
-        link.send_bytes(protocol.envelope("t", protocol.HEARTBEAT, {"n": 3}))
-        assert hub.get(5) == [("t", protocol.HEARTBEAT, {"n": 3})]
+        link.send_bytes(protocol.envelope("t", messages.HEARTBEAT, {"n": 3}))
+        assert hub.get(5) == [("t", messages.HEARTBEAT, {"n": 3})]
     finally:
         hub.close()
 
@@ -122,8 +122,8 @@ def test_a_burst_of_workers_connecting_at_once_all_get_through(hub, workers):
         try:
             go.wait()
             link = DriverLink(*hub.link.values())
-            link.send(f"trial-{i}", protocol.HEARTBEAT, {"n": i})
-            assert link.ask(f"trial-{i}", protocol.SYNC, None, timeout=60) == "ok"
+            link.send(f"trial-{i}", messages.HEARTBEAT, {"n": i})
+            assert link.ask(f"trial-{i}", messages.SYNC, None, timeout=60) == "ok"
             done.append(i)
         except Exception as e:
             errors.append(repr(e))
@@ -136,7 +136,7 @@ def test_a_burst_of_workers_connecting_at_once_all_get_through(hub, workers):
     assert not any(t.is_alive() for t in threads), "a worker hung connecting to the hub"
     assert errors == []
     assert sorted(done) == list(range(workers))
-    got = sorted(p["n"] for _, kind, p in hub.get(1) if kind == protocol.HEARTBEAT)
+    got = sorted(p["n"] for _, kind, p in hub.get(1) if kind == messages.HEARTBEAT)
     assert got == list(range(workers))
 
 
@@ -146,9 +146,9 @@ def test_a_body_the_driver_cannot_read_still_names_its_trial(hub):
 
     conn = protocol.connect_to(hub.address, hub.link["authkey"])
     body = pickle.dumps(1).replace(b"K\x01", b"c" + b"no_such_module_here\nThing\n")  # a global it cannot import
-    conn.send_bytes(pickle.dumps(("trial-9", protocol.START, body)))
+    conn.send_bytes(pickle.dumps(("trial-9", messages.START, body)))
     (token, kind, payload), = hub.get(5)
-    assert (token, kind, payload["kind"]) == ("trial-9", protocol.UNREADABLE, protocol.START)
+    assert (token, kind, payload["kind"]) == ("trial-9", messages.UNREADABLE, messages.START)
     assert "no_such_module_here" in payload["error"]
     hub.answer(token, {"error": "could not read it"})
     assert conn.poll(5)

@@ -5,7 +5,7 @@
     report  report.*                                  analysis, base
     analysis                                          base
     worker  worker.*                                  base
-    base    spec, protocol, records, storage, checkpoint, display, stats
+    base    spec, messages, protocol, records, storage, checkpoint, display, stats
 
 No module reaches, even inside a function, a module that reaches it back, none imports
 above its layer, and none takes another module's private names."""
@@ -122,7 +122,7 @@ LAYERS = {  # layer -> the layers its modules may import (their own included)
     "worker": {"worker", "base"},
     "base": {"base"},
 }
-BASE = ("spec", "protocol", "records", "storage", "checkpoint", "display", "stats")
+BASE = ("spec", "messages", "protocol", "records", "storage", "checkpoint", "display", "stats")
 FRONT = ("cli", "plugin", "api", "checks")
 
 

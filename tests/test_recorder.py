@@ -6,7 +6,7 @@ import json
 from sacred.observers import FileStorageObserver
 
 from sacred_ray.engine.recorder import RunIds, TrialRecorder
-from sacred_ray.protocol import RunStart
+from sacred_ray.messages import RunStart
 
 
 def start(runs, run_ids, x):

@@ -179,6 +179,10 @@ def test_trials_never_outnumber_the_cpus_they_asked_for(ray_session, toy, tmp_pa
     that blocks in ray.get hands its CPU back to Ray, which then starts another trial)."""
     import json
 
+    # both workers up first, the experiment imported in each (under a loaded machine a second
+    # worker could take longer to come up than the whole sweep took, and the sweep ran one at a time)
+    warm = {"grid": {"x": [0.0, 1.0]}, "fixed": {"sleep": 1.0}, "sweep": {"dir": str(tmp_path / "warm")}}
+    assert run_sweep(toy, warm, progress=False).exit_code == 0
     # long enough for a worker that has not imported the experiment yet to join in
     spec = {"grid": {"x": [float(x) for x in range(8)]}, "fixed": {"sleep": 0.5}, "sweep": {"dir": str(tmp_path / "sw")}}
     obs_dir = tmp_path / "runs"

@@ -31,7 +31,7 @@ import threading
 from typing import Any
 
 from .. import protocol
-from ..protocol import OPEN, RETURNED, START, SYNC, UNREADABLE
+from ..messages import OPEN, RETURNED, START, SYNC, UNREADABLE
 
 log = logging.getLogger("sacred_ray")
 

@@ -11,7 +11,8 @@ from typing import Optional
 
 from sacred import Experiment
 
-from ..protocol import FOLLOW_LOGGING, ExperimentRef
+from ..messages import ExperimentRef
+from ..protocol import FOLLOW_LOGGING
 from ..records import redact, scrub
 from ..spec import SpecError
 from ..spec.settings import declared_resources

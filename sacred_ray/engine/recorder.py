@@ -14,7 +14,7 @@ import tempfile
 import traceback
 from typing import Any, Optional
 
-from ..protocol import FileEvent, Final, Heartbeat, RunStart, StartAnswer
+from ..messages import FileEvent, Final, Heartbeat, RunStart, StartAnswer
 
 log = logging.getLogger("sacred_ray")
 
@@ -85,13 +85,24 @@ class TrialRecorder:
     def restarted(self, entry: dict, reopened: list = (), captured_out: Optional[str] = None) -> None:
         """The trial's worker died and the trial starts again: the run stays open (RUNNING) in
         every observer, its info lists the restart, and ``reopened`` observers (file storage a
-        worker was writing itself) join in; the next start continues this run."""
+        worker was writing itself) join in; the next start continues this run. A stop reason it
+        had is dropped: it did not stop, it goes on."""
+        (self.info.get("sacred_ray") or {}).pop("stop_reason", None)
         self.observers = sorted([*self.observers, *reopened], key=lambda o: -getattr(o, "priority", 0))
         if captured_out is not None:
             self.captured_out = captured_out
         sacred_ray = self.info.setdefault("sacred_ray", {})
         sacred_ray["restarts"] = [*sacred_ray.get("restarts", []), entry]
         self._resave_info()
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """Why the run stopped, as its ``info.sacred_ray.stop_reason`` records it (None: no stop)."""
+        return (self.info.get("sacred_ray") or {}).get("stop_reason")
+
+    def leave_to_worker(self, records_itself) -> None:
+        """The worker records with the observers ``records_itself(observer)`` picks: drop them here."""
+        self.observers = [obs for obs in self.observers if not records_itself(obs)]
 
     # -- events ---------------------------------------------------------------
     def start(self, start: RunStart) -> StartAnswer:

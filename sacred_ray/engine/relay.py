@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..protocol import (
+from ..messages import (
     ARTIFACT,
     BEGUN,
     END,

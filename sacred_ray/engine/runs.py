@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..protocol import Final, Opened, RunEnd, RunOpen, RunStart, StartAnswer, WorkerRecording
+from ..messages import Final, Opened, RunEnd, RunOpen, RunStart, StartAnswer, WorkerRecording
 from ..spec import Trial
 from ..storage import join
 from .folder import SweepFolder
@@ -138,7 +138,6 @@ class Runs(Trials):
                 self._replace_recorder(run, f"{reason}; the trial went on in a new run "
                                             f"(this run's file storage could not be reopened)")
             else:
-                (rec.info.get("sacred_ray") or {}).pop("stop_reason", None)  # it did not stop: it goes on
                 rec.restarted(restart_entry(reason, worker, self.checkpoints(run)), reopened,
                               captured_out=reopened[0].cout if reopened else None)
                 run.worker_records = False
@@ -190,7 +189,7 @@ class Runs(Trials):
         rec = run.recorder
         if start.worker_records:  # the worker has the file observers: keep the others
             run.worker_records = True
-            rec.observers = [obs for obs in rec.observers if not worker_can_record(obs)]
+            rec.leave_to_worker(worker_can_record)
         if rec.observers and start.meta_info is not None:
             start.meta_info.setdefault("options", {}).update(self.meta_options)
         answer = rec.start(start)
@@ -240,7 +239,7 @@ class Runs(Trials):
         status = rec.status or "FAILED"
         if not rec.started and run.stop_status:
             status = run.stop_status
-        recorded_reason = (rec.info.get("sacred_ray") or {}).get("stop_reason") if status != "COMPLETED" else None
+        recorded_reason = rec.stop_reason if status != "COMPLETED" else None
         if run.worker_records and rec.run_id is not None and status != "COMPLETED":
             for obs in self.worker_recorded:  # the worker's observers: say how it ended, if they could not
                 amend_file_run(obs.basedir, rec.run_id, status, run.stop_reason or recorded_reason or crash)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..checkpoint import TrialCheckpoints
-from ..protocol import RunEnd, RunJob
+from ..messages import RunEnd, RunJob
 from ..spec import Trial
 from ..worker.runner import run_trial
 from .cluster import task_outcome

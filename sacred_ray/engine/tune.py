@@ -14,7 +14,7 @@ import signal
 from ray.tune import Callback
 from sacred import Experiment
 
-from ..protocol import SearchJob
+from ..messages import SearchJob
 from ..spec import SpaceSpec
 from ..spec.settings import SCHEDULERS
 from ..spec.space import SearchPlan, trial_count

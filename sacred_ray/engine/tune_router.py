@@ -11,7 +11,7 @@ import queue
 import threading
 from typing import Optional
 
-from ..protocol import RunEnd, RunOpen
+from ..messages import RunEnd, RunOpen
 from ..spec import Trial
 from .relay import Relay
 from .runs import Run, RunHooks, Runs
@@ -134,7 +134,7 @@ class Router(RunHooks):
 
 def _why_restarted(run: Run, ended: Optional[RunEnd]) -> str:
     """Why Tune started a trial again, for its run's ``info.sacred_ray.restarts``."""
-    stop_reason = (run.recorder.info.get("sacred_ray") or {}).get("stop_reason")
+    stop_reason = run.recorder.stop_reason
     error = ended.error if ended is not None else None
     if ended is not None and ended.final is not None and ended.final.kind == "failed":
         return f"failed ({error}); Tune started the trial again (max_failures)"

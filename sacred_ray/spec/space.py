@@ -68,8 +68,7 @@ def _space(raw, source: str, where: str) -> dict:
         if is_named_key(key):
             if dist.name not in ("choice", "grid", "value"):
                 raise SpecError(source, f"{where}: {key}", "named configs are searched with choice: [...] or grid: [...]")
-            cats = dist.args if dist.name != "value" else dist.args
-            dist = Distribution(dist.name, tuple(named_value(c, source, f"{where}: {key}") for c in cats))
+            dist = Distribution(dist.name, tuple(named_value(c, source, f"{where}: {key}") for c in dist.args))
         out[key] = dist
     return out
 

@@ -25,7 +25,8 @@ from sacred import Experiment
 from sacred.utils import SacredInterrupt
 
 from .. import checkpoint
-from ..protocol import FOLLOW_LOGGING, ExperimentRef, RunEnd, RunJob, WorkerRecording
+from ..messages import ExperimentRef, RunEnd, RunJob, WorkerRecording
+from ..protocol import FOLLOW_LOGGING
 from .local import made_run_folder, numbered_from_last, remember_host_info
 from .observer import MetaFlags, RayObserver
 
@@ -78,16 +79,16 @@ def relay_observers(hub: dict, token: str, node: dict, recording: Optional[Worke
     (fresh copies of the observers ``recording`` names); then the relay observer stands among
     them where the driver's own observers would, and only the driver's other observers get
     the run's start and files. Elsewhere the driver records everything."""
-    mine = []
+    recording_here = []
     if recording is not None and recording.observers and node.get("node_id") == recording.driver_node:
-        mine = [copy.copy(obs) for obs in recording.observers]
-        for obs in mine:
+        recording_here = [copy.copy(obs) for obs in recording.observers]
+        for obs in recording_here:
             numbered_from_last(obs)
     priority = recording.driver_priority if recording is not None else None
-    observer = RayObserver(hub, token, worker=node, worker_records=bool(mine),
-                           driver_records=not mine or priority is not None,
-                           priority=(priority if priority is not None else float("-inf")) if mine else None)
-    return observer, ([MetaFlags(recording.meta_options), *mine] if mine else [])
+    observer = RayObserver(hub, token, worker=node, worker_records=bool(recording_here),
+                           driver_records=not recording_here or priority is not None,
+                           priority=(priority if priority is not None else float("-inf")) if recording_here else None)
+    return observer, ([MetaFlags(recording.meta_options), *recording_here] if recording_here else [])
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from sacred.observers.base import RunObserver
 
 from .. import protocol
-from ..protocol import (
+from ..messages import (
     ARTIFACT,
     END,
     HEARTBEAT,

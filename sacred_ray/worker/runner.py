@@ -13,7 +13,7 @@ import signal
 from typing import Optional
 
 from .. import protocol
-from ..protocol import BEGUN, ExperimentRef, RunJob, WorkerRecording
+from ..messages import BEGUN, ExperimentRef, RunJob, WorkerRecording
 from .core import RunHooks, node_info, relay_observers, renames_for, run_sacred
 
 

@@ -14,30 +14,23 @@ import ctypes
 import json
 import math
 import os
-import queue
 import threading
 import uuid
 from typing import Any, Optional
 
 from ray import tune
-from sacred.utils import SacredInterrupt
 
 from ..checkpoint import TrialCheckpoints
-from ..protocol import OPEN, RunEnd, RunJob, RunOpen, SearchJob
+from ..messages import OPEN, RunEnd, RunJob, RunOpen, SearchJob
 from ..spec.settings import SCHEDULERS
 from ..spec.trial import nest
 from ..storage import join
 from .core import LOST_DRIVER, RunHooks, node_info, relay_observers, run_sacred
+from .handoff import HandOff, StoppedByTune
 from .observer import DriverLink
 
 JOIN_SECONDS = 30.0
 TUNE_META = "sacred_ray.json"  # in a Tune checkpoint: whose state it holds (trial, run, step, values)
-
-
-class StoppedByTune(SacredInterrupt):
-    """Raised inside the trial's run when Tune stops it; Sacred records INTERRUPTED."""
-
-    STATUS = "INTERRUPTED"
 
 
 def _lineage(parent: Optional[dict], updates: dict) -> Optional[dict]:
@@ -75,12 +68,7 @@ class SacredTrainable(tune.Trainable):
 
     # -- the run in its thread ------------------------------------------------
     def _start(self, config: dict) -> None:
-        self.reports: queue.Queue = queue.Queue()
-        self.go_on = threading.Event()
-        self.at_report = False  # the run waits at the report step() returned last
-        self.advanced: Optional[threading.Event] = None  # set while save_checkpoint lets the run go on
-        self.stop_reason: Optional[str] = None
-        self.finishing = False
+        self.handoff = HandOff()
         # what the trial reported last, restored with a checkpoint: a run restored after its last
         # step (PBT paused it there) ends without logging, and Tune still gets the trial's values
         self.latest = dict(self.restored.get("metrics") or {})
@@ -99,6 +87,7 @@ class SacredTrainable(tune.Trainable):
 
     def _run(self, variant: Optional[str], updates: dict, named: tuple) -> None:
         job: SearchJob = self.job
+        handoff = self.handoff  # this run's: a next run of the trial gets its own
         observer = outcome = None
         also: list = []
         try:
@@ -119,7 +108,7 @@ class SacredTrainable(tune.Trainable):
                              meta_info={"sweep": opened.meta, "tune": meta_tune},
                              checkpoints={"folder": self._folder()} if job.checkpoints else None)
             outcome = run_sacred(job.ref, run_job, observer, also, RunHooks(
-                created=self._created, logged=self._logged, saved=self._saved, lost=self._driver_lost))
+                created=self._created, logged=self._logged, saved=lambda: self.handoff.saved(), lost=self._driver_lost))
         except BaseException as e:  # the driver could not be reached
             outcome = RunEnd(status="FAILED", error=f"{e.__class__.__name__}: {e}")
         finally:
@@ -128,36 +117,19 @@ class SacredTrainable(tune.Trainable):
                     outcome.node = outcome.node or observer.worker
                     observer.flush(end=outcome)
             finally:
-                self.reports.put(("end", outcome))
-                self._advance_ends()
+                handoff.end(outcome)
 
     def _created(self, run) -> None:
         self.sacred_run = run
 
-    def _saved(self) -> None:
-        """A checkpoint was saved: it may end an advance (see ``_advance``), and the run waits."""
-        if self.advanced is not None:
-            self.go_on.clear()
-            self._advance_ends()
-            self.go_on.wait()
-            if self.stop_reason:
-                raise StoppedByTune(self.stop_reason)
-
-    def _advance_ends(self) -> None:
-        advanced = self.advanced
-        if advanced is not None:
-            advanced.set()
-
     def _driver_lost(self, ex) -> None:
         """The driver went away: stop the run at its next report, as a scheduler's stop would."""
-        self.stop_reason = LOST_DRIVER
-        self.go_on.set()
+        self.handoff.stop(LOST_DRIVER)
 
     def _logged(self, metric_name, value, step, before: bool) -> None:
         """The run logged a scalar: the trial's metric goes to Tune (``step()``) and the run
         waits until Tune asks for the next result, or stops if Tune says so."""
-        if self.stop_reason:
-            raise StoppedByTune(self.stop_reason)
+        self.handoff.check()
         if before and (self.tune_had is None or step <= self.tune_had):
             return  # recomputed after a restart: Tune has had this step (and restored its count)
         number = _number(value)
@@ -168,16 +140,14 @@ class SacredTrainable(tune.Trainable):
             return
         self.reported += 1
         self.last_step = step if step is not None else self.reported - 1
-        if self.finishing:  # past the scheduler's budget: stop here
-            self.stop_reason = self._reason("stopped")
-            raise StoppedByTune(self.stop_reason)
-        self.go_on.clear()
-        self.reports.put(("report", dict(self.latest), self.last_step))
-        self._advance_ends()
-        self.go_on.wait()
-        if self.stop_reason:
-            self.sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
-            raise StoppedByTune(self.stop_reason)
+        if self.handoff.finishing:  # past the scheduler's budget: stop here
+            self.handoff.stop(self._reason("stopped"))
+            self.handoff.check()
+        try:
+            self.handoff.report(dict(self.latest), self.last_step)
+        except StoppedByTune as e:
+            self.sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = self.handoff.stop_reason or str(e)
+            raise
 
     def _reason(self, verb: str) -> str:
         scheduler = SCHEDULERS[self.job.scheduler].label
@@ -194,11 +164,7 @@ class SacredTrainable(tune.Trainable):
         if self.pending_config is not None:
             self._start(self.pending_config)
             self.pending_config = None
-        if self.reports.empty():
-            self.go_on.set()  # Tune wants the next result: let the run continue
-        # (else the run went on to its next report while Tune saved: it waits there already)
-        kind, payload, *rest = self.reports.get()
-        self.at_report = kind == "report"
+        kind, payload, *rest = self.handoff.take()
         if kind == "report":
             return {**payload, "step": rest[0]}
         status = payload.status
@@ -259,17 +225,8 @@ class SacredTrainable(tune.Trainable):
         restores its own checkpoint (a HyperBand pause, max_failures) just computes that step
         again, and letting a run end while HyperBand pauses its trial at its last rung leaves
         the trial paused for good (seen in tests)."""
-        thread = self.thread
-        if not self._hands_over or not self.at_report or thread is None or not thread.is_alive():
-            return
-        self.at_report = False
-        self.advanced = threading.Event()
-        self.go_on.set()
-        try:
-            while not self.advanced.wait(0.5) and thread.is_alive():
-                pass
-        finally:
-            self.advanced = None
+        if self._hands_over and self.thread is not None:
+            self.handoff.advance(self.thread)
 
     def load_checkpoint(self, checkpoint) -> None:
         """Tune restores this trial from a checkpoint: its own (the newest state is already in
@@ -297,17 +254,18 @@ class SacredTrainable(tune.Trainable):
         if thread is None or not thread.is_alive():
             return
         max_t = self.job.max_t
+        handoff = self.handoff
         if max_t and self.iteration >= max_t:
-            self.finishing = True  # the scheduler's budget is used up: the run may end on its own
+            handoff.finishing = True  # the scheduler's budget is used up: the run may end on its own
+            handoff.stop(None)
         else:
-            self.stop_reason = self._reason("stopped")
+            handoff.stop(self._reason("stopped"))
             sacred_run = getattr(self, "sacred_run", None)
             if sacred_run is not None:
-                sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = self.stop_reason
-        self.go_on.set()
+                sacred_run.info.setdefault("sacred_ray", {})["stop_reason"] = handoff.stop_reason
         thread.join(JOIN_SECONDS)
         if thread.is_alive():  # the run is not logging: interrupt it where it is
-            self.stop_reason = self.stop_reason or self._reason("stopped")
+            handoff.stop_reason = handoff.stop_reason or self._reason("stopped")
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(StoppedByTune))
             thread.join(JOIN_SECONDS)
 
