@@ -34,6 +34,10 @@ _LAZY = {
     "load_sweep": ("sacred_ray.analysis", "load_sweep"),
     "load_metrics": ("sacred_ray.analysis", "load_metrics"),
     "write_report": ("sacred_ray.report", "write_report"),
+    "sweep_status": ("sacred_ray.campaign", "sweep_status"),
+    "sweep_cancel": ("sacred_ray.campaign", "sweep_cancel"),
+    "sweep_pause": ("sacred_ray.campaign", "sweep_pause"),
+    "sweep_continue": ("sacred_ray.campaign", "sweep_continue"),
 }
 
 
@@ -50,5 +54,5 @@ def __getattr__(name):
 __all__ = [
     "GridSpec", "RayObserver", "Resources", "SpaceSpec", "SpecError", "SweepResult", "Trial", "TrialResult",
     "TuneResult", "distribute", "load_grid", "load_metrics", "load_space", "load_sweep", "load_trials", "restore",
-    "run_sweep", "run_tune", "save", "write_report",
+    "run_sweep", "run_tune", "save", "sweep_cancel", "sweep_continue", "sweep_pause", "sweep_status", "write_report",
 ]

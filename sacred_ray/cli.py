@@ -26,10 +26,15 @@ Usage:
   {prog} ray_sweep [with] GRID.yaml [UPDATE...] [options]
   {prog} tune_with [with] SPACE.yaml [UPDATE...] [options]
   {prog} sweep_report SWEEP_FOLDER | MONGO_URL NAME [-o FILE] [--metric M] [--mode min|max]
+  {prog} sweep_status SWEEP [--json]  |  sweep_cancel SWEEP [--trial N ...]
+  {prog} sweep_pause SWEEP  |  sweep_continue SWEEP
 
 ray_sweep runs every trial of a grid file as a Sacred run on Ray; tune_with runs a
 Ray Tune search whose trials are Sacred runs. UPDATEs (key=value) and named configs
 after the file apply to every trial. sweep_report (re)writes a sweep's report.html.
+sweep_status shows a running (or ended) sweep from any shell; sweep_cancel, sweep_pause
+and sweep_continue steer it; the same ray_sweep command with a widened grid, given while
+its sweep runs, adds the new trials to it (see: sweep_status --help).
 
 Sweep options:
   --dry-run         print the trials (or the search space) and exit; nothing runs
@@ -44,7 +49,8 @@ Sacred's own options (-m, -F, -c, -n, -l, -b, -C, ...) are accepted and apply to
 every trial; see `{prog} --help`.
 """
 
-COMMANDS = ("ray_sweep", "tune_with", "sweep_report")
+COMMANDS = ("ray_sweep", "tune_with", "sweep_report", "sweep_status", "sweep_cancel", "sweep_pause", "sweep_continue")
+CAMPAIGN = COMMANDS[3:]  # run by sacred_ray.campaign
 OWN_VALUE_OPTIONS = ("--address", "--sort")
 OWN_FLAGS = ("--dry-run", "--resume", "--help", "-h")
 # Sacred options that make no sense for a sweep, with why.
@@ -254,6 +260,10 @@ def run(ex: Experiment, argv: list) -> tuple:
         index = find_command(ex, argv)
         if index is not None and argv[index] == "sweep_report":
             return report_command(argv[index + 1:], os.path.basename(argv[0] or "my_exp.py")), None
+        if index is not None and argv[index] in CAMPAIGN:
+            from .campaign import command
+
+            return command(argv[index], argv[index + 1:], os.path.basename(argv[0] or "my_exp.py")), None
         req = parse(ex, argv)
         if req.help:
             print(USAGE.format(prog=req.program))

@@ -113,6 +113,7 @@ class Opened:
 
     continues: bool = False
     meta: dict = field(default_factory=dict)  # the run's meta.sweep, as the driver writes it for both commands
+    wait: Optional[float] = None  # the sweep is paused: ask again after this many seconds (the run has not started)
 
 
 @dataclass

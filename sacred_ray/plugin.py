@@ -37,6 +37,26 @@ def sweep_report():
     raise RuntimeError(_NOT_FROM_SACRED)
 
 
+def sweep_status():
+    """Show a running or ended sweep (see: sweep_status --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
+def sweep_cancel():
+    """Cancel a running sweep, or some of its trials (see: sweep_status --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
+def sweep_pause():
+    """Start no new trial of a running sweep until sweep_continue (see: sweep_status --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
+def sweep_continue():
+    """Let a paused sweep start trials again (see: sweep_status --help)."""
+    raise RuntimeError(_NOT_FROM_SACRED)
+
+
 _NOT_FROM_SACRED = (
     "ray_sweep and tune_with run from the experiment's command line "
     "(python my_exp.py ray_sweep with grid.yaml) or from sacred_ray.run_sweep / "
@@ -76,7 +96,7 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
         return sacred_commandline(argv)
 
     ex.run_commandline = run_commandline
-    for command in (ray_sweep, tune_with, sweep_report):
+    for command in (ray_sweep, tune_with, sweep_report, sweep_status, sweep_cancel, sweep_pause, sweep_continue):
         if command.__name__ not in ex.commands:
             ex.command(command, unobserved=True)
     return ex

@@ -123,7 +123,7 @@ LAYERS = {  # layer -> the layers its modules may import (their own included)
     "base": {"base"},
 }
 BASE = ("spec", "messages", "protocol", "records", "storage", "checkpoint", "display", "stats")
-FRONT = ("cli", "plugin", "api", "checks")
+FRONT = ("cli", "plugin", "api", "checks", "campaign")
 
 
 def layer_of(module: str) -> str:

@@ -41,6 +41,11 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def trial_line(t) -> dict:
+    """A trial as trials.jsonl lists it."""
+    return {"index": t.index, "key": t.key, "variant": t.variant, "values": jsonable(t.values)}
+
+
 MARKER = ".sacred-ray-sweep"  # in every folder this tool made: only such a folder is moved aside or reused
 _EARLIER_SPEC_HEADER = "# the sweep as run:"  # spec.yaml of a sweep folder made before the marker existed
 
@@ -91,6 +96,10 @@ def check_writable(path: str, source: str, where: str, fix: str) -> None:
         raise SpecError(source, where, f"cannot create {path}: {parent} is not writable; {fix}")
 
 
+class FolderInUse(SpecError):
+    """The sweep folder is locked by a running sweep's driver."""
+
+
 def _lock(marker: str) -> int:
     """An open, exclusively locked descriptor of a sweep folder's marker; a sweep that is
     still running holds it, and a second one is refused in one line."""
@@ -100,7 +109,7 @@ def _lock(marker: str) -> int:
     except OSError:
         holder = os.read(fd, 4096).decode("utf-8", "replace").rpartition("pid ")[2].strip()
         os.close(fd)
-        raise SpecError("sweep folder", os.path.dirname(marker),
+        raise FolderInUse("sweep folder", os.path.dirname(marker),
                         f"is in use by another sweep that is still running{f' (pid {holder})' if holder else ''}; "
                         f"wait for it to end, or give this sweep another name") from None
     return fd
@@ -153,8 +162,7 @@ class SweepFolder:
             yaml.safe_dump({"spec": raw}, f, sort_keys=False)
         with open(self.file("trials.jsonl"), "w", encoding="utf-8") as f:
             for t in trials:
-                f.write(json.dumps({"index": t.index, "key": t.key, "variant": t.variant,
-                                    "values": jsonable(t.values)}) + "\n")
+                f.write(json.dumps(trial_line(t)) + "\n")
 
     def record(self, entry: dict) -> bool:
         """Append one finished trial attempt as it ends; False if it could not be written
@@ -201,7 +209,17 @@ class SweepFolder:
         return {k: i for k, i in numbers.items() if isinstance(i, int)}
 
     def read_ledger(self) -> list:
-        return read_jsonl(self.file(LEDGER))
+        """The ledger's trial lines (without the control actions it also records)."""
+        return [e for e in read_jsonl(self.file(LEDGER)) if "control" not in e]
+
+    def add_trials(self, trials: list) -> None:
+        """Trials handed to the running sweep: appended to trials.jsonl with their numbers."""
+        try:
+            with open(self.file("trials.jsonl"), "a", encoding="utf-8") as f:
+                for t in trials:
+                    f.write(json.dumps(trial_line(t)) + "\n")
+        except OSError as e:
+            self._failed("trials.jsonl", e)
 
     def write_summary(self, headers: list, rows: list) -> None:
         self.write_csv("summary.csv", headers, rows)

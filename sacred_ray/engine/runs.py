@@ -23,6 +23,7 @@ from typing import Any, Optional
 from ..messages import Final, Opened, RunEnd, RunOpen, RunStart, StartAnswer, WorkerRecording
 from ..spec import Trial
 from ..storage import join
+from .control import Beacon
 from .folder import SweepFolder
 from .observers import (
     amend_file_run,
@@ -37,6 +38,7 @@ from .relay import Trials
 from .results import TrialResult, ledger_entry
 
 NO_REPORT = "the trial ended without reporting"
+PAUSED_WAIT_SECONDS = 1.0  # while the sweep is paused, a Tune trial asks again this often
 
 
 @dataclass(eq=False)  # a run is itself: kept in sets and as a key
@@ -90,10 +92,13 @@ class Runs(Trials):
     """Every run of one sweep or search, by the tokens of their messages (see the module docstring)."""
 
     def __init__(self, name: str, launch: Launch, folder: SweepFolder, node_id: str, hooks: RunHooks,
-                 keep_entries: bool = False):
+                 keep_entries: bool = False, beacon: Optional[Beacon] = None):
         """``keep_entries``: keep every ledger line written in ``entries`` (tune_with's end needs
-        them; ray_sweep keeps its ``TrialResult`` per trial instead)."""
+        them; ray_sweep keeps its ``TrialResult`` per trial instead). ``beacon``: told every
+        start and end, for ``sweep_status``."""
         self.name = name
+        self.beacon = beacon
+        self.paused: Optional[str] = None  # no new run starts (a Tune trial's start waits), and who said so
         self.launch = launch
         self.folder = folder
         self.hooks = hooks
@@ -173,6 +178,8 @@ class Runs(Trials):
         return run.recorder if run is not None else None
 
     def open(self, token, body: RunOpen) -> Opened:
+        if self.paused and not self.stopping:
+            return Opened(wait=PAUSED_WAIT_SECONDS)  # the worker asks again; its run has not started
         run = self.hooks.claim(token, body)
         if run is None:
             return Opened()
@@ -196,6 +203,8 @@ class Runs(Trials):
         if answer.error is None:
             run.started = run.started or time.monotonic()
             run.config, run.worker = start.config, start.worker
+            if self.beacon is not None:
+                self.beacon.run_started(run)
             self.hooks.started(token, run)
         return answer
 
@@ -255,6 +264,8 @@ class Runs(Trials):
             node=(end.node if end is not None else None) or {}, error=error, attempts=run.attempt,
             config=run.config, trial_id=run.trial_id)
         self.observer_errors.extend(rec.errors)
+        if self.beacon is not None:
+            self.beacon.run_ended(run)
         self.record(result, steps=dict(rec.metric_steps), retrying=status == "FAILED" and retries_left,
                     parent=run.parent)
         return result
@@ -267,6 +278,8 @@ class Runs(Trials):
             entry["parent"] = parent
         if self.entries is not None:
             self.entries.append(entry)
+        if self.beacon is not None:
+            self.beacon.result(result, retrying)
         return self.folder.record(entry)
 
 

@@ -19,7 +19,9 @@ from typing import Callable, Optional
 from sacred import Experiment
 
 from ..records import redact
+from ..spec.settings import default_mode
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
+from .control import Beacon
 from .folder import SweepFolder
 from .hub import Hub, start_hub
 from .observers import close_stale_runs
@@ -73,6 +75,7 @@ class Session:
                                    None if req.sort else spec.settings.mode,
                                    mongo=self.launch.observer_options.get("--mongo_db"))
         self.folder: Optional[SweepFolder] = None
+        self.beacon: Optional[Beacon] = None  # status.json and control.jsonl (``open`` makes it)
         self.earlier: list = []  # an earlier sweep's ledger lines (--resume)
         self.hub: Optional[Hub] = None
         self.interrupted: Optional[Interrupted] = None
@@ -88,8 +91,15 @@ class Session:
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")
-        if not req.resume:
-            return
+        if req.resume:
+            self._resume()
+        metric = req.sort or self.settings.metric or "result"
+        mode = (None if req.sort else self.settings.mode) or default_mode(metric)
+        self.beacon = Beacon(self.folder.path, name, "ray_sweep" if self.section == "sweep" else "tune_with",
+                             metric, mode, total=None, earlier=self.earlier)
+
+    def _resume(self) -> None:
+        name = self.settings.name
         self.earlier = self.folder.read_ledger()
         if not self.folder.existed:
             print(f"resume: there is no earlier sweep {name!r} in {_rel(self.folder.path)}; "
@@ -123,6 +133,7 @@ class Session:
                                   scale_wait=0 if self.launch.local else SCALE_WAIT_SECONDS)
         self.hub = start_hub()
         self.report.start()
+        self.beacon.write(force=True)
         return capacity
 
     def _take_signals(self) -> None:
@@ -145,11 +156,29 @@ class Session:
             pass
 
     # -- ending -----------------------------------------------------------------
-    def close(self) -> None:
-        """Stop the hub, close the folder, give the signals back and leave a Ray started here."""
+    def stop_from_elsewhere(self, stop: Interrupted) -> bool:
+        """A stop asked for from outside the terminal (``sweep_cancel``), on any thread: what
+        the first Ctrl-C does. False when the driver cannot stop that way now."""
+        if self.interrupted is not None:
+            return True
+        if self._graceful is None:
+            return False
+        self.interrupted = stop
+        try:
+            self._graceful(stop)
+        except Interrupted:  # the search is not running yet
+            return False
+        return True
+
+    def close(self, how: Optional[str] = None) -> None:
+        """Stop the hub, close the folder, give the signals back and leave a Ray started here;
+        ``how`` the sweep ended, as status.json says it."""
         import ray
 
         self.report.finish()  # the last write runs while Ray shuts down
+        if self.beacon is not None:
+            stop = self.interrupted
+            self.beacon.close(how or (f"interrupted ({stop.reason})" if stop else "finished"))
         if self.folder is not None:
             self.folder.close()
         if self.hub is not None:

@@ -5,9 +5,13 @@ the earlier sweep numbered them, and the end table."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from sacred import Experiment
 
+from ..spec import SpecError
+from .control import NotHeard, read_status, request, send
+from .folder import FolderInUse
 from .progress import Progress
 from .results import SweepResult, TrialResult, from_ledger, summarize
 from .session import Interrupted, Request, Session
@@ -18,8 +22,12 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
     """Run every trial of a resolved grid on Ray (see ``sacred_ray.run_sweep``)."""
     settings = grid.settings
     session = Session(ex, grid, "sweep", req)
-    session.open()
+    try:
+        session.open()
+    except FolderInUse as busy:
+        return hand_over(session, grid, busy)
     trials = keep_numbers(grid.trials, session.folder.read_numbers()) if req.resume else list(grid.trials)
+    numbered = trials
     session.write_spec(trials)
     results = []
     if req.resume:
@@ -42,7 +50,7 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             # next trial at once instead of after the driver's next turn (2 ms a trial).
             window = settings.max_concurrent or 4 * capacity
             bar.start()
-            driver = SweepDriver(session, trials, window, bar)
+            driver = SweepDriver(session, trials, window, bar, known={t.key: t.index for t in numbered})
             driver.run()
         except KeyboardInterrupt:
             interrupted = Interrupted(130, "Ctrl-C")
@@ -59,7 +67,7 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
                 driver.interrupt_all(f"sweep interrupted ({interrupted.reason})", second=True)
     finally:
         bar.close()
-        session.close()
+        session.close(f"interrupted ({interrupted.reason})" if interrupted else None)
     if driver is not None:
         results += list(driver.results.values())
     done = {r.trial.index for r in results}
@@ -72,6 +80,33 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
     out.exit_code = interrupted.code if interrupted else (0 if out.ok else 1)
     out.report = summarize(out, req.sort or settings.metric, settings.mode, session.folder) + session.closing_notes()
     return out
+
+
+def hand_over(session: Session, grid, busy: FolderInUse) -> SweepResult:
+    """The same command given while its sweep runs (a widened grid): the running driver takes
+    the trials it lacks, numbered after its own; nothing runs twice. Any other sweep in the
+    way is refused as before (``busy``)."""
+    folder, name = session.launch.folder_path, grid.settings.name
+    status = read_status(folder)
+    if status is None or status.get("command") != "ray_sweep" or status.get("state") == "ended":
+        raise busy
+    trials = [{"key": t.key, "variant": t.variant, "updates": t.updates, "named": t.named, "seed": t.seed}
+              for t in grid.trials]
+    try:
+        json.dumps(trials, allow_nan=False)
+    except (TypeError, ValueError):
+        raise SpecError(grid.source, "grid", "holds values a control request cannot carry (JSON); the running "
+                                             "sweep cannot take them: wait for it to end, then --resume") from None
+    try:
+        outcome = send(folder, request("add", trials=trials, spec_file=grid.path))
+    except PermissionError:
+        raise SpecError("sweep folder", folder, "is another user's running sweep; only its owner may add "
+                                                "trials to it") from None
+    except NotHeard as e:
+        raise SpecError("sweep folder", folder, f"{e}; it takes the trials when it next looks (sweep_status "
+                                                f"says whether it is alive)") from None
+    pid = (status.get("driver") or {}).get("pid")
+    return SweepResult(name, folder, [], report=f"the sweep {name!r} is running (pid {pid}): {outcome}")
 
 
 def _resumed(trials: list, earlier: list) -> tuple:

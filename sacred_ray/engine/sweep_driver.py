@@ -26,6 +26,7 @@ from .relay import Relay
 from .results import TrialResult
 from .runs import Run, RunHooks, Runs
 from .session import POLL_SECONDS, Session
+from .steering import SweepSteering, steer
 
 log = logging.getLogger("sacred_ray")
 
@@ -45,21 +46,31 @@ class _Task:
     crash: Optional[str] = None  # why the task returned no RunEnd (the worker died, ...)
     returned: Optional[float] = None  # when the task ended: its last events get TAIL_WAIT_SECONDS
     cancel_sent: float = 0.0  # when the driver last asked it to stop (again, forcefully, after GRACE_SECONDS)
+    held_back: bool = False  # taken back from Ray's queue when the sweep paused: its trial waits in the driver's
 
 
 class SweepDriver(RunHooks):
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
-    def __init__(self, session: Session, trials: list, window: int, progress: Progress):
+    def __init__(self, session: Session, trials: list, window: int, progress: Progress,
+                 known: Optional[dict] = None):
+        """``known``: every trial key of the sweep -> its number (those done before a --resume
+        too), so a trial handed to the running sweep runs once, under a number of its own."""
         import ray
 
+        self.session = session
         self.settings = session.settings
         self.launch = session.launch
         self.hub = session.hub
         self.window = window
         self.progress = progress
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.runs = Runs(self.settings.name, self.launch, session.folder, self.node_id, hooks=self)
+        self.runs = Runs(self.settings.name, self.launch, session.folder, self.node_id, hooks=self,
+                         beacon=session.beacon)
+        self.known = dict(known) if known is not None else {t.key: t.index for t in trials}
+        session.beacon.total = len(self.known)
+        self.paused: Optional[str] = None  # who paused the sweep: no task is submitted meanwhile
+        self.held: list = []  # trials taken back from Ray's queue when it paused, to run first when it goes on
         self.relay = Relay(self.hub, self.runs)
         self.queue = collections.deque((t, 1, None) for t in trials)  # (trial, attempt, the run that goes on)
         self.inflight: dict = {}  # task ref -> _Task
@@ -69,6 +80,7 @@ class SweepDriver(RunHooks):
         self.failed = 0  # trials whose latest attempt FAILED or timed out (kept as they end: O(1) per report)
         self.stopping: Optional[str] = None
         self._remote = None
+        self._steering = SweepSteering(self)
 
     @property
     def observer_errors(self) -> list:
@@ -147,6 +159,9 @@ class SweepDriver(RunHooks):
         if task is not None:
             self.tasks.pop(task.token, None)
             self.runs.forget(task.token)
+        if task is not None and task.held_back and not run.recorder.started and not self.stopping:
+            self.held.append((run.trial, run.attempt, None))  # taken back before it ran: it waits
+            return
         if restart and self._restart(run, end, crash):
             return
         may_retry = run.attempt <= self.settings.retries and not self.stopping
@@ -162,6 +177,7 @@ class SweepDriver(RunHooks):
     def stop(self, reason: str, status: str = "INTERRUPTED", force: bool = False) -> None:
         """Stop every trial in flight and run no more; they end recorded as ``status``."""
         self.stopping = self.runs.stopping = self.stopping or reason
+        self.go_on()
         for trial, attempt, going_on in self.queue:
             if going_on is not None and going_on.recorder.started:  # a restart that will not happen: its run ends
                 going_on.stop(status, reason)
@@ -218,20 +234,53 @@ class SweepDriver(RunHooks):
         except Exception as e:  # already finished
             log.debug("cancel %s: %s", task.token, e)
 
+    # -- steered from elsewhere (engine.steering) ---------------------------------------
+    def pause(self, by: Optional[str]) -> None:
+        """Start no trial until the sweep goes on: tasks still waiting in Ray's queue are taken
+        back (their trials wait in the driver's); runs that started go on."""
+        import ray
+
+        self.paused = by or "the user"
+        self.session.beacon.state, self.session.beacon.paused_by = "paused", self.paused
+        self.relay.dispatch(self.hub.get(0))  # workers that took their task just now
+        for ref, task in self.inflight.items():
+            if task.run.begun is None and not task.run.recorder.started:
+                task.held_back = True
+                try:
+                    ray.cancel(ref, force=False)
+                except Exception as e:  # already finished
+                    log.debug("cancel %s: %s", task.token, e)
+
+    def go_on(self) -> None:
+        """Start trials again after a pause: those taken back first, in trial order."""
+        self.paused = None
+        self.queue.extendleft(sorted(self.held, key=lambda entry: entry[0].index, reverse=True))
+        self.held.clear()
+
+    def add(self, trials: list) -> None:
+        """Trials handed to the running sweep (numbered already): queued, listed in trials.jsonl."""
+        self.session.folder.add_trials(trials)
+        self.queue.extend((t, 1, None) for t in trials)
+        self.session.beacon.grew(len(trials))
+        self.progress.total += len(trials)
+
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
-        self._pump(lambda: bool(self.queue or self.inflight or self.closing))
+        self._pump(lambda: bool(self.queue or self.inflight or self.closing or self.held), steered=True)
 
-    def _pump(self, go_on, deadline: Optional[float] = None) -> None:
-        """Submit, relay events and close trials while ``go_on()`` (and before ``deadline``)."""
+    def _pump(self, go_on, deadline: Optional[float] = None, steered: bool = False) -> None:
+        """Submit, relay events and close trials while ``go_on()`` (and before ``deadline``);
+        ``steered``: carry out control requests too."""
         try:
             while go_on() and (deadline is None or time.monotonic() < deadline):
-                while self.queue and len(self.inflight) < self.window and not self.stopping:
+                while self.queue and len(self.inflight) < self.window and not (self.stopping or self.paused):
                     self._submit(*self.queue.popleft())
                 self.relay.dispatch(self.hub.get(POLL_SECONDS))
                 self._close_ready()
                 self._check_timeouts()
                 self.progress.update(len(self.results), self.running(), self.failed)
+                if steered:
+                    steer(self.session, self._steering)
         finally:
             self.relay.dispatch(self.hub.get(0))
             self._close_ready()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 
 from ray.tune import Callback
 from sacred import Experiment
@@ -125,6 +126,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     runtime_env = dict(session.launch.runtime_env)
     runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
     total, count = trial_count(space)
+    session.beacon.total = total
     bar = Progress(total, settings.name, enabled=req.progress, count=count)
     router = None
     grid = None
@@ -194,6 +196,7 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):
         run_config=tune.RunConfig(
             name="tune", storage_path=storage_path, verbose=0,
             callbacks=[ProgressCallback(bar, settings.metric, settings.mode, settled=router.settled)],
+            stop=router.stopper,
             failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
     )
 
@@ -224,7 +227,10 @@ def _stop_search(stop: Interrupted, bar: Progress) -> None:
         raise stop
     bar.close()
     print(f"\n{stop.reason}: stopping the search's running trials (press Ctrl-C again to stop at once)", flush=True)
-    handler(signal.SIGUSR1, None)
+    if threading.current_thread() is threading.main_thread():
+        handler(signal.SIGUSR1, None)
+    else:  # sweep_cancel, from the router's thread: Tune's handler runs on the main thread
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 __all__ = ["TuneResult", "search"]

@@ -11,11 +11,30 @@ import queue
 import threading
 from typing import Optional
 
+from ray.tune import Stopper
+
 from ..messages import RunEnd, RunOpen
 from ..spec import Trial
 from .relay import Relay
 from .runs import Run, RunHooks, Runs
 from .session import POLL_SECONDS, Session
+from .steering import TuneSteering, steer
+
+
+class CancelStopper(Stopper):
+    """Stops the Tune trials named by ``sweep_cancel --trial`` at their next report. Tune keeps
+    its stopper with the search's state; every copy shares the running search's set."""
+
+    cancelled: set = set()
+
+    def __init__(self):
+        CancelStopper.cancelled = set()
+
+    def __call__(self, trial_id, result) -> bool:
+        return trial_id in CancelStopper.cancelled
+
+    def stop_all(self) -> bool:
+        return False
 
 
 class Router(RunHooks):
@@ -33,7 +52,10 @@ class Router(RunHooks):
 
         self.session = session  # its ``interrupted``: the user stopped the search
         self.runs = Runs(session.settings.name, session.launch, session.folder,
-                         ray.get_runtime_context().get_node_id(), hooks=self, keep_entries=True)
+                         ray.get_runtime_context().get_node_id(), hooks=self, keep_entries=True,
+                         beacon=session.beacon)
+        self.stopper = CancelStopper()  # Tune stops the trials sweep_cancel names
+        self.steering = TuneSteering(self, self.stopper)
         self.relay = Relay(session.hub, self.runs)
         self.thread = threading.Thread(target=self.run, name="sacred-ray-router", daemon=True)
         self.current: dict = {}  # trial id -> its newest run
@@ -53,6 +75,7 @@ class Router(RunHooks):
                     break
                 self.relay.dispatch(events)
                 self._settle()
+                steer(self.session, self.steering)
         except BaseException as e:  # keep the driver informed instead of dying silently
             self.error = e
 

@@ -134,7 +134,8 @@ def _ledger_frame(folder: str):
     values = {t.get("key"): t.get("values") or {} for t in read_jsonl(os.path.join(folder, "trials.jsonl"))}
     last: dict = {}
     for entry in read_jsonl(os.path.join(folder, "ledger.jsonl")):
-        last[entry.get("key")] = entry
+        if "control" not in entry:  # a control action (sweep_cancel, ...), not a trial
+            last[entry.get("key")] = entry
     params: dict = {}
     rows = []
     for key, e in last.items():

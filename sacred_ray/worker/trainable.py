@@ -15,6 +15,7 @@ import json
 import math
 import os
 import threading
+import time
 import uuid
 from typing import Any, Optional
 
@@ -93,8 +94,13 @@ class SacredTrainable(tune.Trainable):
         try:
             node = node_info()
             parent, self.parent = self.parent, None
-            opened = DriverLink.to(job.hub).ask(self.token, OPEN, RunOpen(
-                worker=node, trial_id=self.trial_id, variant=variant, parent=_lineage(parent, updates)))
+            link, lineage = DriverLink.to(job.hub), _lineage(parent, updates)
+            opened = link.ask(self.token, OPEN, RunOpen(worker=node, trial_id=self.trial_id, variant=variant,
+                                                        parent=lineage))
+            while opened.wait:  # the sweep is paused: this run starts when it goes on
+                time.sleep(opened.wait)
+                opened = link.ask(self.token, OPEN, RunOpen(worker=node, trial_id=self.trial_id, variant=variant,
+                                                            parent=lineage))
             # a run that goes on an earlier one is recorded by the driver alone from here
             observer, also = relay_observers(job.hub, self.token, node, None if opened.continues else job.recording)
             tune_info = {"trial_id": self.trial_id, "experiment": job.name}

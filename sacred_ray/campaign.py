@@ -1,0 +1,326 @@
+"""A sweep seen and steered from another shell: ``sweep_status``, ``sweep_cancel``,
+``sweep_pause`` and ``sweep_continue``, as commands of the experiment and from Python.
+
+    python my_exp.py sweep_status sweeps/digits-grid [--json]
+    python my_exp.py sweep_cancel digits-grid [--trial 3 --trial 7]
+    python my_exp.py sweep_pause digits-grid ; python my_exp.py sweep_continue digits-grid
+
+    sacred_ray.sweep_status("sweeps/digits-grid")  # the same, as a dict
+
+A sweep is named by its folder or by its name (``sweeps/NAME`` under the current folder).
+What a running driver keeps in ``status.json`` is read as it is (answering in milliseconds
+however many trials the sweep has); a sweep whose driver died is found out here: its runs
+left RUNNING are closed INTERRUPTED, as SEML's ``detect-killed`` does, and ``--resume``
+picks it up. Steering goes through the driver (``engine.control``): only the sweep's owner
+can write its control file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from types import SimpleNamespace
+from typing import Optional
+
+from .display import format_table, format_value
+from .engine.control import NotHeard, read_status, request, send, who
+from .engine.folder import LEDGER, MARKER, is_sweep_folder
+from .engine.observers import close_stale_runs
+from .records import read_jsonl
+from .spec import SpecError
+
+SILENT_SECONDS = 30.0  # a driver on another machine not heard from for this long is taken for dead
+STEER = {"sweep_cancel": "cancel", "sweep_pause": "pause", "sweep_continue": "continue"}
+COMMANDS = ("sweep_status",) + tuple(STEER)
+
+
+def locate(sweep: str) -> str:
+    """The folder of the sweep named ``sweep`` (a folder, or a name under ./sweeps)."""
+    for path in (sweep, os.path.join("sweeps", sweep)):
+        if os.path.isdir(path) and is_sweep_folder(path):
+            return os.path.abspath(path)
+    if os.path.isdir(sweep):
+        raise SpecError(sweep, "", "is not a sweep's folder (it has no spec.yaml and ledger); give sweeps/NAME")
+    raise SpecError(sweep, "", "no such sweep: give its folder (sweeps/NAME) or its name (looked in ./sweeps)")
+
+
+def sweep_status(sweep: str, mongo: Optional[str] = None) -> dict:
+    """What a sweep is doing (or did): its counts, running trials, best so far, failed trials,
+    the time left and whether its driver is alive. A sweep whose driver died has its
+    RUNNING runs closed INTERRUPTED here (``mongo``: the database's address with credentials,
+    when spec.yaml could not keep them)."""
+    folder = locate(sweep)
+    status = read_status(folder) or _from_ledger(folder)
+    alive = driver_alive(folder, status)
+    status["driver_alive"] = alive
+    if not alive and status.get("state") not in ("ended", None):
+        status.update(_detect_killed(folder, status, mongo))
+    now = time.time()
+    for run in status.get("running") or []:
+        run["elapsed"] = now - run["started"] if run.get("started") else None
+    total, done = status.get("total"), status.get("done") or 0
+    busy = len(status.get("running") or []) + len(status.get("lost") or [])
+    status["waiting"] = max(total - done - busy, 0) if total is not None else None
+    return status
+
+
+def driver_alive(folder: str, status: dict) -> bool:
+    """Whether the sweep's driver runs: it holds the folder's lock (seen from any machine the
+    lock reaches), or, on another host, it wrote status.json within SILENT_SECONDS."""
+    try:
+        fd = os.open(os.path.join(folder, MARKER), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held by the driver
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    driver = status.get("driver") or {}
+    if driver.get("host") and driver["host"] != socket.gethostname() and status.get("state") != "ended":
+        return time.time() - (driver.get("alive_at") or 0) < SILENT_SECONDS
+    return False
+
+
+def _detect_killed(folder: str, status: dict, mongo: Optional[str]) -> dict:
+    """The driver died mid-sweep: close the runs it left RUNNING, say so in status.json and the ledger."""
+    fd = os.open(os.path.join(folder, MARKER), os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no driver starts while this is written
+        except OSError:
+            return {}
+        driver = status.get("driver") or {}
+        gone = f"pid {driver.get('pid')} on {driver.get('host')}"
+        reason = f"the sweep's driver ({gone}) died while this run was RUNNING (found by sweep_status)"
+        closed, notes = 0, []
+        for obs in _observers(folder, mongo, notes):
+            try:
+                closed += close_stale_runs([obs], status.get("name"), reason)
+            except Exception as e:  # a MongoDB that does not answer
+                notes.append(f"could not close its runs in MongoDB ({e.__class__.__name__})")
+        if closed:
+            notes.insert(0, f"closed {closed} run(s) it left RUNNING as INTERRUPTED")
+        ended = {"how": f"its driver ({gone}) died; --resume continues the sweep", "at": time.time(),
+                 "notes": notes}
+        update = {"state": "ended", "ended": ended, "running": [], "lost": status.get("running") or []}
+        _write_status(folder, {**status, **update})
+        with open(os.path.join(folder, LEDGER), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"control": "detect_killed", "by": who(), "closed": closed, "time": time.time()}) + "\n")
+        return {**update, "closed_runs": closed}
+    finally:
+        os.close(fd)
+
+
+def _observers(folder: str, mongo: Optional[str], notes: list) -> list:
+    """Stand-ins for the sweep's observers, as spec.yaml recorded where they write."""
+    import yaml
+
+    try:
+        with open(os.path.join(folder, "spec.yaml"), encoding="utf-8") as f:
+            header = next(yaml.safe_load_all(f), None) or {}
+    except (OSError, yaml.YAMLError):
+        header = {}
+    recorded = header.get("recorded_by") or {}
+    out = [SimpleNamespace(basedir=d) for d in recorded.get("file_storage") or []]
+    address = mongo or recorded.get("mongo_db")
+    if address and "***" in address:
+        notes.append("its MongoDB address has credentials spec.yaml does not keep: give -m to close its runs there")
+    elif address:
+        from .analysis import _database
+        from .records import mongo_uri
+
+        try:
+            out.append(SimpleNamespace(runs=_database(address, mongo_uri).runs))
+        except SpecError as e:
+            notes.append(str(e))
+    return out
+
+
+def _write_status(folder: str, status: dict) -> None:
+    path = os.path.join(folder, "status.json")
+    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+        json.dump(status, f)
+    os.replace(f"{path}.tmp", path)
+
+
+def _from_ledger(folder: str) -> dict:
+    """The status of a sweep without status.json (made by an earlier version), from its ledger."""
+    latest: dict = {}
+    for entry in read_jsonl(os.path.join(folder, LEDGER)):
+        if "control" not in entry and not entry.get("retrying"):
+            latest[entry.get("key")] = entry
+    counts: dict = {}
+    for entry in latest.values():
+        counts[entry.get("status")] = counts.get(entry.get("status"), 0) + 1
+    trials = len(read_jsonl(os.path.join(folder, "trials.jsonl"))) or None
+    return {"name": os.path.basename(folder), "folder": folder, "state": None, "total": trials, "done": len(latest),
+            "counts": counts, "running": [], "best": None, "left_seconds": None,
+            "failed": [{"trial": e.get("index"), "run_id": e.get("run_id"), "status": e.get("status"),
+                        "error": e.get("error")} for e in latest.values() if e.get("status") in ("FAILED", "TIMEOUT")]}
+
+
+def format_status(s: dict) -> str:
+    """The status as sweep_status prints it."""
+    driver = s.get("driver") or {}
+    where = f"pid {driver.get('pid')} on {driver.get('host')}" if driver else "no driver recorded"
+    if s.get("state") == "ended":
+        state = f"ended: {(s.get('ended') or {}).get('how')}"
+    elif s.get("driver_alive"):
+        heard = time.time() - driver.get("alive_at", time.time())
+        state = f"{s.get('state')}{' by ' + s['paused_by'] if s.get('paused_by') else ''}, driver {where} alive " \
+                f"(heard {heard:.0f}s ago)"
+    else:
+        state = "not running (no status.json: made by an earlier version)" if s.get("state") is None else \
+            f"driver {where} is not running"
+    lines = [f"sweep {s.get('name')!r} ({s.get('command') or 'sweep'}) in {_rel(s.get('folder', ''))}: {state}"]
+    counts = ", ".join(f"{n} {k}" for k, n in sorted((s.get("counts") or {}).items()))
+    total = s.get("total")
+    parts = [f"{total} trials" if total is not None else f"{s.get('done', 0)} trials ended"]
+    parts.append(counts or "none ended yet")
+    if s.get("running"):
+        parts.append(f"{len(s['running'])} RUNNING")
+    if s.get("lost"):
+        parts.append(f"{len(s['lost'])} were RUNNING when the driver died ({_trials(s['lost'])})")
+    if s.get("waiting"):
+        parts.append(f"{s['waiting']} {'not run' if s.get('state') == 'ended' else 'waiting'}")
+    left = s.get("left_seconds")
+    tail = f"; about {_duration(left)} left" if left is not None and s.get("state") != "ended" else ""
+    lines.append(f"{parts[0]}: {', '.join(parts[1:])}{tail}")
+    if s.get("running"):
+        metric = next((k for r in s["running"] for k in (r.get("last") or {})), None)
+        headers = ["trial", "run", "node", "elapsed"] + ([f"last {metric}"] if metric else [])
+        rows = [[r.get("trial"), r.get("run_id"), r.get("node"),
+                 _duration(r["elapsed"]) if r.get("elapsed") is not None else ""]
+                + ([format_value((r.get("last") or {}).get(metric))] if metric else []) for r in s["running"]]
+        lines += ["running:", _indent(format_table(headers, rows))]
+    best = s.get("best")
+    if best:
+        lines.append(f"best so far: trial {best['trial']} (run {best.get('run_id')}) "
+                     f"{best['metric']} {format_value(best['value'])}")
+    if s.get("failed"):
+        lines.append("failed:")
+        lines += [f"  trial {f.get('trial')} (run {f.get('run_id')}) {f.get('status')}: {f.get('error')}"
+                  for f in s["failed"]]
+    for note in (s.get("ended") or {}).get("notes") or []:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def steer(sweep: str, action: str, trials: Optional[list] = None) -> str:
+    """Ask the running driver of ``sweep`` to ``cancel`` (the sweep, or ``trials``), ``pause``
+    or ``continue``; return what it did. Raises SpecError when it cannot be asked."""
+    folder = locate(sweep)
+    status = read_status(folder) or {}
+    if not driver_alive(folder, status) or status.get("state") == "ended":
+        raise SpecError(_rel(folder), "", "its sweep is not running (sweep_status says how it ended); "
+                                          "--resume continues it")
+    req = request("cancel_trials", trials=list(trials)) if trials else request(action)
+    try:
+        return send(folder, req)
+    except PermissionError:
+        raise SpecError(_rel(folder), "control.jsonl", "permission denied: only the sweep's owner may steer it") from None
+    except NotHeard as e:
+        after = read_status(folder) or {}
+        if after.get("state") == "ended" or not driver_alive(folder, after):
+            raise SpecError(_rel(folder), "", "its sweep ended before its driver took the request "
+                                              f"({(after.get('ended') or {}).get('how', 'sweep_status says how')})") from None
+        raise SpecError(_rel(folder), "", f"{e}; the request stays and is carried out when it next looks") from None
+
+
+def sweep_cancel(sweep: str, trials: Optional[list] = None) -> str:
+    """Cancel the running sweep (as Ctrl-C would), or only ``trials`` (numbers, or Tune trial ids)."""
+    return steer(sweep, "cancel", trials)
+
+
+def sweep_pause(sweep: str) -> str:
+    """Start no new trial of the running sweep until ``sweep_continue``; running ones go on."""
+    return steer(sweep, "pause")
+
+
+def sweep_continue(sweep: str) -> str:
+    """Let a paused sweep start trials again."""
+    return steer(sweep, "continue")
+
+
+def command(name: str, tokens: list, program: str) -> int:
+    """One of the campaign commands from the command line; its exit status."""
+    try:
+        sweep, trials, as_json = None, [], False
+        tokens = iter(tokens)
+        for token in tokens:
+            flag, has_value, value = token.partition("=")
+            if flag in ("-h", "--help"):
+                print(HELP.format(prog=program))
+                return 0
+            if flag == "--json" and name == "sweep_status":
+                as_json = True
+            elif flag == "--trial" and name == "sweep_cancel":
+                value = value if has_value else next(tokens, None)
+                if not value:
+                    raise SpecError("command line", "--trial", "needs a trial number (or Tune trial id)")
+                trials += [int(v) if v.isdigit() else v for v in value.split(",") if v]
+            elif token.startswith("-"):
+                raise SpecError("command line", flag, f"unknown option of {name}; see {program} {name} -h")
+            elif sweep is None:
+                sweep = token
+            else:
+                raise SpecError("command line", name, f"takes one sweep, got {sweep!r} and {token!r}")
+        if sweep is None:
+            raise SpecError("command line", name, f"name a sweep: {program} {name} sweeps/NAME (or NAME)")
+        if name == "sweep_status":
+            status = sweep_status(sweep)
+            print(json.dumps(status, default=str) if as_json else format_status(status))
+            return 0
+        print(steer(sweep, STEER[name], trials))
+        return 0
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+HELP = """\
+Usage:
+  {prog} sweep_status SWEEP [--json]
+  {prog} sweep_cancel SWEEP [--trial N ...]
+  {prog} sweep_pause SWEEP
+  {prog} sweep_continue SWEEP
+
+SWEEP is a sweep's folder (sweeps/NAME) or its name. sweep_status shows a running or ended
+sweep; a sweep whose driver died has its RUNNING runs closed INTERRUPTED. sweep_cancel stops
+the sweep as Ctrl-C would (or, with --trial, only those trials); sweep_pause starts no new
+trial until sweep_continue. Give the same ray_sweep command with a widened grid while its
+sweep runs to add the new trials to it."""
+
+
+def _trials(runs: list) -> str:
+    return "trial " + ", ".join(str(r.get("trial")) for r in runs)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds or 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _rel(path: str) -> str:
+    rel = os.path.relpath(path) if path else path
+    return path if not rel or rel.startswith("..") else rel
+
+
+__all__ = ["COMMANDS", "command", "format_status", "locate", "steer", "sweep_cancel", "sweep_continue", "sweep_pause",
+           "sweep_status"]
