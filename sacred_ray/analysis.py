@@ -21,9 +21,7 @@ import json
 import os
 from typing import Any, Optional
 
-import yaml
-
-from .records import read_json
+from .records import read_json, read_spec_header
 from .spec import SpecError
 
 
@@ -97,13 +95,8 @@ def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) 
 def spec_header(folder: str) -> dict:
     """The header of a sweep folder's spec.yaml (command, spec file, name, where runs are, the spec);
     SpecError for a folder that is not a sweep's."""
-    path = os.path.join(folder, "spec.yaml")
-    try:
-        with open(path, encoding="utf-8") as f:
-            header = next(yaml.safe_load_all(f), None)
-    except (OSError, yaml.YAMLError):
-        header = None
-    if not isinstance(header, dict) or "command" not in header:
+    header = read_spec_header(folder)
+    if "command" not in header:
         raise SpecError(folder, "", "is not a sweep folder (no spec.yaml of sacred-ray); give sweeps/<name>")
     return header
 
@@ -128,7 +121,7 @@ def _from_mongo(address: str, name: Optional[str]) -> tuple:
 
     if not name:
         raise SpecError(redact(address), "", "give the sweep's name too: load_sweep(MONGO_URL, 'my-sweep')")
-    db = _database(address, mongo_uri)
+    db = database(address, mongo_uri)
     try:
         runs = list(db.runs.find({"meta.sweep.name": name}))
     except Exception as e:
@@ -144,7 +137,7 @@ def _from_mongo(address: str, name: Optional[str]) -> tuple:
     return runs, metrics_of
 
 
-def _database(address: str, mongo_uri):
+def database(address: str, mongo_uri):
     import pymongo
 
     uri = mongo_uri(address)

@@ -54,7 +54,8 @@ def _write_report(folder: str, **kw) -> str:
 
 def run_command(ex: Experiment, req, spec):
     """Run a parsed command line's sweep or search; print its report; return its result."""
-    how = _request(dict(options=req.options, address=req.address, resume=req.resume, progress=True,
+    how = _request(dict(options=req.options, address=req.address, resume=req.resume, changed_source_ok=req.changed_source_ok,
+                        progress=True,
                         command=[redact(a) for a in sys.argv], sort=req.sort))
     if req.command == "tune_with":
         from .engine.tune import search

@@ -30,7 +30,8 @@ from .display import format_table, format_value
 from .engine.control import NotHeard, read_status, request, send, who
 from .engine.folder import LEDGER, MARKER, is_sweep_folder
 from .engine.observers import close_stale_runs
-from .records import read_jsonl
+from .engine.progress import duration
+from .records import read_jsonl, read_spec_header
 from .spec import SpecError
 
 SILENT_SECONDS = 30.0  # a driver on another machine not heard from for this long is taken for dead
@@ -121,24 +122,17 @@ def _detect_killed(folder: str, status: dict, mongo: Optional[str]) -> dict:
 
 def _observers(folder: str, mongo: Optional[str], notes: list) -> list:
     """Stand-ins for the sweep's observers, as spec.yaml recorded where they write."""
-    import yaml
-
-    try:
-        with open(os.path.join(folder, "spec.yaml"), encoding="utf-8") as f:
-            header = next(yaml.safe_load_all(f), None) or {}
-    except (OSError, yaml.YAMLError):
-        header = {}
-    recorded = header.get("recorded_by") or {}
+    recorded = read_spec_header(folder).get("recorded_by") or {}
     out = [SimpleNamespace(basedir=d) for d in recorded.get("file_storage") or []]
     address = mongo or recorded.get("mongo_db")
     if address and "***" in address:
         notes.append("its MongoDB address has credentials spec.yaml does not keep: give -m to close its runs there")
     elif address:
-        from .analysis import _database
+        from .analysis import database
         from .records import mongo_uri
 
         try:
-            out.append(SimpleNamespace(runs=_database(address, mongo_uri).runs))
+            out.append(SimpleNamespace(runs=database(address, mongo_uri).runs))
         except SpecError as e:
             notes.append(str(e))
     return out
@@ -192,13 +186,13 @@ def format_status(s: dict) -> str:
     if s.get("waiting"):
         parts.append(f"{s['waiting']} {'not run' if s.get('state') == 'ended' else 'waiting'}")
     left = s.get("left_seconds")
-    tail = f"; about {_duration(left)} left" if left is not None and s.get("state") != "ended" else ""
+    tail = f"; about {duration(left)} left" if left is not None and s.get("state") != "ended" else ""
     lines.append(f"{parts[0]}: {', '.join(parts[1:])}{tail}")
     if s.get("running"):
         metric = next((k for r in s["running"] for k in (r.get("last") or {})), None)
         headers = ["trial", "run", "node", "elapsed"] + ([f"last {metric}"] if metric else [])
         rows = [[r.get("trial"), r.get("run_id"), r.get("node"),
-                 _duration(r["elapsed"]) if r.get("elapsed") is not None else ""]
+                 duration(r["elapsed"]) if r.get("elapsed") is not None else ""]
                 + ([format_value((r.get("last") or {}).get(metric))] if metric else []) for r in s["running"]]
         lines += ["running:", _indent(format_table(headers, rows))]
     best = s.get("best")
@@ -302,15 +296,6 @@ sweep runs to add the new trials to it."""
 
 def _trials(runs: list) -> str:
     return "trial " + ", ".join(str(r.get("trial")) for r in runs)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds or 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _indent(text: str) -> str:

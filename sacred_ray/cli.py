@@ -39,6 +39,8 @@ its sweep runs, adds the new trials to it (see: sweep_status --help).
 Sweep options:
   --dry-run         print the trials (or the search space) and exit; nothing runs
   --resume          continue the sweep of the same name: completed trials are kept
+                    (refused when the experiment's source changed since it ran,
+                    unless --changed-source-ok is given too)
   --address ADDR    join this Ray cluster (default: sweep.address, RAY_ADDRESS,
                     else a local Ray is started)
   --sort KEY        sort the final table by this metric (default: sweep.metric,
@@ -52,7 +54,7 @@ every trial; see `{prog} --help`.
 COMMANDS = ("ray_sweep", "tune_with", "sweep_report", "sweep_status", "sweep_cancel", "sweep_pause", "sweep_continue")
 CAMPAIGN = COMMANDS[3:]  # run by sacred_ray.campaign
 OWN_VALUE_OPTIONS = ("--address", "--sort")
-OWN_FLAGS = ("--dry-run", "--resume", "--help", "-h")
+OWN_FLAGS = ("--dry-run", "--resume", "--changed-source-ok", "--help", "-h")
 # Sacred options that make no sense for a sweep, with why.
 DROPPED = {
     "--id": "each trial gets its own id",
@@ -75,6 +77,7 @@ class SweepRequest:
     options: dict = field(default_factory=dict)
     dry_run: bool = False
     resume: bool = False
+    changed_source_ok: bool = False
     address: Optional[str] = None
     sort: Optional[str] = None
     help: bool = False

@@ -82,6 +82,21 @@ def read_json(path: str) -> dict:
         return {}
 
 
+def read_spec_header(folder: str) -> dict:
+    """The first document of a sweep folder's spec.yaml (the command line, where the runs are
+    recorded, the experiment's source md5s); {} when there is none."""
+    import os
+
+    import yaml
+
+    try:
+        with open(os.path.join(folder, "spec.yaml"), encoding="utf-8") as f:
+            header = next(yaml.safe_load_all(f), None)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
 def read_jsonl(path: str) -> list:
     """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a line cut short by a crash
     or a full disk is skipped, a missing file is empty."""
@@ -100,4 +115,4 @@ def read_jsonl(path: str) -> list:
     return entries
 
 
-__all__ = ["MONGO_SCHEMES", "mongo_uri", "read_json", "read_jsonl", "redact", "scrub", "secrets_of"]
+__all__ = ["MONGO_SCHEMES", "mongo_uri", "read_json", "read_jsonl", "read_spec_header", "redact", "scrub", "secrets_of"]

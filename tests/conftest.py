@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -37,6 +38,29 @@ def _stop_shared_ray():
     cluster = _SHARED.pop("cluster", None)
     if cluster is not None:
         cluster.shutdown()
+
+
+def interruptible():
+    """A child's SIGINT as a terminal's: its default handler, not blocked (a background job of a
+    non-interactive shell, or a test process some library left so, would pass SIGINT ignored
+    or blocked on to the command a test means to Ctrl-C). Give it as ``preexec_fn``."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_it_was(request):
+    """A test that leaves this process's SIGINT ignored or blocked breaks every later test that
+    Ctrl-Cs a command it starts (they inherit it): put it back, and name the test when
+    SIGCHECK_LOG says where."""
+    yield
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler or blocked:
+        if os.environ.get("SIGCHECK_LOG"):
+            with open(os.environ["SIGCHECK_LOG"], "a") as f:
+                f.write(f"{request.node.nodeid}: {signal.getsignal(signal.SIGINT)} blocked={blocked}\n")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
 
 def cli_env(private: bool = False, **extra):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import cli_env, run_cli, write
+from conftest import cli_env, interruptible, run_cli, write
 from test_faults import file_runs, ledger
 
 from sacred_ray import campaign
@@ -18,7 +18,7 @@ from sacred_ray import campaign
 def start(workdir, command, spec, env=None):
     return subprocess.Popen([sys.executable, "toy.py", command, spec, "-F", "runs"], cwd=workdir, env=env or cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=interruptible)
 
 
 def status(folder):
@@ -220,3 +220,21 @@ def test_campaign_commands_refuse_bad_input_in_one_line(workdir, capsys):
     assert "--trial: needs a trial number" in capsys.readouterr().err
     assert campaign.command("sweep_status", ["a", "b"], "toy.py") == 2
     assert "takes one sweep" in capsys.readouterr().err
+
+
+def test_resume_says_which_source_changed_and_goes_on_only_when_told(workdir):
+    write(workdir / "grid.yaml", GRID.format(xs="1, 2").replace("2.5", "0"))
+    first = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    again = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert again.returncode == 0 and "nothing to run" in again.stdout, again.stderr
+    with open(workdir / "toy.py", "a") as f:
+        f.write("\n# a change after the sweep ran\n")
+    changed = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
+    assert changed.returncode == 2
+    assert changed.stderr == ("error: --resume: camp: the experiment's source changed since the sweep's runs ran "
+                              "(toy.py); its COMPLETED trials ran the old code: give --changed-source-ok to go on "
+                              "anyway, or start a new sweep without --resume\n")
+    assert len(file_runs(workdir / "runs")) == 2  # nothing ran
+    told = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume", "--changed-source-ok"], cwd=workdir)
+    assert told.returncode == 0 and "nothing to run" in told.stdout, told.stderr

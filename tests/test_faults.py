@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env, read_dump, run_cli, write
+from conftest import cli_env, interruptible, read_dump, run_cli, write
 
 from sacred_ray.api import run_sweep
 
@@ -121,7 +121,7 @@ def _start_sweep(workdir, extra=(), own_group=False, private=True):
     but its run not started (the Ctrl-C count test once saw it under load)."""
     return subprocess.Popen([sys.executable, "toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs", *extra],
                             cwd=workdir, env=cli_env(private=private), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=own_group)
+                            start_new_session=own_group, preexec_fn=interruptible)
 
 
 def _wait_for_running(workdir, timeout=60):

@@ -179,8 +179,10 @@ def main(x):
     assert results == [101.0, 102.0]
 
 
-def test_a_second_sweep_of_the_same_name_is_refused_while_the_first_runs(workdir):
-    """Two sweeps of one name at once used to lose the first one's summary."""
+def test_a_second_sweep_of_the_same_name_while_the_first_runs_hands_it_over_or_is_refused(workdir):
+    """Two sweeps of one name at once used to lose the first one's summary. The same ray_sweep
+    again hands its trials to the running one (all are in it: nothing to add); a tune_with of
+    that name is refused."""
     import signal
     import subprocess
     import sys
@@ -194,14 +196,21 @@ def test_a_second_sweep_of_the_same_name_is_refused_while_the_first_runs(workdir
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         marker = workdir / "sweeps" / "busy" / ".sacred-ray-sweep"
+        status = workdir / "sweeps" / "busy" / "status.json"
         deadline = time.monotonic() + 60
-        while not (marker.exists() and "in use by pid" in marker.read_text()) and time.monotonic() < deadline:
+        while not (marker.exists() and "in use by pid" in marker.read_text() and status.exists()) \
+                and time.monotonic() < deadline:
             time.sleep(0.1)
         second = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir)
-        assert second.returncode == 2
-        assert second.stderr.startswith("error: sweep folder: ") and "is in use by another sweep that is still running" \
-            f" (pid {first.pid})" in second.stderr, second.stderr
-        assert len(second.stderr.strip().splitlines()) == 1
+        assert second.returncode == 0, second.stderr
+        assert f"the sweep 'busy' is running (pid {first.pid}): nothing to add: all 2 trial(s) are in the sweep " \
+               "already" in second.stdout
+        write(workdir / "space.yaml", "space:\n  x: {uniform: [0, 1]}\ntune: {name: busy, metric: loss, num_samples: 1}\n")
+        third = run_cli(["toy.py", "tune_with", "space.yaml", "-F", "runs"], cwd=workdir)
+        assert third.returncode == 2
+        assert third.stderr.startswith("error: sweep folder: ") and "is in use by another sweep that is still running" \
+            f" (pid {first.pid})" in third.stderr, third.stderr
+        assert len(third.stderr.strip().splitlines()) == 1
     finally:
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err

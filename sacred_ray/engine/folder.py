@@ -151,11 +151,12 @@ class SweepFolder:
         return os.path.join(self.path, name)
 
     def write_spec(self, command: list, spec_path: Optional[str], raw: dict, trials: list,
-                   recorded_by: Optional[dict] = None, name: Optional[str] = None) -> None:
+                   recorded_by: Optional[dict] = None, name: Optional[str] = None,
+                   sources: Optional[dict] = None) -> None:
         """``recorded_by``: where the observers put the runs ({"file_storage": [folders],
         "mongo_db": address without credentials}), so the sweep can be loaded back from them."""
         header = {"command": command, "spec_file": spec_path, "name": name, "trials": len(trials),
-                  "recorded_by": recorded_by or {}}
+                  "recorded_by": recorded_by or {}, "sources": sources or {}}
         with open(self.file("spec.yaml"), "w", encoding="utf-8") as f:
             f.write("# the sweep as run: the command line, then the spec it read\n")
             yaml.safe_dump(header, f, sort_keys=False)

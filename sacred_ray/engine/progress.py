@@ -7,8 +7,9 @@ import time
 from typing import Optional, TextIO
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    seconds = int(seconds or 0)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -72,9 +73,9 @@ class Progress:
         elapsed = time.monotonic() - self.started
         eta = ""
         if 0 < self.done < self.total:
-            eta = f", eta {_duration(elapsed / self.done * (self.total - self.done))}"
+            eta = f", eta {duration(elapsed / self.done * (self.total - self.done))}"
         return (f"[{self.done}/{self.total}] done {self.done - self.failed}, running {self.running}, "
-                f"failed {self.failed}{self.extra}, elapsed {_duration(elapsed)}{eta}")
+                f"failed {self.failed}{self.extra}, elapsed {duration(elapsed)}{eta}")
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment state; a copy shows nothing.

@@ -18,7 +18,8 @@ from typing import Callable, Optional
 
 from sacred import Experiment
 
-from ..records import redact
+from ..records import read_spec_header, redact
+from ..spec import SpecError
 from ..spec.settings import default_mode
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .control import Beacon
@@ -39,6 +40,7 @@ class Request:
     options: Optional[dict] = None  # Sacred's flags by long name ({"--file_storage": "runs"})
     address: Optional[str] = None  # a Ray cluster to join (else sweep.address, RAY_ADDRESS, a local Ray)
     resume: bool = False  # continue the sweep of the same name
+    changed_source_ok: bool = False  # resume even though the experiment's source changed since it ran
     progress: bool = True  # show progress on stderr
     command: Optional[list] = None  # the command line, as spec.yaml records it (credentials hidden)
     sort: Optional[str] = None  # rank the end table by this metric
@@ -74,6 +76,7 @@ class Session:
         self.report = ReportWriter(req.report, self.launch.folder_path, metric,
                                    None if req.sort else spec.settings.mode,
                                    mongo=self.launch.observer_options.get("--mongo_db"))
+        self.sources = {name: md5 for name, md5 in ex.get_experiment_info()["sources"]}
         self.folder: Optional[SweepFolder] = None
         self.beacon: Optional[Beacon] = None  # status.json and control.jsonl (``open`` makes it)
         self.earlier: list = []  # an earlier sweep's ledger lines (--resume)
@@ -87,6 +90,8 @@ class Session:
         """Open the sweep folder (one driver at a time), and on --resume read the earlier
         sweep's ledger and close the runs its driver left RUNNING."""
         req, name = self.req, self.settings.name
+        if req.resume and not req.changed_source_ok:
+            self._check_sources()
         self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
@@ -97,6 +102,19 @@ class Session:
         mode = (None if req.sort else self.settings.mode) or default_mode(metric)
         self.beacon = Beacon(self.folder.path, name, "ray_sweep" if self.section == "sweep" else "tune_with",
                              metric, mode, total=None, earlier=self.earlier)
+
+    def _check_sources(self) -> None:
+        """Refuse --resume, before anything runs, when a source file of the experiment differs
+        from what the sweep's runs ran (spec.yaml keeps their md5s; an older sweep's has none)."""
+        earlier = read_spec_header(self.launch.folder_path).get("sources")
+        if not isinstance(earlier, dict):
+            return
+        changed = sorted(f for f in set(earlier) | set(self.sources) if earlier.get(f) != self.sources.get(f))
+        if changed:
+            raise SpecError("--resume", self.settings.name,
+                            f"the experiment's source changed since the sweep's runs ran ({', '.join(changed)}); its "
+                            f"COMPLETED trials ran the old code: give --changed-source-ok to go on anyway, or start "
+                            f"a new sweep without --resume")
 
     def _resume(self) -> None:
         name = self.settings.name
@@ -111,7 +129,7 @@ class Session:
     def write_spec(self, trials: list) -> None:
         """Write the spec as run, and the trials it expands to, into the opened folder."""
         self.folder.write_spec(self.req.command or [], self.spec.path, self.spec.raw, trials,
-                               recorded_by(self.launch), self.settings.name)
+                               recorded_by(self.launch), self.settings.name, sources=self.sources)
 
     # -- starting ---------------------------------------------------------------
     def start(self, runtime_env: Optional[dict] = None, graceful: Optional[Callable[[Interrupted], None]] = None) -> int:
