@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any, Optional
 
-from .records import read_json, read_spec_header
+from .records import object_id, read_json, read_jsonl, read_spec_header
 from .spec import SpecError
 
 
@@ -82,14 +82,51 @@ def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) 
     for base in recorded.get("file_storage") or []:
         runs += _file_runs(base, name)
     if not runs and recorded.get("mongo_db") and mongo:
-        return _from_mongo(mongo, name)
+        from .records import mongo_uri
+
+        db = database(mongo, mongo_uri)
+        skipped = _skipped(folder, name, lambda run_id: db.runs.find_one({"_id": run_id}))
+        try:
+            runs, metrics_of = _from_mongo(mongo, name)
+        except SpecError:
+            if not skipped:
+                raise
+            runs, metrics_of = [], _mongo_metrics(db)
+        return runs + skipped, metrics_of
+    runs += _skipped(folder, name)
     if not runs and recorded.get("mongo_db"):
         raise SpecError(folder, "", f"the runs of {name!r} are in MongoDB ({recorded['mongo_db']}); "
                                     f"load them with load_sweep(MONGO_URL, {name!r})")
     if not runs:
         raise SpecError(folder, "", f"no observer recorded the runs of {name!r}; run the sweep with -F or -m "
                                     f"(its summary.csv holds what the driver saw)")
-    return runs, lambda run: read_json(os.path.join(run["_folder"], "metrics.json"))
+    return runs, lambda run: read_json(os.path.join(run["_folder"], "metrics.json")) if "_folder" in run else {}
+
+
+def _skipped(folder: str, name: str, fetch=None) -> list:
+    """The trials a --skip-done sweep did not run, as the earlier runs that hold them, under this
+    sweep's trial numbers and config columns: status SKIPPED, ``_done_in`` where that run is."""
+    latest = {e["key"]: e for e in read_jsonl(os.path.join(folder, "ledger.jsonl")) if "key" in e}
+    trials = None
+    out = []
+    for key, entry in latest.items():
+        done_in = entry.get("done_in")
+        if entry.get("status") != "SKIPPED" or not isinstance(done_in, dict):
+            continue
+        if trials is None:
+            trials = {t.get("key"): t for t in read_jsonl(os.path.join(folder, "trials.jsonl"))}
+        run = _file_run(done_in["folder"]) if done_in.get("folder") else None
+        if run is None and fetch is not None and not done_in.get("folder"):
+            run = fetch(done_in.get("run_id"))
+        run = dict(run or {"_id": entry.get("run_id"), "config": entry.get("config") or {},
+                           "result": entry.get("result")})
+        values = (trials.get(key) or {}).get("values") or {}
+        meta = dict(run.get("meta") or {})
+        meta["sweep"] = {"name": name, "trial": entry.get("index"), "key": key, "variant": entry.get("variant")}
+        meta["config_updates"] = {k: v for k, v in values.items() if not k.startswith("+")}
+        run.update(meta=meta, status="SKIPPED", _done_in=done_in.get("where"))
+        out.append(run)
+    return out
 
 
 def spec_header(folder: str) -> dict:
@@ -104,16 +141,23 @@ def spec_header(folder: str) -> dict:
 def _file_runs(base: str, name: str) -> list:
     runs = []
     for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        folder = os.path.join(base, entry)
-        run = read_json(os.path.join(folder, "run.json"))
-        if not run or (run.get("meta") or {}).get("sweep", {}).get("name") != name:
-            continue
-        run["config"] = read_json(os.path.join(folder, "config.json"))
-        run["info"] = read_json(os.path.join(folder, "info.json"))
-        run["_id"] = int(entry) if entry.isdigit() else entry
-        run["_folder"] = folder
-        runs.append(run)
+        run = _file_run(os.path.join(base, entry), name)
+        if run is not None:
+            runs.append(run)
     return runs
+
+
+def _file_run(folder: str, name: Optional[str] = None) -> Optional[dict]:
+    """A run a FileStorageObserver wrote (of the sweep ``name``, when given), or None."""
+    run = read_json(os.path.join(folder, "run.json"))
+    if not run or (name is not None and (run.get("meta") or {}).get("sweep", {}).get("name") != name):
+        return None
+    run["config"] = read_json(os.path.join(folder, "config.json"))
+    run["info"] = read_json(os.path.join(folder, "info.json"))
+    entry = os.path.basename(folder)
+    run["_id"] = int(entry) if entry.isdigit() else entry
+    run["_folder"] = folder
+    return run
 
 
 def _from_mongo(address: str, name: Optional[str]) -> tuple:
@@ -130,11 +174,15 @@ def _from_mongo(address: str, name: Optional[str]) -> tuple:
     if not runs:
         raise SpecError(redact(address), name, "no runs of a sweep of this name in this database")
 
+    return runs, _mongo_metrics(db)
+
+
+def _mongo_metrics(db):
     def metrics_of(run: dict) -> dict:
         ids = [m["id"] for m in (run.get("info") or {}).get("metrics", []) if "id" in m]
-        return {m["name"]: m for m in db.metrics.find({"_id": {"$in": [_object_id(i) for i in ids]}})}
+        return {m["name"]: m for m in db.metrics.find({"_id": {"$in": [object_id(i) for i in ids]}})}
 
-    return runs, metrics_of
+    return metrics_of
 
 
 def database(address: str, mongo_uri):
@@ -147,15 +195,6 @@ def database(address: str, mongo_uri):
     parts = address.split(":")
     host, port, db = ("localhost", 27017, parts[0]) if len(parts) == 1 else (parts[0], int(parts[1]), parts[2])
     return pymongo.MongoClient(host, port, serverSelectionTimeoutMS=5000)[db.split(".")[0]]
-
-
-def _object_id(value: Any):
-    try:
-        from bson import ObjectId
-
-        return ObjectId(value)
-    except Exception:
-        return value
 
 
 # -- one row per trial ------------------------------------------------------------------
@@ -203,6 +242,8 @@ def _frame(latest: list, metrics_of):
         row.update(status=run.get("status"), result=run.get("result"), duration_s=_duration(run),
                    node=((run.get("info") or {}).get("ray") or {}).get("node_ip"), run_id=run["_id"],
                    attempts=run["_attempts"], error=_why(run))
+        if run.get("_done_in"):
+            row["done_in"] = run["_done_in"]
         for metric, series in sorted(metrics_of(run).items()):
             if series.get("values"):
                 column = metric if metric not in row else f"metric:{metric}"

@@ -7,7 +7,8 @@ Both resolve the spec once (a path, a dict, or one already resolved, with ``upda
 ``named_configs`` applied over it) and hand it to the engine with a ``Request``: how to
 run, whichever command. The keyword arguments are the ``Request``'s fields: ``options``
 (Sacred's flags by long name; observers in ``ex.observers`` record the trials too),
-``address``, ``resume``, ``progress``, ``command`` and ``sort``.
+``address``, ``resume``, ``changed_source_ok``, ``skip_done``, ``rerun``, ``progress``, ``command``
+and ``sort``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def _write_report(folder: str, **kw) -> str:
 
 def run_command(ex: Experiment, req, spec):
     """Run a parsed command line's sweep or search; print its report; return its result."""
-    how = _request(dict(options=req.options, address=req.address, resume=req.resume, changed_source_ok=req.changed_source_ok,
-                        progress=True,
-                        command=[redact(a) for a in sys.argv], sort=req.sort))
+    how = _request(dict(options=req.options, address=req.address, resume=req.resume,
+                        changed_source_ok=req.changed_source_ok, skip_done=req.skip_done, rerun=req.rerun,
+                        progress=True, command=[redact(a) for a in sys.argv], sort=req.sort))
     if req.command == "tune_with":
         from .engine.tune import search
 

@@ -197,6 +197,13 @@ def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:
     """Every key and named config of a resolved grid exists in the experiment (dotted paths
     inside dict values included: ``opt: {lrr: 7}`` is checked as ``opt.lrr``)."""
     check_keys(ex, grid.scan.keys_by_named, grid.source, grid.raw, overrides)
+    ignored = grid.settings.skip_ignore
+    if ignored:
+        paths = config_paths(resolved_config(ex))
+        for key in ignored:
+            if key not in paths:
+                raise SpecError(grid.source, "sweep: skip_ignore",
+                                f"{key!r} is not a config entry of {experiment_name(ex)!r}{_suggest(key, paths)}")
 
 
 def check_space(ex: Experiment, space, overrides: Iterable[str] = ()) -> None:

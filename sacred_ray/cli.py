@@ -41,6 +41,12 @@ Sweep options:
   --resume          continue the sweep of the same name: completed trials are kept
                     (refused when the experiment's source changed since it ran,
                     unless --changed-source-ok is given too)
+  --skip-done       skip every trial that an earlier COMPLETED run (of any sweep, or
+                    run alone) in these observers' records ran with the same config
+                    and source (ray_sweep; also sweep: skip_done: true); with
+                    --dry-run, say how many and where their runs are
+  --rerun failed    run again only the FAILED, INTERRUPTED and TIMEOUT trials of the
+                    earlier sweep of the same name (ray_sweep)
   --address ADDR    join this Ray cluster (default: sweep.address, RAY_ADDRESS,
                     else a local Ray is started)
   --sort KEY        sort the final table by this metric (default: sweep.metric,
@@ -53,8 +59,9 @@ every trial; see `{prog} --help`.
 
 COMMANDS = ("ray_sweep", "tune_with", "sweep_report", "sweep_status", "sweep_cancel", "sweep_pause", "sweep_continue")
 CAMPAIGN = COMMANDS[3:]  # run by sacred_ray.campaign
-OWN_VALUE_OPTIONS = ("--address", "--sort")
-OWN_FLAGS = ("--dry-run", "--resume", "--changed-source-ok", "--help", "-h")
+OWN_VALUE_OPTIONS = ("--address", "--sort", "--rerun")
+OWN_FLAGS = ("--dry-run", "--resume", "--changed-source-ok", "--skip-done", "--help", "-h")
+RERUN = ("failed",)  # what --rerun takes
 # Sacred options that make no sense for a sweep, with why.
 DROPPED = {
     "--id": "each trial gets its own id",
@@ -78,6 +85,8 @@ class SweepRequest:
     dry_run: bool = False
     resume: bool = False
     changed_source_ok: bool = False
+    skip_done: bool = False
+    rerun: Optional[str] = None
     address: Optional[str] = None
     sort: Optional[str] = None
     help: bool = False
@@ -184,6 +193,9 @@ def _option(req: SweepRequest, token: str, tokens: list, i: int, options: dict) 
         i += 1
     elif not takes_value and has_value:
         raise SpecError("command line", flag, "takes no value")
+    if flag == "--rerun" and value not in RERUN:
+        raise SpecError("command line", "--rerun", f"takes failed (run again the FAILED, INTERRUPTED and TIMEOUT "
+                                                   f"trials of the earlier sweep), got {value!r}")
     if flag in OWN_VALUE_OPTIONS:
         setattr(req, flag[2:], value)
         return i
@@ -281,6 +293,10 @@ def run(ex: Experiment, argv: list) -> tuple:
             print(f"warning: {w}", file=sys.stderr)
         if req.dry_run:
             (print_trials if req.command == "ray_sweep" else print_space)(spec)
+            if req.command == "ray_sweep" and (req.skip_done or spec.settings.skip_done):
+                from .engine.done import preview
+
+                print(preview(ex, spec, req.options))
             return 0, None
         from .api import run_command
 

@@ -82,6 +82,16 @@ def read_json(path: str) -> dict:
         return {}
 
 
+def object_id(value):
+    """A MongoDB id as Sacred's ``info.metrics`` names it (a string) back as an ObjectId."""
+    try:
+        from bson import ObjectId
+
+        return ObjectId(value)
+    except Exception:
+        return value
+
+
 def read_spec_header(folder: str) -> dict:
     """The first document of a sweep folder's spec.yaml (the command line, where the runs are
     recorded, the experiment's source md5s); {} when there is none."""

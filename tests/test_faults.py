@@ -343,7 +343,7 @@ def test_resume_after_the_grid_changed_runs_only_the_new_trials(workdir):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nsweep: {name: grows}\n")
     proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "--resume"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
-    assert "resume: 2 trials already COMPLETED, 1 to run" in proc.stdout
+    assert "resume: 2 trials already done, 1 to run" in proc.stdout
     runs = file_runs(workdir / "runs")
     assert sorted(r["config"]["x"] for r in runs) == [1.0, 2.0, 3.0]
     assert {r["meta"]["sweep"]["trial"] for r in runs if r["config"]["x"] == 3.0} == {2}

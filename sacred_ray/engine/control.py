@@ -151,6 +151,11 @@ class Beacon:
             self.failed.append({"trial": label, "run_id": result.run_id, "status": result.status,
                                 "error": last_line(result.error)})
 
+    def skipped(self, results: list) -> None:
+        """Trials an earlier run holds (--skip-done): counted as SKIPPED, never run here."""
+        for r in results:
+            self._count(r.trial.key, r.status)
+
     def _count(self, key: str, status: str) -> None:
         earlier = self.latest.get(key)
         if earlier is not None:

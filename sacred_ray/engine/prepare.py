@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from sacred import Experiment
@@ -41,6 +41,7 @@ class Launch:
     worker_options: dict
     runtime_env: dict
     checkpoints: str = ""  # where each trial keeps its checkpoints (<trial key>/ in it): a path or a URI
+    sources: dict = field(default_factory=dict)  # the md5 of each source file of the experiment, as Sacred takes them
 
     @property
     def cwd(self) -> Optional[str]:
@@ -151,8 +152,9 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
                   if p and os.path.abspath(p).startswith(experiment_dir + os.sep)]
         excludes = ["/" + os.path.relpath(p, experiment_dir) for p in inside]  # results stay home
         runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    sources = {name: md5 for name, md5 in ex.get_experiment_info()["sources"]}
     return Launch(started_ray, address, local, ref, experiment_dir, ex.base_dir, folder_path, request, prototypes,
-                  observer_options, worker_options, runtime_env, checkpoints)
+                  observer_options, worker_options, runtime_env, checkpoints, sources)
 
 
 def storage_root(settings) -> Optional[str]:

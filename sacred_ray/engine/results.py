@@ -20,6 +20,8 @@ from ..spec.settings import default_mode
 from .folder import SweepFolder
 from .groups import best_group_line, group_lines, has_repeats, rank_groups, seed_groups
 
+DONE = ("COMPLETED", "SKIPPED")  # a trial with a result: its run completed, or an earlier run holds it (--skip-done)
+
 
 @dataclass
 class TrialResult:
@@ -38,6 +40,7 @@ class TrialResult:
     trial_id: Optional[str] = None  # Tune's trial id (tune_with)
     iterations: Optional[int] = None  # Tune's training_iteration (tune_with)
     runs: list = field(default_factory=list)  # every Sacred run id of the trial, when it had several
+    done_in: Optional[dict] = None  # SKIPPED: the earlier run that holds it ({where, run_id, sweep})
 
     @property
     def label(self) -> Any:
@@ -59,7 +62,7 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status == "COMPLETED" for r in self.results)
+        return all(r.status in DONE for r in self.results)
 
     @property
     def counts(self) -> dict:
@@ -76,6 +79,7 @@ def ledger_entry(result: TrialResult, steps: Optional[dict] = None, retrying: bo
         "duration": round(result.duration, 3) if result.duration is not None else None,
         "node": result.node.get("node_ip"), "node_id": result.node.get("node_id"), "error": result.error,
         "retrying": retrying, "config": result.config, "time": time.time(),
+        **({"done_in": result.done_in} if result.done_in else {}),
     }
 
 
@@ -85,7 +89,7 @@ def from_ledger(trial: Trial, entry: dict) -> TrialResult:
                        metrics=entry.get("metrics") or {}, duration=entry.get("duration"),
                        node={"node_ip": entry.get("node"), "node_id": entry.get("node_id")},
                        error=entry.get("error"), attempts=entry.get("attempt") or 1, config=entry.get("config"),
-                       trial_id=entry.get("trial_id"))
+                       trial_id=entry.get("trial_id"), done_in=entry.get("done_in"))
 
 
 def score(result: TrialResult, metric: str) -> Optional[float]:
@@ -111,7 +115,7 @@ def rank(results: list, metric: str, mode: str) -> list:
     """Completed trials with a score first, best first; then the rest in trial order."""
     def key(r):
         s = score(r, metric)
-        ok = r.status == "COMPLETED" and s is not None
+        ok = r.status in DONE and s is not None
         return (0 if ok else 1, (-s if mode == "max" else s) if ok else 0, r.trial.index)
 
     return sorted(results, key=key)
@@ -139,7 +143,7 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
         values = r.trial.values
         rows.append([r.label] + ([r.trial.variant] if has_variants else []) + [values.get(k) for k in keys]
                     + [r.status, score(r, metric)] + ([r.iterations] if tuned else [])
-                    + [r.run_id, f"{r.duration:.1f}s" if r.duration else None])
+                    + [r.done_in["where"] if r.done_in else r.run_id, f"{r.duration:.1f}s" if r.duration else None])
     if folder is not None:
         _write_summary(folder, ranked, metric, keys, groups if grouped else None)
     if grouped:
@@ -155,6 +159,8 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     if best is not None:
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in best.trial.values.items()) or "the defaults"
         run = f"run {best.run_id}" if best.run_id is not None else "no observer recorded it: add -F runs or -m"
+        if best.done_in:
+            run = f"done before: {best.done_in['where']}"
         lines.append(f"best: trial {best.label} ({run}), {metric} = {format_value(score(best, metric))}: {shown}")
         if folder is not None and best.config is not None:
             folder.write_best(best.config, f"config of the best trial ({metric} {mode}): run {best.run_id}, "
@@ -203,6 +209,6 @@ def _failures(ranked: list, folder: Optional[SweepFolder], shown: int = 5) -> li
 
 def best_of(ranked: list, metric: str) -> Optional[TrialResult]:
     """The first of ``rank``'s order, if it completed with a score."""
-    if ranked and ranked[0].status == "COMPLETED" and score(ranked[0], metric) is not None:
+    if ranked and ranked[0].status in DONE and score(ranked[0], metric) is not None:
         return ranked[0]
     return None

@@ -125,10 +125,13 @@ class Runs(Trials):
 
     def meta(self, run: Run) -> dict:
         """The run's ``meta.sweep``, the same fields for both commands (``resumed_from`` is added
-        by the worker that finds the checkpoint it starts from)."""
+        by the worker that finds the checkpoint it starts from). ``sources`` keeps ``[file, md5]`` of each
+        source file, which MongoDB's record of a run otherwise lacks (--skip-done compares them;
+        a list, as Sacred's own, for a file name's dots cannot be a MongoDB key)."""
         t = run.trial
         return {"name": self.name, "trial": run.trial_id if run.trial_id is not None else t.index, "key": t.key,
-                "variant": t.variant, "attempt": run.attempt}
+                "variant": t.variant, "attempt": run.attempt,
+                "sources": [[name, md5] for name, md5 in sorted(self.launch.sources.items())]}
 
     def goes_on(self, run: Run, reason: str, worker: Optional[dict]) -> None:
         """The run's trial starts again (its worker died, Tune paused or restarted

@@ -41,6 +41,8 @@ class Request:
     address: Optional[str] = None  # a Ray cluster to join (else sweep.address, RAY_ADDRESS, a local Ray)
     resume: bool = False  # continue the sweep of the same name
     changed_source_ok: bool = False  # resume even though the experiment's source changed since it ran
+    skip_done: bool = False  # skip the trials an earlier COMPLETED run already ran (as sweep: skip_done: true)
+    rerun: Optional[str] = None  # "failed": run again only the earlier sweep's FAILED, INTERRUPTED, TIMEOUT trials
     progress: bool = True  # show progress on stderr
     command: Optional[list] = None  # the command line, as spec.yaml records it (credentials hidden)
     sort: Optional[str] = None  # rank the end table by this metric
@@ -76,7 +78,7 @@ class Session:
         self.report = ReportWriter(req.report, self.launch.folder_path, metric,
                                    None if req.sort else spec.settings.mode,
                                    mongo=self.launch.observer_options.get("--mongo_db"))
-        self.sources = {name: md5 for name, md5 in ex.get_experiment_info()["sources"]}
+        self.sources = self.launch.sources
         self.folder: Optional[SweepFolder] = None
         self.beacon: Optional[Beacon] = None  # status.json and control.jsonl (``open`` makes it)
         self.earlier: list = []  # an earlier sweep's ledger lines (--resume)
@@ -90,13 +92,13 @@ class Session:
         """Open the sweep folder (one driver at a time), and on --resume read the earlier
         sweep's ledger and close the runs its driver left RUNNING."""
         req, name = self.req, self.settings.name
-        if req.resume and not req.changed_source_ok:
+        if (req.resume or req.rerun) and not req.changed_source_ok:
             self._check_sources()
-        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume)
+        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume or bool(req.rerun))
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")
-        if req.resume:
+        if req.resume or req.rerun:
             self._resume()
         metric = req.sort or self.settings.metric or "result"
         mode = (None if req.sort else self.settings.mode) or default_mode(metric)

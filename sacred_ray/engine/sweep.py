@@ -11,11 +11,14 @@ from sacred import Experiment
 
 from ..spec import SpecError
 from .control import NotHeard, read_status, request, send
+from .done import describe, find_done
 from .folder import FolderInUse
 from .progress import Progress
-from .results import SweepResult, TrialResult, from_ledger, summarize
+from .results import DONE, SweepResult, TrialResult, from_ledger, ledger_entry, summarize
 from .session import Interrupted, Request, Session
 from .sweep_driver import SweepDriver
+
+RERUN_STATUSES = ("FAILED", "INTERRUPTED", "TIMEOUT")
 
 
 def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
@@ -26,19 +29,18 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
         session.open()
     except FolderInUse as busy:
         return hand_over(session, grid, busy)
-    trials = keep_numbers(grid.trials, session.folder.read_numbers()) if req.resume else list(grid.trials)
+    again = req.resume or bool(req.rerun)
+    trials = keep_numbers(grid.trials, session.folder.read_numbers()) if again else list(grid.trials)
     numbered = trials
     session.write_spec(trials)
-    results = []
-    if req.resume:
-        trials, results = _resumed(trials, session.earlier)
-        if not trials:
-            print(f"resume: all {len(grid.trials)} trials of {settings.name!r} are already COMPLETED; nothing to run")
-            session.close()
-            return SweepResult(settings.name, session.folder.path, results,
-                               report=f"nothing to run: all {len(grid.trials)} trials are COMPLETED "
-                                      f"(results in {session.folder.file('summary.csv')})" + session.closing_notes())
-        print(f"resume: {len(results)} trials already COMPLETED, {len(trials)} to run")
+    trials, results = _to_run(ex, session, trials)
+    if not trials:
+        session.close()
+        out = SweepResult(settings.name, session.folder.path, sorted(results, key=lambda r: r.trial.index))
+        out.report = (f"nothing to run: all {len(numbered)} trials are done\n"
+                      + summarize(out, req.sort or settings.metric, settings.mode, session.folder)
+                      + session.closing_notes())
+        return out
 
     bar = Progress(len(trials), settings.name, enabled=req.progress)
     driver = None
@@ -109,12 +111,69 @@ def hand_over(session: Session, grid, busy: FolderInUse) -> SweepResult:
     return SweepResult(name, folder, [], report=f"the sweep {name!r} is running (pid {pid}): {outcome}")
 
 
+def _to_run(ex: Experiment, session: Session, trials: list) -> tuple:
+    """(the trials this sweep runs, the results of those it does not): --rerun failed keeps
+    the earlier sweep's others, --resume its done ones, --skip-done those earlier runs hold."""
+    req, name = session.req, session.settings.name
+    results = []
+    if req.rerun:
+        trials, results = _failed_again(trials, session.earlier)
+    elif req.resume:
+        trials, results = _resumed(trials, session.earlier)
+        if not trials:
+            how = "COMPLETED" if all(r.status == "COMPLETED" for r in results) else "done"
+            print(f"resume: all {len(results)} trials of {name!r} are already {how}; nothing to run")
+        elif results:
+            print(f"resume: {len(results)} trials already done, {len(trials)} to run")
+    if trials and (req.skip_done or session.settings.skip_done):
+        trials, skipped = skip_done(ex, session, trials)
+        results += skipped
+    return trials, results
+
+
 def _resumed(trials: list, earlier: list) -> tuple:
-    """(trials still to run, results of those the ledger has COMPLETED) for --resume."""
-    previous = {entry.get("key"): entry for entry in earlier}
-    done = [t for t in trials if previous.get(t.key, {}).get("status") == "COMPLETED"]
+    """(trials still to run, results of those the ledger has done) for --resume: COMPLETED, or
+    SKIPPED for an earlier run that holds them."""
+    previous = _latest(earlier)
+    done = [t for t in trials if previous.get(t.key, {}).get("status") in DONE]
     results = [from_ledger(t, previous[t.key]) for t in done]
     return [t for t in trials if t not in done], results
+
+
+def _failed_again(trials: list, earlier: list) -> tuple:
+    """(the trials whose last run FAILED, was INTERRUPTED or TIMEOUT, the results of the rest
+    of the earlier sweep) for --rerun failed; a trial the earlier sweep never ran stays unrun."""
+    previous = _latest(earlier)
+    again = [t for t in trials if previous.get(t.key, {}).get("status") in RERUN_STATUSES]
+    kept = [t for t in trials if t.key in previous and t not in again]
+    never = len(trials) - len(again) - len(kept)
+    print(f"rerun failed: {len(again)} trial(s) FAILED, INTERRUPTED or TIMEOUT to run; {len(kept)} kept as they "
+          f"ended" + (f"; {never} the earlier sweep never ran are left (--resume runs them)" if never else ""))
+    return again, [from_ledger(t, previous[t.key]) for t in kept]
+
+
+def _latest(earlier: list) -> dict:
+    """Trial key -> the ledger line of its last run (a retried attempt's line is followed by the next)."""
+    return {entry.get("key"): entry for entry in earlier}
+
+
+def skip_done(ex: Experiment, session: Session, trials: list) -> tuple:
+    """(the trials to run, a SKIPPED result for each trial an earlier COMPLETED run holds); the
+    ledger records each skip with that run, so --resume and load_sweep know them."""
+    settings = session.settings
+    done = find_done(ex, trials, session.launch.prototypes, session.sources, settings.skip_ignore,
+                     metric=session.req.sort or settings.metric)
+    print(describe(done, len(trials)))
+    skipped = []
+    for t in trials:
+        d = done.get(t.key)
+        if d is not None:
+            result = TrialResult(trial=t, status="SKIPPED", run_id=d.run_id, result=d.result, metrics=d.metrics,
+                                 config=d.config, done_in=d.entry())
+            session.folder.record(ledger_entry(result))
+            skipped.append(result)
+    session.beacon.skipped(skipped)
+    return [t for t in trials if t.key not in done], skipped
 
 
 def keep_numbers(trials: list, earlier: dict) -> list:

@@ -16,7 +16,7 @@ from ray.tune import Callback
 from sacred import Experiment
 
 from ..messages import SearchJob
-from ..spec import SpaceSpec
+from ..spec import SpaceSpec, SpecError
 from ..spec.settings import SCHEDULERS
 from ..spec.space import SearchPlan, trial_count
 from ..storage import filesystem, join
@@ -113,6 +113,10 @@ def _quiet_tune_failures() -> list:
 
 def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
+    for flag, given in (("--skip-done", req.skip_done), ("--rerun", req.rerun)):
+        if given:
+            raise SpecError("command line", flag, "is ray_sweep's: a search samples its own trials (give --resume to "
+                                                  "continue one, or sweep the finished grid with ray_sweep)")
     check_search_tools(space)
     settings = space.settings
     plan = SearchPlan.of(space)

@@ -188,10 +188,12 @@ class SweepSettings:
     retry_from: str = "checkpoint"  # where a retry after an exception starts: checkpoint or start
     checkpoint_keep: int = 2  # checkpoints kept per trial
     storage: Optional[str] = None  # where checkpoints go: <storage>/<name>/checkpoints/ (a shared path or a URI)
+    skip_done: bool = False  # skip a trial an earlier COMPLETED run (same config and source) already ran
+    skip_ignore: tuple = ()  # config keys that do not make a run another (a log folder, a worker count)
 
 
-SWEEP_KEYS = ("name", "max_concurrent", "resources", "retries", "timeout", "address",
-              "runtime_env", "dir", "metric", "mode", "fail_fast", "max_restarts", "retry_from", "checkpoint", "storage")
+SWEEP_KEYS = ("name", "max_concurrent", "resources", "retries", "timeout", "address", "runtime_env", "dir", "metric",
+              "mode", "fail_fast", "max_restarts", "retry_from", "checkpoint", "storage", "skip_done", "skip_ignore")
 
 
 def _storage(raw: dict, source: str, where: str) -> Optional[str]:
@@ -265,6 +267,14 @@ def parse_sweep_settings(raw: Any, source: str, default_name: str) -> SweepSetti
         if unknown:
             raise SpecError(source, f"{where}: checkpoint: {unknown[0]}", "unknown key; accepted: keep")
         _set(out, "checkpoint_keep", _whole(checkpoint, "keep", source, f"{where}: checkpoint", 1))
+    if raw.get("skip_done") is not None:
+        out["skip_done"] = _check(raw, "skip_done", bool, source, where, "true or false")
+    if raw.get("skip_ignore") is not None:
+        keys = raw["skip_ignore"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k.strip() for k in keys):
+            raise SpecError(source, f"{where}: skip_ignore", f"must be a list of config keys (dotted, like "
+                                                             f"trainer.workers), got {keys!r}")
+        out["skip_ignore"] = tuple(keys)
     return SweepSettings(**out)
 
 
