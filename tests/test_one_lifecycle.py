@@ -10,7 +10,7 @@ from conftest import read_dump, run_cli, write
 
 from sacred_ray.api import run_sweep, run_tune
 
-SWEEP_KEYS = {"name", "trial", "key", "variant", "attempt"}  # meta.sweep, whichever command ran the trial
+SWEEP_KEYS = {"name", "trial", "key", "variant", "attempt", "sources"}  # meta.sweep, whichever command ran the trial
 
 
 def _file_runs(folder):
