@@ -49,17 +49,24 @@ def locate(sweep: str) -> str:
     raise SpecError(sweep, "", "no such sweep: give its folder (sweeps/NAME) or its name (looked in ./sweeps)")
 
 
-def sweep_status(sweep: str, mongo: Optional[str] = None) -> dict:
+def sweep_status(sweep: str, mongo: Optional[str] = None, address: Optional[str] = None) -> dict:
     """What a sweep is doing (or did): its counts, running trials, best so far, failed trials,
     the time left and whether its driver is alive. A sweep whose driver died has its
     RUNNING runs closed INTERRUPTED here (``mongo``: the database's address with credentials,
-    when spec.yaml could not keep them)."""
-    folder = locate(sweep)
-    status = read_status(folder) or _from_ledger(folder)
-    alive = driver_alive(folder, status)
-    status["driver_alive"] = alive
-    if not alive and status.get("state") not in ("ended", None):
-        status.update(_detect_killed(folder, status, mongo))
+    when spec.yaml could not keep them). With ``address`` the running sweep named ``sweep`` is
+    asked through the Ray cluster there (its folder need not be seen from here)."""
+    if address:
+        from .engine.mailbox import remote_status
+
+        status = remote_status(sweep, address)
+        status["driver_alive"] = status.get("state") != "ended"
+    else:
+        folder = locate(sweep)
+        status = read_status(folder) or _from_ledger(folder)
+        alive = driver_alive(folder, status)
+        status["driver_alive"] = alive
+        if not alive and status.get("state") not in ("ended", None):
+            status.update(_detect_killed(folder, status, mongo))
     now = time.time()
     for run in status.get("running") or []:
         run["elapsed"] = now - run["started"] if run.get("started") else None
@@ -208,15 +215,20 @@ def format_status(s: dict) -> str:
     return "\n".join(lines)
 
 
-def steer(sweep: str, action: str, trials: Optional[list] = None) -> str:
+def steer(sweep: str, action: str, trials: Optional[list] = None, address: Optional[str] = None) -> str:
     """Ask the running driver of ``sweep`` to ``cancel`` (the sweep, or ``trials``), ``pause``
-    or ``continue``; return what it did. Raises SpecError when it cannot be asked."""
+    or ``continue``; return what it did. Raises SpecError when it cannot be asked. With
+    ``address``, through the Ray cluster there (see ``sweep_status``)."""
+    req = request("cancel_trials", trials=list(trials)) if trials else request(action)
+    if address:
+        from .engine.mailbox import remote_send
+
+        return remote_send(sweep, address, req)
     folder = locate(sweep)
     status = read_status(folder) or {}
     if not driver_alive(folder, status) or status.get("state") == "ended":
         raise SpecError(_rel(folder), "", "its sweep is not running (sweep_status says how it ended); "
                                           "--resume continues it")
-    req = request("cancel_trials", trials=list(trials)) if trials else request(action)
     try:
         return send(folder, req)
     except PermissionError:
@@ -229,65 +241,80 @@ def steer(sweep: str, action: str, trials: Optional[list] = None) -> str:
         raise SpecError(_rel(folder), "", f"{e}; the request stays and is carried out when it next looks") from None
 
 
-def sweep_cancel(sweep: str, trials: Optional[list] = None) -> str:
+def sweep_cancel(sweep: str, trials: Optional[list] = None, address: Optional[str] = None) -> str:
     """Cancel the running sweep (as Ctrl-C would), or only ``trials`` (numbers, or Tune trial ids)."""
-    return steer(sweep, "cancel", trials)
+    return steer(sweep, "cancel", trials, address)
 
 
-def sweep_pause(sweep: str) -> str:
+def sweep_pause(sweep: str, address: Optional[str] = None) -> str:
     """Start no new trial of the running sweep until ``sweep_continue``; running ones go on."""
-    return steer(sweep, "pause")
+    return steer(sweep, "pause", address=address)
 
 
-def sweep_continue(sweep: str) -> str:
+def sweep_continue(sweep: str, address: Optional[str] = None) -> str:
     """Let a paused sweep start trials again."""
-    return steer(sweep, "continue")
+    return steer(sweep, "continue", address=address)
 
 
 def command(name: str, tokens: list, program: str) -> int:
     """One of the campaign commands from the command line; its exit status."""
     try:
-        sweep, trials, as_json = None, [], False
-        tokens = iter(tokens)
-        for token in tokens:
-            flag, has_value, value = token.partition("=")
-            if flag in ("-h", "--help"):
-                print(HELP.format(prog=program))
-                return 0
-            if flag == "--json" and name == "sweep_status":
-                as_json = True
-            elif flag == "--trial" and name == "sweep_cancel":
-                value = value if has_value else next(tokens, None)
-                if not value:
-                    raise SpecError("command line", "--trial", "needs a trial number (or Tune trial id)")
-                trials += [int(v) if v.isdigit() else v for v in value.split(",") if v]
-            elif token.startswith("-"):
-                raise SpecError("command line", flag, f"unknown option of {name}; see {program} {name} -h")
-            elif sweep is None:
-                sweep = token
-            else:
-                raise SpecError("command line", name, f"takes one sweep, got {sweep!r} and {token!r}")
-        if sweep is None:
-            raise SpecError("command line", name, f"name a sweep: {program} {name} sweeps/NAME (or NAME)")
-        if name == "sweep_status":
-            status = sweep_status(sweep)
-            print(json.dumps(status, default=str) if as_json else format_status(status))
+        asked = _parse(name, tokens, program)
+        if asked is None:
+            print(HELP.format(prog=program))
             return 0
-        print(steer(sweep, STEER[name], trials))
+        if name == "sweep_status":
+            status = sweep_status(asked.sweep, address=asked.address)
+            print(json.dumps(status, default=str) if asked.json else format_status(status))
+            return 0
+        print(steer(asked.sweep, STEER[name], asked.trials, asked.address))
         return 0
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
+def _parse(name: str, tokens: list, program: str) -> Optional[SimpleNamespace]:
+    """A campaign command's arguments (None: it asked for help)."""
+    asked = SimpleNamespace(sweep=None, trials=[], json=False, address=None)
+    tokens = iter(tokens)
+    for token in tokens:
+        flag, has_value, value = token.partition("=")
+        if flag in ("-h", "--help"):
+            return None
+        if flag == "--json" and name == "sweep_status":
+            asked.json = True
+        elif flag in ("--address", "--trial") and (flag == "--address" or name == "sweep_cancel"):
+            value = value if has_value else next(tokens, None)
+            if not value:
+                raise SpecError("command line", flag, "needs the Ray cluster's address (host:6379, ray://host:10001 or "
+                                                      "auto)" if flag == "--address" else
+                                                      "needs a trial number (or Tune trial id)")
+            if flag == "--address":
+                asked.address = value
+            else:
+                asked.trials += [int(v) if v.isdigit() else v for v in value.split(",") if v]
+        elif token.startswith("-"):
+            raise SpecError("command line", flag, f"unknown option of {name}; see {program} {name} -h")
+        elif asked.sweep is None:
+            asked.sweep = token
+        else:
+            raise SpecError("command line", name, f"takes one sweep, got {asked.sweep!r} and {token!r}")
+    if asked.sweep is None:
+        raise SpecError("command line", name, f"name a sweep: {program} {name} sweeps/NAME (or NAME)")
+    return asked
+
+
 HELP = """\
 Usage:
-  {prog} sweep_status SWEEP [--json]
-  {prog} sweep_cancel SWEEP [--trial N ...]
-  {prog} sweep_pause SWEEP
-  {prog} sweep_continue SWEEP
+  {prog} sweep_status SWEEP [--json] [--address ADDR]
+  {prog} sweep_cancel SWEEP [--trial N ...] [--address ADDR]
+  {prog} sweep_pause SWEEP [--address ADDR]
+  {prog} sweep_continue SWEEP [--address ADDR]
 
-SWEEP is a sweep's folder (sweeps/NAME) or its name. sweep_status shows a running or ended
+SWEEP is a sweep's folder (sweeps/NAME) or its name; with --address (the Ray cluster's
+head host:6379, ray://HEAD:10001 or auto) a running sweep of that name is reached through
+the cluster, from a machine that does not see its folder (a sweep started with --submit). sweep_status shows a running or ended
 sweep; a sweep whose driver died has its RUNNING runs closed INTERRUPTED. sweep_cancel stops
 the sweep as Ctrl-C would (or, with --trial, only those trials); sweep_pause starts no new
 trial until sweep_continue. Give the same ray_sweep command with a widened grid while its

@@ -27,7 +27,7 @@ Usage:
   {prog} tune_with [with] SPACE.yaml [UPDATE...] [options]
   {prog} sweep_report SWEEP_FOLDER | MONGO_URL NAME [-o FILE] [--metric M] [--mode min|max]
   {prog} sweep_status SWEEP [--json]  |  sweep_cancel SWEEP [--trial N ...]
-  {prog} sweep_pause SWEEP  |  sweep_continue SWEEP
+  {prog} sweep_pause SWEEP  |  sweep_continue SWEEP      (each also --address ADDR)
 
 ray_sweep runs every trial of a grid file as a Sacred run on Ray; tune_with runs a
 Ray Tune search whose trials are Sacred runs. UPDATEs (key=value) and named configs
@@ -49,6 +49,9 @@ Sweep options:
                     earlier sweep of the same name (ray_sweep)
   --address ADDR    join this Ray cluster (default: sweep.address, RAY_ADDRESS,
                     else a local Ray is started)
+  --submit          start the command as a Ray Job on the cluster whose job server
+                    --address names (http://HEAD:8265): the sweep outlives this
+                    terminal; see and steer it with sweep_status NAME --address HEAD:6379
   --sort KEY        sort the final table by this metric (default: sweep.metric,
                     else the trial's result)
   -h --help         show this help
@@ -60,7 +63,7 @@ every trial; see `{prog} --help`.
 COMMANDS = ("ray_sweep", "tune_with", "sweep_report", "sweep_status", "sweep_cancel", "sweep_pause", "sweep_continue")
 CAMPAIGN = COMMANDS[3:]  # run by sacred_ray.campaign
 OWN_VALUE_OPTIONS = ("--address", "--sort", "--rerun")
-OWN_FLAGS = ("--dry-run", "--resume", "--changed-source-ok", "--skip-done", "--help", "-h")
+OWN_FLAGS = ("--dry-run", "--resume", "--changed-source-ok", "--skip-done", "--submit", "--help", "-h")
 RERUN = ("failed",)  # what --rerun takes
 # Sacred options that make no sense for a sweep, with why.
 DROPPED = {
@@ -87,6 +90,7 @@ class SweepRequest:
     changed_source_ok: bool = False
     skip_done: bool = False
     rerun: Optional[str] = None
+    submit: bool = False
     address: Optional[str] = None
     sort: Optional[str] = None
     help: bool = False
@@ -291,6 +295,10 @@ def run(ex: Experiment, argv: list) -> tuple:
             spec = resolve_space(ex, req.spec_path, req.updates, req.named_configs)
         for w in spec.warnings:
             print(f"warning: {w}", file=sys.stderr)
+        if req.submit and not req.dry_run:
+            from .submit import submit
+
+            return submit(ex, req, spec), None
         if req.dry_run:
             (print_trials if req.command == "ray_sweep" else print_space)(spec)
             if req.command == "ray_sweep" and (req.skip_done or spec.settings.skip_done):

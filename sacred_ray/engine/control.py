@@ -123,6 +123,7 @@ class Beacon:
         self._polled = 0.0
         self._offset = 0
         self._size = -1
+        self.mailbox = None  # an engine.mailbox.DriverMailbox: the same status and requests on the Ray cluster
         for entry in earlier:
             if "key" in entry and not entry.get("retrying"):
                 self._count(entry["key"], entry.get("status") or "FAILED")
@@ -197,9 +198,12 @@ class Beacon:
         self._written = now
         path = os.path.join(self.folder, STATUS)
         temporary = f"{path}.{os.getpid()}.tmp"
+        status = _plain(self.snapshot())
+        if self.mailbox is not None:
+            self.mailbox.publish(status)
         try:
             with open(temporary, "w", encoding="utf-8") as f:
-                json.dump(_plain(self.snapshot()), f)
+                json.dump(status, f)
             os.replace(temporary, path)  # a reader never sees half of it
         except OSError:  # a full disk: the sweep goes on, its status is older
             try:
@@ -220,11 +224,17 @@ class Beacon:
             self._offset = 0
 
     def poll(self, force: bool = False) -> list:
-        """The requests appended since the last look (at most every POLL_SECONDS)."""
+        """The requests appended since the last look (at most every POLL_SECONDS), and those
+        sent through the cluster."""
         now = time.monotonic()
         if not force and now - self._polled < POLL_SECONDS:
             return []
         self._polled = now
+        sent = self.mailbox.requests() if self.mailbox is not None else []
+        return [req for req in self._appended() + sent
+                if isinstance(req, dict) and req.get("action") in ACTIONS and isinstance(req.get("id"), str)]
+
+    def _appended(self) -> list:
         path = os.path.join(self.folder, CONTROL)
         try:
             size = os.stat(path).st_size
@@ -240,11 +250,9 @@ class Beacon:
         out = []
         for line in chunk[:complete].splitlines():
             try:
-                req = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue
-            if isinstance(req, dict) and req.get("action") in ACTIONS and isinstance(req.get("id"), str):
-                out.append(req)
         return out
 
     def did(self, req: dict, outcome: str) -> dict:

@@ -147,6 +147,8 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
         check_address(address, settings.address, source, section)
     if local:
         runtime_env = dict(settings.runtime_env)
+    elif in_ray_job():
+        runtime_env = {}  # the Ray Job this driver runs in ships the folder (and the user's runtime_env) already
     else:
         inside = [p for p in (folder_path, options.get("--file_storage"))
                   if p and os.path.abspath(p).startswith(experiment_dir + os.sep)]
@@ -155,6 +157,19 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     sources = {name: md5 for name, md5 in ex.get_experiment_info()["sources"]}
     return Launch(started_ray, address, local, ref, experiment_dir, ex.base_dir, folder_path, request, prototypes,
                   observer_options, worker_options, runtime_env, checkpoints, sources)
+
+
+def in_ray_job() -> bool:
+    """Whether this driver is a Ray Job's entrypoint whose runtime_env ships a working_dir
+    (``--submit``, ``ray job submit --working-dir``): its tasks get that folder, and Ray refuses
+    a second working_dir from ``ray.init``."""
+    import json
+
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    except ValueError:
+        return False
+    return bool(isinstance(config, dict) and (config.get("runtime_env") or {}).get("working_dir"))
 
 
 def storage_root(settings) -> Optional[str]:

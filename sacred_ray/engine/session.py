@@ -25,6 +25,7 @@ from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .control import Beacon
 from .folder import SweepFolder
 from .hub import Hub, start_hub
+from .mailbox import DriverMailbox
 from .observers import close_stale_runs
 from .prepare import Launch, prepare_launch
 from .reporting import ReportWriter
@@ -153,6 +154,9 @@ class Session:
                                   scale_wait=0 if self.launch.local else SCALE_WAIT_SECONDS)
         self.hub = start_hub()
         self.report.start()
+        self.beacon.mailbox, why_not = DriverMailbox.open(self.settings.name)
+        if why_not:
+            print(f"warning: {why_not}", file=sys.stderr)
         self.beacon.write(force=True)
         return capacity
 
@@ -199,6 +203,9 @@ class Session:
         if self.beacon is not None:
             stop = self.interrupted
             self.beacon.close(how or (f"interrupted ({stop.reason})" if stop else "finished"))
+            if self.beacon.mailbox is not None:
+                self.beacon.mailbox.close()
+                self.beacon.mailbox = None
         if self.folder is not None:
             self.folder.close()
         if self.hub is not None:
