@@ -29,12 +29,12 @@ from typing import Optional
 from .display import format_table, format_value
 from .engine.control import NotHeard, read_status, request, send, who
 from .engine.folder import LEDGER, MARKER, is_sweep_folder
+from .engine.mailbox import SILENT_SECONDS  # a driver not heard from for this long is taken for dead
 from .engine.observers import close_stale_runs
 from .engine.progress import duration
 from .records import read_jsonl, read_spec_header
 from .spec import SpecError
 
-SILENT_SECONDS = 30.0  # a driver on another machine not heard from for this long is taken for dead
 STEER = {"sweep_cancel": "cancel", "sweep_pause": "pause", "sweep_continue": "continue"}
 COMMANDS = ("sweep_status",) + tuple(STEER)
 
@@ -59,7 +59,6 @@ def sweep_status(sweep: str, mongo: Optional[str] = None, address: Optional[str]
         from .engine.mailbox import remote_status
 
         status = remote_status(sweep, address)
-        status["driver_alive"] = status.get("state") != "ended"
     else:
         folder = locate(sweep)
         status = read_status(folder) or _from_ledger(folder)

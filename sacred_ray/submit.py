@@ -25,6 +25,7 @@ from .engine.prepare import experiment_ref
 from .records import redact
 from .spec import SpecError
 
+AGENT_WAIT_SECONDS = 60.0  # how long a head that just started gets to have its job agent up
 DROPPED = ("--submit",)
 DROPPED_WITH_VALUE = ("--address",)
 
@@ -83,15 +84,30 @@ def submit(ex: Experiment, req, spec) -> int:
     outputs = [os.path.abspath(p) for p in (storage, settings.dir or "sweeps") if p]  # results stay home
     excludes = ["/" + os.path.relpath(p, experiment_dir) for p in outputs if p.startswith(experiment_dir + os.sep)]
     runtime_env = runtime_env_for(experiment_dir, settings.runtime_env, excludes)
+    # Ray's job client lets RAY_ADDRESS override the address it is given: an --address wins here
+    hidden = {k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if req.address and k in os.environ}
     try:
         client = JobSubmissionClient(address)
     except Exception as e:
         raise SpecError("command line", "--address", f"cannot reach the job server at {redact(address)}: "
                                                      f"{_first_line(e)}") from None
+    finally:
+        os.environ.update(hidden)
     name = re.sub(r"[^A-Za-z0-9_-]", "-", settings.name)
-    job_id = client.submit_job(entrypoint=command, runtime_env=runtime_env,
-                               submission_id=f"sacred-ray-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                               metadata={"sacred_ray_sweep": settings.name, "command": req.command})
+    submission_id = f"sacred-ray-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=submission_id,
+                                       metadata={"sacred_ray_sweep": settings.name, "command": req.command})
+            break
+        except Exception as e:
+            # a head that just started has no job agent yet: Ray says to try again later
+            if "try again later" in str(e) and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise SpecError("command line", "--submit", f"the job server at {redact(address)} refused the job: "
+                                                        f"{_first_line(e)}") from None
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     shown = redact(address)

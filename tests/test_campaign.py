@@ -73,10 +73,11 @@ grid:
 
 def test_a_running_sweep_is_watched_paused_widened_cancelled_in_part_and_continued(workdir):
     folder = str(workdir / "sweeps" / "camp")
-    write(workdir / "grid.yaml", GRID.format(xs="1, 2, 3, 4, 5, 6"))
+    # 4 s trials: under load the pause must land before all six started (two at a time)
+    write(workdir / "grid.yaml", GRID.format(xs="1, 2, 3, 4, 5, 6").replace("2.5", "4"))
     driver = start(workdir, "ray_sweep", "grid.yaml")
     try:
-        for _ in range(5):  # a trial runs 2.5 s: under load one may end, the next not yet start, as we look
+        for _ in range(5):  # under load one trial may end, the next not yet start, as we look
             wait_for(lambda: status(folder).get("running"), "a running trial")
             code, out = cli(workdir, "sweep_status", "camp")
             assert code == 0, out
@@ -95,7 +96,7 @@ def test_a_running_sweep_is_watched_paused_widened_cancelled_in_part_and_continu
         assert paused["state"] == "paused" and paused["driver_alive"] and paused["waiting"] > 0
 
         # the same command with a widened grid hands the new trials to the running sweep
-        write(workdir / "grid.yaml", GRID.format(xs="1, 2, 3, 4, 5, 6, 7, 8"))
+        write(workdir / "grid.yaml", GRID.format(xs="1, 2, 3, 4, 5, 6, 7, 8").replace("2.5", "4"))
         proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert "is running (pid" in proc.stdout and "added 2 trial(s) (#6-#7); 6 were in the sweep already" in proc.stdout

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 import urllib.request
 
@@ -26,8 +27,16 @@ def head():
     from ray.cluster_utils import Cluster
 
     dashboard = free_port()
+    # Its own temp folder (a job's driver finds its cluster by the address file there; other test
+    # processes' Rays are on this machine too) and job agent port (Ray's default, 52365, is theirs).
+    temp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths live in it
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard})
+        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard,
+        "dashboard_agent_listen_port": free_port(), "temp_dir": temp})
+    # what `ray start --head` leaves in its temp folder, by which a job's driver finds its cluster
+    from ray._private.utils import write_ray_address
+
+    write_ray_address(cluster.address, temp)
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 60
     while True:
@@ -43,6 +52,7 @@ def head():
         time.sleep(0.5)
     yield cluster.address, url
     cluster.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def laptop(tmp_path):
@@ -58,7 +68,8 @@ def cli(folder, *args, timeout=90):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_a_submitted_sweep_is_seen_and_cancelled_from_a_shell_that_cannot_see_its_folder(workdir, tmp_path, head):
+def test_a_submitted_sweep_is_seen_and_cancelled_from_a_shell_that_cannot_see_its_folder(workdir, tmp_path, head,
+                                                                                         monkeypatch):
     cluster, jobs = head
     runs = tmp_path / "kept-runs"
     write(workdir / "grid.yaml", "sweep: {name: detached}\ngrid:\n  x: {range: [0, 12]}\n  sleep: [3.0]\n")
@@ -80,17 +91,23 @@ def test_a_submitted_sweep_is_seen_and_cancelled_from_a_shell_that_cannot_see_it
                 break
         time.sleep(1)
     else:
-        raise AssertionError(f"the submitted sweep never showed a running trial: {out}")
+        from ray.job_submission import JobSubmissionClient
+
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        client = JobSubmissionClient(jobs)
+        raise AssertionError(f"the submitted sweep never showed a running trial: {out}\njob "
+                             f"{client.get_job_status(job_id)}:\n{client.get_job_logs(job_id)[-3000:]}")
     assert status["name"] == "detached" and status["command"] == "ray_sweep" and status["total"] == 12
     assert status["driver_alive"] and status["state"] == "running"
     code, text = cli(elsewhere, "sweep_status", "detached", "--address", cluster)
     assert code == 0 and "sweep 'detached' (ray_sweep)" in text and "12 trials:" in text, text
 
     code, out = cli(elsewhere, "sweep_cancel", "detached", "--address", cluster)
-    assert code == 0 and "cancel" in out, out
+    assert code == 0 and out.startswith("the sweep stops"), out
 
     from ray.job_submission import JobSubmissionClient
 
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # Ray's job client would take it over the address given
     client = JobSubmissionClient(jobs)
     deadline = time.monotonic() + 90
     while str(client.get_job_status(job_id)).split(".")[-1] not in ("SUCCEEDED", "FAILED", "STOPPED"):
@@ -102,8 +119,12 @@ def test_a_submitted_sweep_is_seen_and_cancelled_from_a_shell_that_cannot_see_it
     assert recorded and all(r["status"] in ("COMPLETED", "INTERRUPTED") for r in recorded), recorded
     assert any(r["status"] == "INTERRUPTED" for r in recorded) and len(recorded) < 12
 
-    code, out = cli(elsewhere, "sweep_status", "detached", "--address", cluster)
-    assert code == 2 and "no sweep of this name is running on this Ray cluster" in out, out
+    code, out = cli(elsewhere, "sweep_status", "detached", "--address", cluster)  # after it ended, too
+    assert code == 0 and "ended: interrupted (cancelled by the user" in out, out
+    code, out = cli(elsewhere, "sweep_pause", "detached", "--address", cluster)
+    assert code == 2 and "the sweep is not running" in out, out
+    code, out = cli(elsewhere, "sweep_status", "no-such-sweep", "--address", cluster)
+    assert code == 2 and "no sweep of this name has run on this Ray cluster" in out, out
 
 
 def test_an_address_where_no_cluster_listens_gets_one_line(tmp_path):

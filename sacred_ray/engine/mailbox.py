@@ -2,11 +2,13 @@
 cluster but not the sweep's folder: a laptop, while the driver runs on the head node as a
 Ray Job (``--submit``).
 
-The driver makes one small actor (no CPU), named after the sweep in the ``sacred_ray``
-namespace. It holds the last status the driver wrote (the dict status.json holds) and the
-requests sent to the sweep; the driver publishes each status as it writes status.json and
-collects the requests as it reads control.jsonl, never waiting on the actor. The actor is
-the driver's own, so it ends with the driver: a sweep found on a cluster is running.
+The driver keeps, in the cluster's own key-value store (Ray's GCS, namespace ``sacred_ray``),
+the status it writes to status.json, under ``sweep:NAME:status``; a request sent to the sweep is
+a key ``sweep:NAME:request:ID`` that the driver takes (and deletes) as it reads control.jsonl.
+Nothing runs for it on the cluster: no actor, no worker process, one small write a second.
+The last status stays after the sweep ended (until the cluster stops), so a sweep is seen
+from the cluster while it runs and after; a driver that died stops refreshing it, and its
+status says so after SILENT_SECONDS.
 
 Who may steer it is who can reach the cluster: Ray's own access (its port, a Ray Client
 address, the network the cluster runs in) is the lock, as it is for running any code there.
@@ -14,6 +16,8 @@ address, the network the cluster runs in) is the lock, as it is for running any 
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import time
 from typing import Any, Optional
@@ -23,85 +27,77 @@ from ..spec import SpecError
 
 NAMESPACE = "sacred_ray"
 CONNECT_SECONDS = 5.0  # how long a cluster's head gets to answer before a command gives up
-ANSWER_SECONDS = 10.0  # how long the sweep's actor gets to answer
+SILENT_SECONDS = 30.0  # a driver whose status is older than this is taken for dead
 
 
-def actor_name(sweep: str) -> str:
-    return f"sweep:{sweep}"
+def _status_key(sweep: str) -> str:
+    return f"sweep:{sweep}:status"
 
 
-class Mailbox:
-    """The actor: the sweep's last status and the requests not yet taken by its driver."""
+def _request_prefix(sweep: str) -> str:
+    return f"sweep:{sweep}:request:"
 
-    def __init__(self):
-        self.status: Optional[dict] = None
-        self.requests: list = []
 
-    def put(self, status: dict) -> None:
-        self.status = status
+def _get(key: str) -> Optional[dict]:
+    from ray.experimental.internal_kv import _internal_kv_get
 
-    def get(self) -> Optional[dict]:
-        return self.status
+    value = _internal_kv_get(key, namespace=NAMESPACE)
+    try:
+        return json.loads(value) if value else None
+    except ValueError:
+        return None
 
-    def ask(self, req: dict) -> None:
-        self.requests.append(req)
 
-    def take(self) -> list:
-        out, self.requests = self.requests, []
-        return out
+def fresh(status: Optional[dict]) -> bool:
+    """Whether a status is a running driver's (it rewrites it at least every few seconds)."""
+    driver = (status or {}).get("driver") or {}
+    return (status or {}).get("state") not in ("ended", None) and \
+        time.time() - (driver.get("alive_at") or 0) < SILENT_SECONDS
 
 
 class DriverMailbox:
-    """The driver's end of it: ``publish`` a status, ``requests`` collected without waiting."""
+    """The driver's end of it: ``publish`` a status, ``requests`` taken as they come."""
 
-    def __init__(self, handle):
-        self.handle = handle
-        self._taking = None
+    def __init__(self, sweep: str):
+        self.sweep = sweep
 
     @classmethod
     def open(cls, sweep: str) -> tuple:
-        """``(DriverMailbox, None)``, or ``(None, why not)`` (another running sweep of this name
-        on the cluster has the name: this one is then seen through its folder only)."""
-        import ray
-
+        """``(DriverMailbox, None)``, or ``(None, why not)``: another running sweep of this name
+        on the cluster has it (this one is then seen and steered through its folder only)."""
         try:
-            handle = ray.remote(num_cpus=0, max_restarts=0)(Mailbox).options(
-                name=actor_name(sweep), namespace=NAMESPACE).remote()
-        except ValueError:
-            return None, (f"another running sweep named {sweep!r} is on this Ray cluster: this one is seen and "
-                          f"steered through its folder only")
-        return cls(handle), None
+            other = _get(_status_key(sweep))
+        except Exception as e:  # a Ray without a key-value store reachable from here
+            return None, f"the sweep cannot be seen through its Ray cluster ({e.__class__.__name__})"
+        driver = (other or {}).get("driver") or {}
+        if fresh(other) and (driver.get("pid"), driver.get("host")) != (os.getpid(), socket.gethostname()):
+            return None, (f"another running sweep named {sweep!r} is on this Ray cluster (pid {driver.get('pid')} "
+                          f"on {driver.get('host')}): this one is seen and steered through its folder only")
+        return cls(sweep), None
 
     def publish(self, status: dict) -> None:
-        try:
-            self.handle.put.remote(status)
-        except Exception:  # the cluster is going away with the driver: its folder has the status
-            pass
-
-    def close(self) -> None:
-        """End the actor (a caller's Ray outlives the sweep; its name is free for the next one)."""
-        import ray
+        from ray.experimental.internal_kv import _internal_kv_put
 
         try:
-            ray.kill(self.handle, no_restart=True)
-        except Exception:
+            _internal_kv_put(_status_key(self.sweep), json.dumps(status), overwrite=True, namespace=NAMESPACE)
+        except Exception:  # the cluster is going away: the folder has the status
             pass
 
     def requests(self) -> list:
-        import ray
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list
 
+        out = []
         try:
-            if self._taking is None:
-                self._taking = self.handle.take.remote()
-                return []
-            ready, _ = ray.wait([self._taking], timeout=0)
-            if not ready:
-                return []
-            out = ray.get(self._taking)
-            self._taking = self.handle.take.remote()
-            return out if isinstance(out, list) else []
+            for key in _internal_kv_list(_request_prefix(self.sweep), namespace=NAMESPACE):
+                value = _internal_kv_get(key, namespace=NAMESPACE)
+                _internal_kv_del(key, namespace=NAMESPACE)
+                try:
+                    out.append(json.loads(value))
+                except (TypeError, ValueError):
+                    continue
         except Exception:
-            return []
+            return out
+        return out
 
 
 # -- a shell's end --------------------------------------------------------------------
@@ -130,46 +126,32 @@ def connect(address: str) -> None:
                                                      f"{str(e).splitlines()[0] if str(e) else e.__class__.__name__}") from None
 
 
-def find(sweep: str, address: str):
-    """The running sweep's actor on the cluster at ``address``."""
-    import ray
-
+def remote_status(sweep: str, address: str) -> dict:
+    """The status of the sweep named ``sweep`` on the cluster at ``address`` (running or ended)."""
     connect(address)
     try:
-        return ray.get_actor(actor_name(sweep), namespace=NAMESPACE)
-    except ValueError:
-        raise SpecError(redact(address), sweep, "no sweep of this name is running on this Ray cluster (an ended "
-                                                "sweep's status is in its folder: sweep_status sweeps/NAME where "
-                                                "it ran)") from None
-
-
-def remote_status(sweep: str, address: str) -> dict:
-    import ray
-
-    actor = find(sweep, address)
-    try:
-        status = ray.get(actor.get.remote(), timeout=ANSWER_SECONDS)
+        status = _get(_status_key(sweep))
     except Exception as e:
-        raise SpecError(redact(address), sweep, f"the sweep's driver did not answer ({e.__class__.__name__})") from None
-    return dict(status) if status else {"name": sweep, "state": "starting", "counts": {}, "running": []}
+        raise SpecError(redact(address), sweep, f"the cluster did not answer ({e.__class__.__name__})") from None
+    if status is None:
+        raise SpecError(redact(address), sweep, "no sweep of this name has run on this Ray cluster since it started "
+                                                "(check the name; a sweep's folder has its status too)")
+    status["driver_alive"] = fresh(status)
+    return status
 
 
 def remote_send(sweep: str, address: str, req: dict, wait: float = 15.0) -> Any:
     """Hand ``req`` to the running sweep; its driver's outcome (as ``control.send``)."""
-    import ray
+    from ray.experimental.internal_kv import _internal_kv_put
 
-    actor = find(sweep, address)
-    try:
-        ray.get(actor.ask.remote(req), timeout=ANSWER_SECONDS)
-    except Exception as e:
-        raise SpecError(redact(address), sweep, f"the sweep's driver did not take the request "
-                                                f"({e.__class__.__name__}): it has ended") from None
+    status = remote_status(sweep, address)
+    if not status["driver_alive"]:
+        how = (status.get("ended") or {}).get("how") or "its driver is not heard from"
+        raise SpecError(redact(address), sweep, f"the sweep is not running ({how})")
+    _internal_kv_put(_request_prefix(sweep) + req["id"], json.dumps(req), overwrite=True, namespace=NAMESPACE)
     deadline = time.monotonic() + wait
     while True:
-        try:
-            status = ray.get(actor.get.remote(), timeout=ANSWER_SECONDS) or {}
-        except Exception:  # the actor ended with its driver: the request was its last
-            return f"{req['action']}: the sweep's driver took it and has ended"
+        status = _get(_status_key(sweep)) or {}
         for acted in status.get("acted") or []:
             if acted.get("id") == req["id"]:
                 return acted.get("outcome")

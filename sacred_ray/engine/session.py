@@ -203,9 +203,6 @@ class Session:
         if self.beacon is not None:
             stop = self.interrupted
             self.beacon.close(how or (f"interrupted ({stop.reason})" if stop else "finished"))
-            if self.beacon.mailbox is not None:
-                self.beacon.mailbox.close()
-                self.beacon.mailbox = None
         if self.folder is not None:
             self.folder.close()
         if self.hub is not None:
