@@ -75,6 +75,61 @@ def sweep_status(sweep: str, mongo: Optional[str] = None, address: Optional[str]
     return status
 
 
+def looks_like_mongo(source: str) -> bool:
+    """A MongoDB address as -m takes it (mongodb://... or host:port:db), not a sweep's folder or name."""
+    return source.startswith(("mongodb://", "mongodb+srv://")) or (source.count(":") == 2 and not os.path.isdir(source))
+
+
+def mongo_status(address: str, name: Optional[str]) -> dict:
+    """A sweep's status from the runs MongoDB holds (``meta.sweep.name``), from anywhere that
+    reaches the database: counts of each trial's last run, the RUNNING ones, the failed ones and
+    the best result. Whether its driver lives is not known there: the runs' heartbeats say when
+    they were last heard."""
+    from .analysis import database
+    from .records import mongo_uri, redact
+
+    if not name:
+        raise SpecError(redact(address), "", "give the sweep's name too: sweep_status MONGO_URL NAME")
+    try:
+        runs = list(database(address, mongo_uri).runs.find(
+            {"meta.sweep.name": name},
+            {"status": 1, "meta.sweep": 1, "result": 1, "heartbeat": 1, "start_time": 1, "fail_trace": 1,
+             "info.ray.node_ip": 1, "experiment.name": 1}))
+    except SpecError:
+        raise
+    except Exception as e:
+        raise SpecError(redact(address), name, f"cannot reach MongoDB ({e.__class__.__name__}); start the server or "
+                                               f"fix the address") from None
+    if not runs:
+        raise SpecError(redact(address), name, "no runs of a sweep of this name in this database")
+    latest: dict = {}
+    for run in sorted(runs, key=lambda r: (str(r.get("start_time")), str(r["_id"]))):
+        latest[(run.get("meta") or {}).get("sweep", {}).get("key")] = run
+    counts: dict = {}
+    for run in latest.values():
+        counts[run.get("status")] = counts.get(run.get("status"), 0) + 1
+    trial = lambda run: (run.get("meta") or {}).get("sweep", {}).get("trial")  # noqa: E731
+    done = [r for r in latest.values() if r.get("status") == "COMPLETED" and isinstance(r.get("result"), (int, float))]
+    best = max(done, key=lambda r: r["result"], default=None)
+    beats = [r.get("heartbeat") for r in latest.values() if r.get("status") == "RUNNING" and r.get("heartbeat")]
+    return {
+        "name": name, "command": None, "folder": redact(address), "state": "running" if beats else None,
+        "total": None, "done": sum(n for s, n in counts.items() if s != "RUNNING"), "counts": counts,
+        "running": [{"trial": trial(r), "run_id": r["_id"], "node": ((r.get("info") or {}).get("ray") or {}).get("node_ip"),
+                     "started": None, "last": {}} for r in latest.values() if r.get("status") == "RUNNING"],
+        "best": {"trial": trial(best), "run_id": best["_id"], "metric": "result", "value": best["result"]} if best else None,
+        "failed": [{"trial": trial(r), "run_id": r["_id"], "status": r.get("status"),
+                    "error": _last_line("".join(r.get("fail_trace") or []))}
+                   for r in latest.values() if r.get("status") in ("FAILED", "TIMEOUT")],
+        "left_seconds": None, "driver_alive": None, "last_heartbeat": str(max(beats)) if beats else None,
+    }
+
+
+def _last_line(text: str) -> Optional[str]:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else None
+
+
 def driver_alive(folder: str, status: dict) -> bool:
     """Whether the sweep's driver runs: it holds the folder's lock (seen from any machine the
     lock reaches), or, on another host, it wrote status.json within SILENT_SECONDS."""
@@ -177,6 +232,10 @@ def format_status(s: dict) -> str:
         heard = time.time() - driver.get("alive_at", time.time())
         state = f"{s.get('state')}{' by ' + s['paused_by'] if s.get('paused_by') else ''}, driver {where} alive " \
                 f"(heard {heard:.0f}s ago)"
+    elif s.get("driver_alive") is None and s.get("last_heartbeat") is not None:
+        state = f"runs RUNNING, last heard {s['last_heartbeat']} (from MongoDB: its driver is not known here)"
+    elif s.get("driver_alive") is None and "last_heartbeat" in s:
+        state = "no run RUNNING (from MongoDB: its driver is not known here)"
     else:
         state = "not running (no status.json: made by an earlier version)" if s.get("state") is None else \
             f"driver {where} is not running"
@@ -263,7 +322,10 @@ def command(name: str, tokens: list, program: str) -> int:
             print(HELP.format(prog=program))
             return 0
         if name == "sweep_status":
-            status = sweep_status(asked.sweep, address=asked.address)
+            if looks_like_mongo(asked.sweep):
+                status = mongo_status(asked.sweep, asked.name)
+            else:
+                status = sweep_status(asked.sweep, mongo=asked.mongo, address=asked.address)
             print(json.dumps(status, default=str) if asked.json else format_status(status))
             return 0
         print(steer(asked.sweep, STEER[name], asked.trials, asked.address))
@@ -273,30 +335,40 @@ def command(name: str, tokens: list, program: str) -> int:
         return 2
 
 
+# a campaign command's options that take a value: (the field they set, the command they are for, what is needed)
+VALUE_OPTIONS = {
+    "--address": ("address", None, "the Ray cluster's address (host:6379, ray://host:10001 or auto)"),
+    "--trial": ("trials", "sweep_cancel", "a trial number (or Tune trial id)"),
+    "-m": ("mongo", "sweep_status", "the MongoDB address the sweep's runs are in"),
+    "--mongo_db": ("mongo", "sweep_status", "the MongoDB address the sweep's runs are in"),
+}
+
+
 def _parse(name: str, tokens: list, program: str) -> Optional[SimpleNamespace]:
     """A campaign command's arguments (None: it asked for help)."""
-    asked = SimpleNamespace(sweep=None, trials=[], json=False, address=None)
+    asked = SimpleNamespace(sweep=None, name=None, trials=[], json=False, address=None, mongo=None)
     tokens = iter(tokens)
     for token in tokens:
         flag, has_value, value = token.partition("=")
         if flag in ("-h", "--help"):
             return None
+        option = VALUE_OPTIONS.get(flag)
         if flag == "--json" and name == "sweep_status":
             asked.json = True
-        elif flag in ("--address", "--trial") and (flag == "--address" or name == "sweep_cancel"):
+        elif option is not None and option[1] in (None, name):
             value = value if has_value else next(tokens, None)
             if not value:
-                raise SpecError("command line", flag, "needs the Ray cluster's address (host:6379, ray://host:10001 or "
-                                                      "auto)" if flag == "--address" else
-                                                      "needs a trial number (or Tune trial id)")
-            if flag == "--address":
-                asked.address = value
-            else:
+                raise SpecError("command line", flag, f"needs {option[2]}")
+            if option[0] == "trials":
                 asked.trials += [int(v) if v.isdigit() else v for v in value.split(",") if v]
+            else:
+                setattr(asked, option[0], value)
         elif token.startswith("-"):
             raise SpecError("command line", flag, f"unknown option of {name}; see {program} {name} -h")
         elif asked.sweep is None:
             asked.sweep = token
+        elif asked.name is None and name == "sweep_status" and looks_like_mongo(asked.sweep):
+            asked.name = token
         else:
             raise SpecError("command line", name, f"takes one sweep, got {asked.sweep!r} and {token!r}")
     if asked.sweep is None:
@@ -306,14 +378,18 @@ def _parse(name: str, tokens: list, program: str) -> Optional[SimpleNamespace]:
 
 HELP = """\
 Usage:
-  {prog} sweep_status SWEEP [--json] [--address ADDR]
+  {prog} sweep_status SWEEP [--json] [--address ADDR] [-m MONGO_URL]
+  {prog} sweep_status MONGO_URL NAME [--json]
   {prog} sweep_cancel SWEEP [--trial N ...] [--address ADDR]
   {prog} sweep_pause SWEEP [--address ADDR]
   {prog} sweep_continue SWEEP [--address ADDR]
 
 SWEEP is a sweep's folder (sweeps/NAME) or its name; with --address (the Ray cluster's
 head host:6379, ray://HEAD:10001 or auto) a running sweep of that name is reached through
-the cluster, from a machine that does not see its folder (a sweep started with --submit). sweep_status shows a running or ended
+the cluster, from a machine that does not see its folder (a sweep started with --submit).
+MONGO_URL NAME reads a sweep's runs from MongoDB, from anywhere; -m gives a folder's sweep
+the database address with its credentials (spec.yaml keeps none), to close a dead driver's
+RUNNING runs there. sweep_status shows a running or ended
 sweep; a sweep whose driver died has its RUNNING runs closed INTERRUPTED. sweep_cancel stops
 the sweep as Ctrl-C would (or, with --trial, only those trials); sweep_pause starts no new
 trial until sweep_continue. Give the same ray_sweep command with a widened grid while its

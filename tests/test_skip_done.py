@@ -125,6 +125,13 @@ def test_skip_done_in_mongodb_across_processes(workdir):
     assert [r["meta"]["sweep"]["name"] for r in runs if r["config"]["x"] == 4.0] == ["wider"]
     assert "experiment.name_1_status_1" in json.load(open(workdir / "dump.json"))["sweeps"]["indexes"]
 
+    # an ended sweep's status from its runs in MongoDB, by address and name
+    code, out = cli(workdir, "sweep_status", "localhost:27017:sweeps", "first", mongo=state)
+    assert code == 0 and "sweep 'first'" in out and "2 COMPLETED" in out and "no run RUNNING" in out, out
+    assert "best so far: trial" in out and "result -1" in out, out  # x=1 and x=3 both end at -1
+    code, out = cli(workdir, "sweep_status", "localhost:27017:sweeps", "nothing-like-it", mongo=state)
+    assert code == 2 and "no runs of a sweep of this name" in out, out
+
 
 def test_rerun_failed_runs_only_the_failed_trials(workdir):
     # x=3 fails its first attempt (counted in flaky/), the others complete
