@@ -1,6 +1,6 @@
 """ray_sweep against a sequential loop and the hand-written 'seed' pattern, in one run.
 
-    python benchmarks/sweep_overhead.py [--repeats 3]
+    python benchmarks/sweep_overhead.py [--repeats 3] [--baseline PYTHON]
 
 Workloads: 40 trials of 0.5 s CPU (parallel efficiency) and 300 trials that do nothing
 (overhead per trial). Every way records its runs with a FileStorageObserver, except
@@ -9,6 +9,10 @@ medians over the repeats and the ratios the README quotes. The ways take turns w
 each repeat, so a change in the machine's load hits all of them alike; a ratio is the
 median of the per-repeat ratios. Trials-phase times come from the runs' own start/stop
 times; whole-command times include starting Ray.
+
+``--baseline PYTHON`` compares ray_sweep with itself at another version instead, in one run:
+PYTHON is the interpreter of a virtualenv where that version of sacred_ray is installed (see
+README's Performance for how the campaign change was measured this way).
 """
 
 import argparse
@@ -79,12 +83,12 @@ def seed(tmp, n, seconds):
     return timed([sys.executable, os.path.join(HERE, "seed_pattern.py"), os.path.join(tmp, "runs"), str(n), str(seconds)], tmp)
 
 
-def ray_sweep(tmp, n, seconds):
+def ray_sweep(tmp, n, seconds, python=sys.executable):
     with open(os.path.join(tmp, "grid.yaml"), "w") as f:
         f.write(f"fixed: {{seconds: {seconds}}}\ngrid:\n  index: {{range: [{n}]}}\nsweep: {{name: bench}}\n")
     # -C sys, as the sequential loop and the hand-written pattern capture (Sacred's default, fd,
     # costs every way about 2 ms a run for its tee process)
-    return timed([sys.executable, WORKLOAD, "ray_sweep", "with", "grid.yaml", "-F", "runs", "-C", "sys"], tmp)
+    return timed([python, WORKLOAD, "ray_sweep", "with", "grid.yaml", "-F", "runs", "-C", "sys"], tmp)
 
 
 WAYS = {"sequential": sequential, "bare Ray": bare, "seed pattern": seed, "ray_sweep": ray_sweep}
@@ -115,8 +119,12 @@ def median_of(runs, pick):
     return statistics.median(pick(r) for r in runs)
 
 
-def ratio(runs, pick, of="ray_sweep", to="seed pattern"):
+TO = ["seed pattern"]  # what ray_sweep is compared with (--baseline: itself at another version)
+
+
+def ratio(runs, pick, of="ray_sweep", to=None):
     """The median over repeats of ``of``/``to``, each repeat's pair measured side by side."""
+    to = to or TO[0]
     return statistics.median(pick(a) / pick(b) for a, b in zip(runs[of], runs[to]))
 
 
@@ -124,7 +132,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workload", choices=["all", "parallel", "overhead"], default="all")
+    parser.add_argument("--baseline", metavar="PYTHON", help="compare ray_sweep with the sacred_ray this Python has")
     args = parser.parse_args()
+    if args.baseline:
+        WAYS.clear()
+        WAYS["ray_sweep"] = ray_sweep
+        WAYS["baseline"] = lambda tmp, n, seconds: ray_sweep(tmp, n, seconds, python=args.baseline)
+        TO[0] = "baseline"
     print(f"{CORES} cores, median of {args.repeats} runs each\n")
     if args.workload in ("all", "parallel"):
         parallel(args.repeats)
@@ -141,9 +155,10 @@ def parallel(repeats):
     for way in WAYS:
         wall, phase = median_of(runs[way], lambda r: r[0]), median_of(runs[way], lambda r: r[1])
         print(f"{way:14} {phase:11.2f}s {phase / ideal:8.3f}x {wall:13.2f}s {wall / ideal:8.3f}x")
-    print(f"ray_sweep / seed pattern: trials phase {ratio(runs, lambda r: r[1]):.3f}, "
+    print(f"ray_sweep / {TO[0]}: trials phase {ratio(runs, lambda r: r[1]):.3f}, "
           f"whole command {ratio(runs, lambda r: r[0]):.3f}")
-    print(f"ray_sweep / bare Ray (no Sacred): trials phase {ratio(runs, lambda r: r[1], to='bare Ray'):.3f}")
+    if "bare Ray" in runs:
+        print(f"ray_sweep / bare Ray (no Sacred): trials phase {ratio(runs, lambda r: r[1], to='bare Ray'):.3f}")
 
 
 def overhead(repeats):
@@ -154,7 +169,7 @@ def overhead(repeats):
     for way in WAYS:
         wall, phase = median_of(runs[way], lambda r: r[0]), median_of(runs[way], lambda r: r[1])
         print(f"{way:14} {phase:11.2f}s {1000 * phase / n:8.1f}ms {wall:13.2f}s")
-    print(f"ray_sweep per-trial overhead / seed pattern: {ratio(runs, lambda r: r[1]):.3f}")
+    print(f"ray_sweep per-trial overhead / {TO[0]}: {ratio(runs, lambda r: r[1]):.3f}")
 
 
 if __name__ == "__main__":
