@@ -165,3 +165,28 @@ def test_bad_skip_settings_get_one_line_and_exit_2(workdir):
     assert code == 2 and "--skip-done" in out and "ray_sweep" in out, out
     assert "Traceback" not in out
     assert not (workdir / "runs").exists() or not os.listdir(workdir / "runs")
+
+
+def test_trials_handed_to_a_running_skip_done_sweep_are_skipped_when_an_earlier_run_holds_them(workdir):
+    from test_campaign import start, status, wait_for
+
+    code, out = cli(workdir, "with", "x=2.0", "-F", "runs")
+    assert code == 0, out
+    grid = "sweep: {{name: live, skip_done: true, skip_ignore: [sleep]}}\ngrid:\n  x: [{xs}]\n  sleep: [6.0]\n"
+    write(workdir / "grid.yaml", grid.format(xs="7.0"))
+    folder = str(workdir / "sweeps" / "live")
+    driver = start(workdir, "ray_sweep", "grid.yaml")
+    try:
+        wait_for(lambda: status(folder).get("running"), "the running trial")
+        write(workdir / "grid.yaml", grid.format(xs="7.0, 2.0, 9.0"))
+        code, out = cli(workdir, "ray_sweep", "grid.yaml", "-F", "runs")
+        assert code == 0 and "added 2 trial(s) (#1-#2, 1 of them SKIPPED" in out, out
+        driver.wait(timeout=120)
+        log = driver.stdout.read()
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, log
+    assert xs(file_runs(workdir / "runs")) == [2.0, 7.0, 9.0]  # x=2 ran once, alone
+    entries = {e["index"]: e for e in ledger(workdir / "sweeps" / "live") if "control" not in e}
+    assert entries[1]["status"] == "SKIPPED" and entries[1]["done_in"]["run_id"] == 1
+    assert "3 trials: 2 COMPLETED, 1 SKIPPED" in log, log

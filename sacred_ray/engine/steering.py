@@ -108,13 +108,13 @@ class SweepSteering:
             d.known[trial.key] = following
             following += 1
             new.append(trial)
-        if new:
-            d.add(new)
+        skipped = d.add(new) if new else 0
         offered = len(req.get("trials") or [])
         if not new:
             return f"nothing to add: all {offered} trial(s) are in the sweep already", None
         numbers = f"#{new[0].index}" + (f"-#{new[-1].index}" if len(new) > 1 else "")
-        return f"added {len(new)} trial(s) ({numbers}); {offered - len(new)} were in the sweep already", None
+        done = f", {skipped} of them SKIPPED (an earlier run holds it)" if skipped else ""
+        return f"added {len(new)} trial(s) ({numbers}{done}); {offered - len(new)} were in the sweep already", None
 
 
 class TuneSteering:

@@ -52,7 +52,9 @@ def sweep(ex: Experiment, grid, req: Request) -> SweepResult:
             # next trial at once instead of after the driver's next turn (2 ms a trial).
             window = settings.max_concurrent or 4 * capacity
             bar.start()
-            driver = SweepDriver(session, trials, window, bar, known={t.key: t.index for t in numbered})
+            skips = req.skip_done or settings.skip_done
+            driver = SweepDriver(session, trials, window, bar, known={t.key: t.index for t in numbered},
+                                 skip=(lambda added: skip_done(ex, session, added)) if skips else None)
             driver.run()
         except KeyboardInterrupt:
             interrupted = Interrupted(130, "Ctrl-C")

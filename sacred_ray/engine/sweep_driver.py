@@ -53,9 +53,11 @@ class SweepDriver(RunHooks):
     """Runs a sweep's trials on Ray (see the module docstring); one instance per sweep."""
 
     def __init__(self, session: Session, trials: list, window: int, progress: Progress,
-                 known: Optional[dict] = None):
+                 known: Optional[dict] = None, skip=None):
         """``known``: every trial key of the sweep -> its number (those done before a --resume
-        too), so a trial handed to the running sweep runs once, under a number of its own."""
+        too), so a trial handed to the running sweep runs once, under a number of its own.
+        ``skip``: (trials) -> (those to run, SKIPPED results), for trials handed to it (--skip-done)."""
+        self.skip = skip
         import ray
 
         self.session = session
@@ -257,12 +259,19 @@ class SweepDriver(RunHooks):
         self.queue.extendleft(sorted(self.held, key=lambda entry: entry[0].index, reverse=True))
         self.held.clear()
 
-    def add(self, trials: list) -> None:
-        """Trials handed to the running sweep (numbered already): queued, listed in trials.jsonl."""
+    def add(self, trials: list) -> int:
+        """Trials handed to the running sweep (numbered already): listed in trials.jsonl, and
+        queued, except those an earlier run holds (--skip-done); returns how many were skipped."""
         self.session.folder.add_trials(trials)
+        skipped = []
+        if self.skip is not None:
+            trials, skipped = self.skip(trials)
+            for r in skipped:
+                self.results[r.trial.index] = r
         self.queue.extend((t, 1, None) for t in trials)
-        self.session.beacon.grew(len(trials))
+        self.session.beacon.grew(len(trials) + len(skipped))
         self.progress.total += len(trials)
+        return len(skipped)
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> None:
