@@ -130,9 +130,12 @@ def compile_search(plan: SearchPlan, settings) -> tuple:
 
 
 def budget(settings) -> Optional[int]:
-    """The iterations a scheduler gives a trial at most (None: no such budget)."""
+    """The iterations a scheduler gives a trial at most (None: no such budget, or one counted in
+    another ``time_attr`` than Tune's training iterations)."""
     default = SCHEDULERS[settings.scheduler].max_t
-    return None if default is None else settings.scheduler_options.get("max_t", default)
+    if default is None or settings.scheduler_options.get("time_attr", "training_iteration") != "training_iteration":
+        return None
+    return settings.scheduler_options.get("max_t", default)
 
 
 class Resample:

@@ -172,7 +172,13 @@ class SacredTrainable(tune.Trainable):
             self.pending_config = None
         kind, payload, *rest = self.handoff.take()
         if kind == "report":
-            return {**payload, "step": rest[0]}
+            result = {**payload, "step": rest[0]}
+            if self.job.max_t and self.iteration + 1 >= self.job.max_t:
+                # the scheduler's budget is used up: the trial ends here, as the scheduler would
+                # end it, and is not left to it (HyperBand can pause a trial at its last rung and
+                # never take it back; ray-project/ray#39157)
+                result["done"] = True
+            return result
         status = payload.status
         if status == "FAILED":
             raise RuntimeError(f"the trial's Sacred run failed: {payload.error}")
