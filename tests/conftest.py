@@ -40,6 +40,14 @@ def _stop_shared_ray():
         cluster.shutdown()
 
 
+def pytest_collection_modifyitems(items):
+    """A test on this process's Ray (``ray_session``) is slow, marked or not: its first use
+    starts the Ray (README's fast run, ``-m "not slow"``, starts none)."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def interruptible():
     """A child's SIGINT as a terminal's: its default handler, not blocked (a background job of a
     non-interactive shell, or a test process some library left so, would pass SIGINT ignored

@@ -11,6 +11,7 @@ from sacred_ray.api import run_sweep, run_tune
 GRID = {"grid": {"x": [1.0, 3.0], "+size": ["big", "small"]}, "seeds": [5, 6], "fixed": {"steps": 4}}
 
 
+@pytest.mark.slow
 def test_a_sweep_loads_the_same_from_file_storage_and_from_mongodb(ray_session, toy, tmp_path, mongo_db):
     spec = {**GRID, "sweep": {"name": "frame", "dir": str(tmp_path / "frame")}}
     options = {"--file_storage": str(tmp_path / "runs"), "--mongo_db": "localhost:27017:sweeps"}
@@ -42,6 +43,7 @@ def test_a_sweep_loads_the_same_from_file_storage_and_from_mongodb(ray_session, 
     assert list(first.step) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_search_loads_with_its_tune_trials(ray_session, curves, tmp_path):
     spec = {"space": {"quality": {"grid": [0.2, 0.8]}}, "fixed": {"steps": 3, "pause": 0.0},
             "tune": {"metric": "loss", "mode": "min", "search": "grid", "dir": str(tmp_path / "s"), "name": "s"}}
@@ -64,6 +66,7 @@ def test_what_cannot_be_loaded_is_one_line(tmp_path, mongo_db):
         sacred_ray.load_sweep("localhost:27017:sweeps")
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_is_one_line_within_seconds():
     import time
 

@@ -129,6 +129,7 @@ def no_ray(monkeypatch):
     monkeypatch.setitem(sys.modules, "hyperopt", None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("files,args,message", CORPUS, ids=[c[2][:45] for c in CORPUS])
 def test_bad_input_exits_2_with_one_line(toy, tmp_path, monkeypatch, capsys, no_ray, files, args, message):
     assert len(CORPUS) + len(FOLDERS) >= 80

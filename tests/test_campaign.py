@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import cli_env, interruptible, run_cli, write
 from test_faults import file_runs, ledger
 
 from sacred_ray import campaign
+
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
 
 def start(workdir, command, spec, env=None):

@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import EXPERIMENTS, import_experiment, run_cli, write
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 GRID = "grid:\n  steps: [10]\nfixed: {every: 2, die_at: 6, marks: MARKS}\n"
 
 

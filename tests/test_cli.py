@@ -11,6 +11,7 @@ GRID = os.path.join(EXAMPLES, "grid.yaml")
 NO_RAY = cli_env(RAY_ADDRESS="127.0.0.1:9")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelling", [["ray_sweep", "with", GRID], ["ray_sweep", GRID]])
 def test_dry_run_prints_the_trials_and_starts_nothing(tmp_path, spelling):
     proc = run_cli([DIGITS] + spelling + ["--dry-run", "-F", "runs"], cwd=tmp_path, env=NO_RAY)
@@ -24,6 +25,7 @@ def test_dry_run_prints_the_trials_and_starts_nothing(tmp_path, spelling):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
 
 
+@pytest.mark.slow
 def test_updates_and_named_configs_on_the_line_apply_to_every_trial(tmp_path):
     proc = run_cli([DIGITS, "ray_sweep", "with", GRID, "epochs=3", "alpha=0.5", "large", "--dry-run"],
                    cwd=tmp_path, env=NO_RAY)
@@ -32,6 +34,7 @@ def test_updates_and_named_configs_on_the_line_apply_to_every_trial(tmp_path):
     assert proc.stdout.strip().endswith("10 trials")
 
 
+@pytest.mark.slow
 def test_sacred_flags_are_accepted_for_the_trials(tmp_path):
     proc = run_cli([DIGITS, "ray_sweep", GRID, "-c", "my comment", "-n", "other", "-l", "WARNING",
                     "--beat-interval=2", "-F", "runs", "--dry-run"], cwd=tmp_path, env=NO_RAY)
@@ -39,6 +42,7 @@ def test_sacred_flags_are_accepted_for_the_trials(tmp_path):
     assert proc.stdout.strip().endswith("10 trials")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelling", [["tune_with"], ["tune_with", "with"]])
 def test_tune_dry_run_prints_the_compiled_space(tmp_path, spelling):
     space = os.path.join(EXAMPLES, "space.yaml")
@@ -68,6 +72,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text,extra,message", ERRORS, ids=[e[2][7:50] for e in ERRORS])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, text, extra, message):
     write(tmp_path / "bad.yaml", text)
@@ -78,6 +83,7 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, text, extra, message)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
 
 
+@pytest.mark.slow
 def test_missing_sweep_file_and_missing_file_argument(tmp_path):
     proc = run_cli([DIGITS, "ray_sweep", "with", "nope.yaml"], cwd=tmp_path, env=NO_RAY)
     assert proc.returncode == 2
@@ -87,6 +93,7 @@ def test_missing_sweep_file_and_missing_file_argument(tmp_path):
     assert proc.stderr.strip() == "error: command line: tune_with: needs a sweep file: digits.py tune_with with space.yaml"
 
 
+@pytest.mark.slow
 def test_help_lists_both_commands(tmp_path):
     proc = run_cli([DIGITS, "--help"], cwd=tmp_path, env=NO_RAY)
     assert proc.returncode == 0
@@ -96,6 +103,7 @@ def test_help_lists_both_commands(tmp_path):
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "ray_sweep [with] GRID.yaml" in proc.stdout
 
 
+@pytest.mark.slow
 def test_plain_sacred_use_is_unchanged(tmp_path):
     proc = run_cli([DIGITS, "with", "epochs=1", "optimizer.lr=0.01", "-F", "runs"], cwd=tmp_path, env=NO_RAY)
     assert proc.returncode == 0, proc.stderr
@@ -132,6 +140,7 @@ def main(x):
 """
 
 
+@pytest.mark.slow
 def test_a_commands_exit_skips_the_final_collections_and_keeps_the_scripts_atexit(tmp_path):
     write(tmp_path / "exiting.py", EXITING)
     write(tmp_path / "grid.yaml", "grid:\n  x: [1, 2]\n")
@@ -143,6 +152,7 @@ def test_a_commands_exit_skips_the_final_collections_and_keeps_the_scripts_atexi
     assert "the script's own atexit handler ran; heap frozen: False" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_space_dry_run_shows_values_as_written_and_how_the_count_comes_about(tmp_path):
     write(tmp_path / "space.yaml", "space:\n  epochs: {grid: {range: [1, 4]}}\n  alpha: {uniform: [0, 1]}\n"
                                    "  +size: {choice: [small, large]}\n"

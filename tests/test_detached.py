@@ -14,6 +14,8 @@ import pytest
 from conftest import EXPERIMENTS, cli_env, run_cli, write
 from test_faults import file_runs
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 
 def free_port():
     with socket.socket() as s:

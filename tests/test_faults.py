@@ -49,6 +49,7 @@ def recorded_runs(where, tmp_path, mongo_db):
     return list(mongo_db.runs.find()) if where == "by the driver" else file_runs(tmp_path / "runs")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", RECORDED)
 def test_a_dead_worker_is_recorded_failed_and_not_retried(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0, 2.0]}, "variants": {"ok": {}, "dies": {"fixed": {"exit_hard": True}, "grid": {"x": [3.0]}}},
@@ -64,6 +65,7 @@ def test_a_dead_worker_is_recorded_failed_and_not_retried(ray_session, toy, tmp_
     assert sorted(r["status"] for r in runs) == ["COMPLETED", "COMPLETED", "FAILED"]
 
 
+@pytest.mark.slow
 def test_retries_rerun_a_failed_trial_each_attempt_its_own_run(ray_session, toy, tmp_path, mongo_db):
     flaky = tmp_path / "flaky"
     flaky.mkdir()
@@ -80,6 +82,7 @@ def test_retries_rerun_a_failed_trial_each_attempt_its_own_run(ray_session, toy,
         (1, "FAILED", True), (1, "FAILED", True), (2, "COMPLETED", False), (2, "COMPLETED", False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", RECORDED)
 def test_fail_fast_stops_the_sweep_at_the_first_failure(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0, 5.0]}, "fixed": {"sleep": 20.0},
@@ -99,6 +102,7 @@ def test_fail_fast_stops_the_sweep_at_the_first_failure(ray_session, toy, tmp_pa
     assert all(r["info"]["sacred_ray"]["stop_reason"].startswith("fail_fast") for r in interrupted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", RECORDED)
 def test_a_trial_over_its_timeout_is_recorded_timeout(ray_session, toy, tmp_path, mongo_db, where):
     spec = {"grid": {"x": [1.0]}, "fixed": {"sleep": 60.0}, "sweep": {"dir": str(tmp_path / "sw"), "timeout": 1.5}}
@@ -143,6 +147,7 @@ def _wait_for_ledger(workdir, lines, timeout=120):
     raise AssertionError("the sweep did not get going")
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir):
     write(workdir / "grid.yaml", GRID)
     proc = _start_sweep(workdir)
@@ -171,6 +176,7 @@ def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir
     assert len(file_runs(workdir / "runs")) == len(runs)
 
 
+@pytest.mark.slow
 def test_ctrl_c_counts_running_and_queued_trials_as_they_are(workdir):
     """With more trials submitted than run at once (2 CPUs, a window of 8), Ctrl-C says how many
     were running, and no interrupted trial is counted as failed."""
@@ -194,6 +200,7 @@ def test_ctrl_c_counts_running_and_queued_trials_as_they_are(workdir):
     assert "6 trials: " in out and "FAILED" not in out.split("6 trials: ")[1]
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(workdir):
     write(workdir / "grid.yaml", GRID)
     proc = _start_sweep(workdir)
@@ -222,6 +229,7 @@ def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(work
     assert sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
+@pytest.mark.slow
 def test_resume_closes_runs_left_running_by_a_machine_that_died(workdir):
     """Driver and worker gone at once (a machine lost): nothing could end the run; --resume does."""
     import datetime
@@ -243,6 +251,7 @@ def test_resume_closes_runs_left_running_by_a_machine_that_died(workdir):
     assert sorted(r["config"]["x"] for r in runs if r["status"] == "COMPLETED") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
+@pytest.mark.slow
 def test_unreachable_mongodb_is_one_line_before_ray_starts(workdir):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0]\n")
     started = time.monotonic()
@@ -257,6 +266,7 @@ def test_unreachable_mongodb_is_one_line_before_ray_starts(workdir):
     assert not (workdir / "sweeps").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url,shown", [
     ("mongodb://alice:s3cr3t-pw@localhost:27017/sweeps", "mongodb://alice:***@localhost:27017/sweeps"),
     ("mongodb://alice:s3cr3t-pw@localhost:27017/sweeps?tlsCertificateKeyFilePassword=s3cr3t-key&authSource=admin",
@@ -304,6 +314,7 @@ def test_every_credential_of_a_url_is_redacted(url, shown):
     assert redact(f"error: cannot reach {url} (timeout)") == f"error: cannot reach {shown} (timeout)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["mongodb://:s3cr3t@", "mongodb://u:s3c/r3t@", "mongodb://u:s3c@r3t@:bad:port/db",
                                    "mongodb://h/db?tlsCertificateKeyFilePassword=s3cr3t&bogus"])
 def test_a_url_that_cannot_parse_shows_no_credential(workdir, value):
@@ -314,6 +325,7 @@ def test_a_url_that_cannot_parse_shows_no_credential(workdir, value):
     assert "s3cr3t" not in proc.stdout + proc.stderr and "r3t" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["mongodb://alice:pw@", "localhost:27017:bad db"])
 def test_a_mongo_address_that_cannot_parse_is_refused(workdir, value):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0]\n")
@@ -322,6 +334,7 @@ def test_a_mongo_address_that_cannot_parse_is_refused(workdir, value):
     assert proc.stderr.startswith("error: command line: -m: cannot parse") and "pw" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_mongodb_lost_mid_sweep_loses_nothing(workdir, tmp_path):
     import pickle
 
@@ -337,6 +350,7 @@ def test_mongodb_lost_mid_sweep_loses_nothing(workdir, tmp_path):
     assert f"3 run(s) could not be written to MongoDB; Sacred saved them in {saved_dir}" in proc.stdout
 
 
+@pytest.mark.slow
 def test_resume_after_the_grid_changed_runs_only_the_new_trials(workdir):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {name: grows}\n")
     assert run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=workdir).returncode == 0
@@ -349,6 +363,7 @@ def test_resume_after_the_grid_changed_runs_only_the_new_trials(workdir):
     assert {r["meta"]["sweep"]["trial"] for r in runs if r["config"]["x"] == 3.0} == {2}
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_leaves_nothing_running(workdir):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nfixed: {sleep: 60.0, stubborn: true}\nsweep: {name: stuck}\n")
     proc = _start_sweep(workdir)
@@ -366,6 +381,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_nothing_running(workdir):
     assert len(runs) == 2 and {r["status"] for r in runs} == {"INTERRUPTED"}
 
 
+@pytest.mark.slow
 def test_a_stop_that_arrives_after_a_run_ended_does_not_interrupt_the_next_run(ray_session):
     import ray
 

@@ -12,6 +12,8 @@ import subprocess
 import pytest
 from conftest import EXPERIMENTS, cli_env, read_dump, run_cli, write
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 
 def own_types(tmp_path):
     shutil.copy(os.path.join(EXPERIMENTS, "own_types.py"), tmp_path / "own_types.py")

@@ -82,6 +82,7 @@ def _readers():
     return sum(1 for t in threading.enumerate() if t.name == "sacred-ray-hub-reader")
 
 
+@pytest.mark.slow
 def test_a_connection_that_never_speaks_holds_no_thread_past_the_handshake_bound():
     hub = Hub("127.0.0.1", handshake_seconds=2.0)
     try:

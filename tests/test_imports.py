@@ -93,6 +93,7 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+@pytest.mark.slow
 def test_no_private_name_is_taken_from_another_module():
     _, private = _graph()
     assert private == []

@@ -13,6 +13,8 @@ from conftest import EXPERIMENTS, cli_env, run_cli, write
 from ray.cluster_utils import Cluster
 from test_faults import file_runs
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 
 @pytest.fixture(scope="module")
 def cluster():

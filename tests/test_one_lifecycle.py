@@ -10,6 +10,8 @@ from conftest import read_dump, run_cli, write
 
 from sacred_ray.api import run_sweep, run_tune
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 SWEEP_KEYS = {"name", "trial", "key", "variant", "attempt", "sources"}  # meta.sweep, whichever command ran the trial
 
 

@@ -31,6 +31,7 @@ def gain(lr, step, shift_at=6):  # the experiment's own, as tests/experiments/sh
     return math.exp(-((math.log10(lr) - (-1.0 if step < shift_at else -3.0)) ** 2))
 
 
+@pytest.mark.slow
 def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_state(ray_session, tmp_path, mongo_db,
                                                                                        monkeypatch):
     ex = import_experiment("shifting")
@@ -88,6 +89,7 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
     assert statistics.median(best["pbt"]) > statistics.median(best["random"]), best
 
 
+@pytest.mark.slow
 def test_pb2_from_the_command_line_keeps_new_values_in_bounds_and_writes_its_lineage(tmp_path):
     """PB2 (PBT whose explore step fits a Gaussian process) through the same machinery, with -F."""
     shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
@@ -127,6 +129,7 @@ def test_pb2_without_its_packages_says_how_to_get_them(tmp_path, monkeypatch):
     assert str(e.value) == 'space.yaml: tune: scheduler: pb2 needs GPy and scikit-learn; pip install "sacred-ray[pb2]"'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler,where,message", [
     ("{type: pbt, perturbation_interval: 2, mutations: []}", "tune: scheduler: mutations", "nothing to mutate"),
     ("{type: pbt, perturbation_interval: 2, mutations: [depth]}", "tune: scheduler: mutations: depth", "grid key"),
@@ -147,6 +150,7 @@ def test_bad_pbt_settings_are_one_line_before_anything_starts(tmp_path, schedule
     assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "sweeps")
 
 
+@pytest.mark.slow
 def test_a_pbt_space_with_only_grid_keys_has_nothing_to_mutate(tmp_path):
     shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
     write(tmp_path / "space.yaml", "space:\n  lr: {grid: [0.1, 0.01]}\ntune:\n  metric: score\n"

@@ -3,6 +3,7 @@
 import datetime
 import json
 
+import pytest
 from sacred.observers import FileStorageObserver
 
 from sacred_ray.engine.recorder import RunIds, TrialRecorder
@@ -20,6 +21,7 @@ def start(runs, run_ids, x):
     return answer.run_id
 
 
+@pytest.mark.slow
 def test_runs_continue_after_the_largest_folder_and_skip_one_taken_meanwhile(tmp_path):
     runs = tmp_path / "runs"
     for name in ("1", "2", "5", "notes"):

@@ -103,6 +103,7 @@ def screenshot(page, name):
     page.screenshot(path=os.path.join(ARTIFACTS, name), full_page=True)
 
 
+@pytest.mark.slow
 def test_a_sweeps_report_opens_in_chromium_with_every_plot_and_a_sortable_table(tmp_path, browser):
     shutil.copy(f"{EXPERIMENTS}/noisy.py", tmp_path / "noisy.py")
     write(tmp_path / "seeds.yaml", "grid:\n  lr: [1.0, 2.0, 3.0, 4.0, 9.0]\nseeds: [0, 1, 2]\nfixed: {fail_at: 9.0}\n")
@@ -157,6 +158,7 @@ def test_a_sweeps_report_opens_in_chromium_with_every_plot_and_a_sortable_table(
     assert "ranked by score (max)" in (tmp_path / "again.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_search_report_shows_early_stopped_trials_cut(tmp_path, browser):
     shutil.copy(f"{EXPERIMENTS}/curves.py", tmp_path / "curves.py")
     write(tmp_path / "space.yaml", """
@@ -195,6 +197,7 @@ tune:
     page.close()
 
 
+@pytest.mark.slow
 def test_a_report_is_rewritten_while_the_sweep_runs(ray_session, toy, tmp_path, monkeypatch):
     from sacred_ray.api import run_sweep
     from sacred_ray.engine import reporting
@@ -256,6 +259,7 @@ def test_a_report_from_mongodb_and_what_cannot_be_reported(ray_session, toy, tmp
         assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_an_unreachable_mongodb_is_one_line(tmp_path):
     shutil.copy(f"{EXPERIMENTS}/toy.py", tmp_path / "toy.py")
     proc = run_cli(["toy.py", "sweep_report", "mongodb://user:secret@127.0.0.1:1/db", "s"], cwd=tmp_path)

@@ -14,6 +14,7 @@ from sacred_ray.stats import spread, t975
 HALF = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * std 1 / sqrt(3)
 
 
+@pytest.mark.slow
 def test_the_t_quantile_matches_scipy():
     stats = pytest.importorskip("scipy.stats")
     for df in list(range(1, 200)) + [500, 10_000]:
@@ -29,6 +30,7 @@ def test_spread_of_known_values():
     assert spread([]).mean is None
 
 
+@pytest.mark.slow
 def test_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path):
     shutil.copy(f"{EXPERIMENTS}/noisy.py", tmp_path / "noisy.py")
     write(tmp_path / "seeds.yaml", "grid:\n  lr: [1.0, 3.0, 4.0, 9.0]\nseeds: [0, 1, 2]\nfixed: {fail_at: 9.0}\n")

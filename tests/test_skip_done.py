@@ -5,10 +5,13 @@ count, and --rerun failed; all through the experiment's own command line."""
 import json
 import os
 
+import pytest
 from conftest import run_cli, write
 from test_faults import file_runs, ledger
 
 import sacred_ray
+
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
 
 def cli(workdir, *args, mongo=None):

@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,12 +41,14 @@ def _as_file(document):
     return path
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_grid_loader_answers_with_trials_or_its_own_error(document):
     _either(load_grid, document, GridSpec)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_space_loader_answers_with_a_space_or_its_own_error(document):

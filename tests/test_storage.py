@@ -12,6 +12,8 @@ import moto.server as moto_server
 import pytest
 from conftest import EXPERIMENTS, cli_env, run_cli, write
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

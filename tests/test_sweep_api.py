@@ -42,6 +42,7 @@ class Recording(RunObserver):
         self.events.append(("failed", "".join(fail_trace)))
 
 
+@pytest.mark.slow
 def test_observer_added_in_code_gets_every_trial(ray_session, toy, tmp_path):
     Recording.instances.clear()
     toy.observers.append(Recording())
@@ -138,6 +139,7 @@ def test_failing_trial_is_failed_with_traceback_and_the_sweep_goes_on(ray_sessio
     assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
 
 
+@pytest.mark.slow
 def test_two_hundred_trivial_trials_are_two_hundred_runs(ray_session, toy, tmp_path, mongo_db):
     spec = {"grid": {"x": {"range": [200]}}, "fixed": {"steps": 1},
             "sweep": {"dir": str(tmp_path / "sw"), "name": "many"}}
@@ -157,6 +159,7 @@ def test_infeasible_resources_are_refused_before_any_trial(ray_session, toy, tmp
     assert mongo_db.runs.count_documents({}) == 0
 
 
+@pytest.mark.slow
 def test_max_concurrent_bounds_trials_in_flight(ray_session, toy, tmp_path):
     spec = {"grid": {"x": [1.0, 2.0, 3.0, 4.0]}, "fixed": {"sleep": 0.3},
             "sweep": {"dir": str(tmp_path / "sw"), "max_concurrent": 1}}
@@ -174,6 +177,7 @@ def test_max_concurrent_bounds_trials_in_flight(ray_session, toy, tmp_path):
         assert start >= stop  # never two trials at once
 
 
+@pytest.mark.slow
 def test_trials_never_outnumber_the_cpus_they_asked_for(ray_session, toy, tmp_path):
     """Each trial takes one of the 2 CPUs: a third must never run while two do (a worker
     that blocks in ray.get hands its CPU back to Ray, which then starts another trial)."""
@@ -199,6 +203,7 @@ def test_trials_never_outnumber_the_cpus_they_asked_for(ray_session, toy, tmp_pa
     assert most == 2, sorted(edges)
 
 
+@pytest.mark.slow
 def test_mongo_observer_in_code_is_copied_per_trial(ray_session, toy, tmp_path, mongo_db):
     toy.observers.append(MongoObserver.create(url="localhost:27017", db_name="sweeps"))
     try:

@@ -4,8 +4,11 @@ import csv
 import json
 import os
 
+import pytest
 from conftest import EXAMPLES, cli_env, read_dump, run_cli, write
 from sacred.host_info import get_host_info
+
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
 GRID = """\
 fixed:

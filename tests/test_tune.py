@@ -19,6 +19,7 @@ ASHA = {
 }
 
 
+@pytest.mark.slow
 def test_asha_stops_bad_trials_early_and_finds_the_known_best(ray_session, curves, tmp_path, mongo_db):
     spec = {**ASHA, "tune": {**ASHA["tune"], "dir": str(tmp_path / "search"), "name": "asha"}}
     result = run_tune(curves, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)
@@ -62,6 +63,7 @@ CONDITIONAL = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["random", "optuna", "hyperopt"])
 def test_conditional_parameters_never_leak_across_variants(ray_session, curves, tmp_path, mongo_db, search):
     spec = {**CONDITIONAL, "tune": {**CONDITIONAL["tune"], "search": {"type": search, "seed": 1},
@@ -86,6 +88,7 @@ def test_conditional_parameters_never_leak_across_variants(ray_session, curves, 
         assert variants == {"recurrent", "feedforward"}
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_failed_with_its_traceback(ray_session, curves, tmp_path, mongo_db):
     spec = {"fixed": {"steps": 2, "pause": 0.0, "fail_below": 0.5},
             "space": {"quality": {"grid": [0.2, 0.9]}},
@@ -99,6 +102,7 @@ def test_a_failing_trial_is_failed_with_its_traceback(ray_session, curves, tmp_p
     assert mongo_db.runs.count_documents({"status": "RUNNING"}) == 0
 
 
+@pytest.mark.slow
 def test_result_as_metric_reports_the_return_value(ray_session, curves, tmp_path):
     spec = {"fixed": {"steps": 2, "pause": 0.0}, "space": {"quality": {"grid": [0.1, 0.7, 0.4]}},
             "tune": {"metric": "result", "mode": "max", "search": "grid", "dir": str(tmp_path / "s")}}
@@ -114,6 +118,7 @@ def test_missing_searcher_package_is_a_one_line_error(curves, monkeypatch):
         run_tune(curves, {"space": {"quality": {"uniform": [0, 1]}}, "tune": {"search": "optuna"}}, progress=False)
 
 
+@pytest.mark.slow
 def test_tune_with_from_the_command_line_records_statuses_in_file_storage(tmp_path):
     exp = tmp_path / "curves.py"
     exp.write_text(open(os.path.join(EXPERIMENTS, "curves.py")).read())
@@ -141,6 +146,7 @@ def test_tune_with_from_the_command_line_records_statuses_in_file_storage(tmp_pa
 
 
 
+@pytest.mark.slow
 def test_hyperband_leaves_no_orphaned_runs(ray_session, curves, tmp_path, mongo_db):
     spec = {"fixed": {"pause": 0.01}, "space": {"quality": {"uniform": [0.0, 1.0]}},
             "tune": {"metric": "loss", "mode": "min", "num_samples": 6, "max_concurrent_trials": 2,
@@ -156,6 +162,7 @@ def test_hyperband_leaves_no_orphaned_runs(ray_session, curves, tmp_path, mongo_
     assert "COMPLETED" in {r["status"] for r in runs}
 
 
+@pytest.mark.slow
 def test_resume_continues_a_finished_search_without_new_runs(ray_session, curves, tmp_path):
     spec = {"fixed": {"steps": 2, "pause": 0.0}, "space": {"quality": {"grid": [0.3, 0.6]}},
             "tune": {"metric": "loss", "mode": "min", "search": "grid", "dir": str(tmp_path / "s"), "name": "again"}}
@@ -168,6 +175,7 @@ def test_resume_continues_a_finished_search_without_new_runs(ray_session, curves
     assert again.best["values"]["quality"] == 0.6
 
 
+@pytest.mark.slow
 def test_the_control_example_runs_its_conditional_optuna_search(ray_session, tmp_path):
     import importlib.util
 
@@ -192,6 +200,7 @@ def test_the_control_example_runs_its_conditional_optuna_search(ray_session, tmp
             assert config["model"] == "lstm"  # the conditional constraint held in every trial
 
 
+@pytest.mark.slow
 def test_named_configs_keep_the_files_label_in_the_results(ray_session, toy, tmp_path):
     """The end table, the best line and summary.csv said `+named` where the file says `+size`."""
     import csv
@@ -206,6 +215,7 @@ def test_named_configs_keep_the_files_label_in_the_results(ray_session, toy, tmp
         assert "+size" in next(csv.reader(f))
 
 
+@pytest.mark.slow
 def test_the_start_line_says_how_the_number_of_trials_comes_about(tmp_path):
     exp = tmp_path / "curves.py"
     exp.write_text(open(os.path.join(EXPERIMENTS, "curves.py")).read())

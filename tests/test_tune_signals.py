@@ -12,6 +12,8 @@ import time
 import pytest
 from conftest import EXPERIMENTS, cli_env, run_cli, write
 
+pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+
 SPACE = {
     "fixed": {"steps": 20, "pause": 0.1},
     "space": {"quality": {"uniform": [0.0, 1.0]}},

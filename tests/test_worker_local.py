@@ -38,6 +38,7 @@ def subprocesses(monkeypatch):
     return ran
 
 
+@pytest.mark.slow
 def test_the_machine_is_asked_once_and_the_answers_are_sacreds(own_getters, subprocesses):
     alone = host_info.get_host_info()
     asked_alone = len(subprocesses)
@@ -49,6 +50,7 @@ def test_the_machine_is_asked_once_and_the_answers_are_sacreds(own_getters, subp
     assert len(subprocesses) == 2 * asked_alone  # the first run asked, the next two did not
 
 
+@pytest.mark.slow
 def test_environment_and_the_experiments_own_getters_are_read_every_run(own_getters, monkeypatch):
     monkeypatch.setattr(SETTINGS.HOST_INFO, "CAPTURED_ENV", ["SACRED_RAY_TEST_VAR"])
     calls = []
@@ -121,6 +123,7 @@ def test_a_worker_far_behind_the_others_looks_instead_of_stepping(tmp_path, monk
     assert start(FileStorageObserver(str(runs)), 3) == "1504"
 
 
+@pytest.mark.slow
 def test_a_cleared_runs_folder_numbers_from_one_again(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "_last_run_folder", {})
     runs = tmp_path / "runs"
