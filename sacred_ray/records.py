@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from .spec import SpecError
 
@@ -51,6 +51,18 @@ def _redact_url(url: str) -> str:
         else:
             rest = userinfo + rest
     return f"{scheme}://{_SECRET_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
+
+
+def redact_all(value: Any) -> Any:
+    """``value`` (a spec as read from YAML: dicts, lists, scalars) with ``redact`` applied to
+    every string in it, keys included: a storage URI's ``KEY:SECRET@`` or ``?secret_key=``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_all(k): redact_all(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(v) for v in value]
+    return value
 
 
 def secrets_of(url: str) -> list:

@@ -105,3 +105,35 @@ def test_storage_that_cannot_be_written_is_one_line_before_anything_starts(tmp_p
     assert len(lines) == 1 and "grid.yaml: sweep: storage: cannot write checkpoints" in lines[0], proc.stderr
     assert expected.lower() in lines[0].lower() and "HUSH" not in proc.stderr + proc.stdout
     assert "starting a local Ray" not in proc.stdout and not os.path.exists(tmp_path / "sweeps")
+
+
+def _every_text(*folders):
+    """Each file's text under ``folders`` (the sweep folder, the runs' folders), by path."""
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    yield path, f.read().decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("command", ["ray_sweep", "tune_with"])
+def test_credentials_in_a_storage_uri_are_written_nowhere(tmp_path, s3, command):
+    """``s3://KEY:SECRET@bucket`` (pyarrow's own form) checkpoints to the bucket, and the secret
+    appears in no file of the sweep folder or of the runs, on no screen, in no run's record."""
+    query, client = s3
+    shutil.copy(os.path.join(EXPERIMENTS, "resumable.py"), tmp_path / "resumable.py")
+    location = f"s3://testing:s3cr3t-S3-key@ckpts/creds?{query}"
+    if command == "ray_sweep":
+        write(tmp_path / "grid.yaml", f"grid:\n  steps: [4]\nfixed: {{every: 2}}\nsweep: {{storage: '{location}'}}\n")
+    else:
+        write(tmp_path / "grid.yaml", "space:\n  pause: {choice: [0.01]}\nfixed: {steps: 4, every: 2}\n"
+                                      f"tune: {{metric: total, mode: max, storage: '{location}'}}\n")
+    proc = run_cli(["resumable.py", command, "with", "grid.yaml", "-F", "runs"], cwd=tmp_path, env=env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert any(k.endswith("/state.pkl") for k in keys(client, "creds/")), "nothing was checkpointed to the bucket"
+    leaks = [path for path, text in _every_text(tmp_path / "sweeps", tmp_path / "runs") if "s3cr3t" in text]
+    assert not leaks, leaks
+    assert "s3cr3t" not in proc.stdout + proc.stderr
+    spec = (tmp_path / "sweeps" / "grid" / "spec.yaml").read_text()
+    assert "s3://testing:***@ckpts/creds" in spec  # where it went, without the secret

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..records import read_jsonl
+from ..records import read_jsonl, redact_all
 from ..spec import SpecError
 
 LEDGER = "ledger.jsonl"
@@ -160,7 +160,7 @@ class SweepFolder:
         with open(self.file("spec.yaml"), "w", encoding="utf-8") as f:
             f.write("# the sweep as run: the command line, then the spec it read\n")
             yaml.safe_dump(header, f, sort_keys=False)
-            yaml.safe_dump({"spec": raw}, f, sort_keys=False)
+            yaml.safe_dump({"spec": redact_all(raw)}, f, sort_keys=False)  # no credential of a storage URI
         with open(self.file("trials.jsonl"), "w", encoding="utf-8") as f:
             for t in trials:
                 f.write(json.dumps(trial_line(t)) + "\n")
