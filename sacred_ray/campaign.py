@@ -32,7 +32,7 @@ from .engine.folder import LEDGER, MARKER, is_sweep_folder
 from .engine.mailbox import SILENT_SECONDS  # a driver not heard from for this long is taken for dead
 from .engine.observers import close_stale_runs
 from .engine.progress import duration
-from .records import read_jsonl, read_spec_header
+from .records import append_lines, read_jsonl, read_spec_header
 from .spec import SpecError
 
 STEER = {"sweep_cancel": "cancel", "sweep_pause": "pause", "sweep_continue": "continue"}
@@ -174,7 +174,7 @@ def _detect_killed(folder: str, status: dict, mongo: Optional[str]) -> dict:
                  "notes": notes}
         update = {"state": "ended", "ended": ended, "running": [], "lost": status.get("running") or []}
         _write_status(folder, {**status, **update})
-        with open(os.path.join(folder, LEDGER), "a", encoding="utf-8") as f:
+        with append_lines(os.path.join(folder, LEDGER)) as f:
             f.write(json.dumps({"control": "detect_killed", "by": who(), "closed": closed, "time": time.time()}) + "\n")
         return {**update, "closed_runs": closed}
     finally:

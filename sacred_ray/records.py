@@ -119,22 +119,41 @@ def read_spec_header(folder: str) -> dict:
     return header if isinstance(header, dict) else {}
 
 
-def read_jsonl(path: str) -> list:
-    """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a line cut short by a crash
-    or a full disk is skipped, a missing file is empty."""
+def read_jsonl(path: str, torn: Optional[list] = None) -> list:
+    """The records of a JSON-lines file (trials.jsonl, ledger.jsonl); a missing file is empty.
+
+    A line cut short by a crash or a full disk is skipped, and only that line: its number
+    (from 1) is added to ``torn`` when given, for the caller to say so."""
     entries = []
     try:
         with open(path, encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 line = line.strip()
                 if line:
                     try:
                         entries.append(json.loads(line))
                     except ValueError:
-                        continue
+                        if torn is not None:
+                            torn.append(number)
     except OSError:
         pass
     return entries
 
 
-__all__ = ["MONGO_SCHEMES", "mongo_uri", "read_json", "read_jsonl", "read_spec_header", "redact", "scrub", "secrets_of"]
+def append_lines(path: str):
+    """``path`` opened to append lines, its last line ended first when a crash cut it short
+    (a driver killed mid-write): a new record never runs on into the torn one."""
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        if f.tell() > 0:
+            f.seek(f.tell() - 1)
+            if f.read(1) != "\n":
+                f.write("\n")
+    except (OSError, ValueError):
+        f.close()
+        raise
+    return f
+
+
+__all__ = ["MONGO_SCHEMES", "append_lines", "mongo_uri", "read_json", "read_jsonl", "read_spec_header", "redact", "redact_all",
+           "scrub", "secrets_of"]

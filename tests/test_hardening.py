@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 from conftest import EXPERIMENTS, cli_env, read_dump, run_cli, write
+from test_faults import file_runs
 
 pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
@@ -433,3 +434,31 @@ def test_failed_trials_reach_the_screen_as_one_line_each_not_as_ray_or_tune_nois
     screen = raised.stdout + raised.stderr
     assert "Traceback" not in screen and "Trial task failed" not in screen and "did not complete" not in screen
     assert "RuntimeError: quality 0.1 is below 0.5" in screen and screen.count("failed: trial ") == 1
+
+
+def test_a_torn_last_ledger_line_is_skipped_and_said_and_swallows_no_later_record(workdir):
+    """A driver killed while writing a trial's ledger line leaves it cut short: --resume skips
+    that one line and says so, reruns that trial, and its new line is a record of its own (a
+    second --resume runs nothing)."""
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nsweep: {name: torn, max_concurrent: 1}\n")
+    args = ["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"]
+    assert run_cli(args, cwd=workdir).returncode == 0
+    path = workdir / "sweeps" / "torn" / "ledger.jsonl"
+    text = path.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    path.write_text(text[:len(text) - len(last) // 2 - 1])  # half the last line, no newline
+    torn_key = json.loads(last)["key"]
+
+    proc = run_cli(args + ["--resume"], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "ledger.jsonl: line 3 was cut short (a driver stopped while writing it); skipped it" in proc.stdout
+    assert "resume: 2 trials already done, 1 to run" in proc.stdout
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["key"] == torn_key and json.loads(lines[-1])["status"] == "COMPLETED"
+
+    again = run_cli(args + ["--resume"], cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "resume: all 3 trials of 'torn' are already COMPLETED; nothing to run" in again.stdout
+    assert "cut short" in again.stdout  # the torn line stays where it was, and is still said
+    completed = [r["config"]["x"] for r in file_runs(workdir / "runs") if r["status"] == "COMPLETED"]
+    assert sorted(completed) == [1.0, 2.0, 3.0, 3.0]  # the torn trial ran once more, not twice

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..records import read_jsonl, redact_all
+from ..records import append_lines, read_jsonl, redact_all
 from ..spec import SpecError
 
 LEDGER = "ledger.jsonl"
@@ -176,7 +176,7 @@ class SweepFolder:
             return False
         try:
             if self._ledger is None:
-                self._ledger = open(self.file(LEDGER), "a", encoding="utf-8")
+                self._ledger = append_lines(self.file(LEDGER))
             self._ledger.write(json.dumps(jsonable(entry)) + "\n")
             self._ledger.flush()
             if time.monotonic() - self._synced >= SYNC_SECONDS:
@@ -209,14 +209,21 @@ class SweepFolder:
             numbers.setdefault(entry.get("key"), entry.get("index"))
         return {k: i for k, i in numbers.items() if isinstance(i, int)}
 
-    def read_ledger(self) -> list:
-        """The ledger's trial lines (without the control actions it also records)."""
-        return [e for e in read_jsonl(self.file(LEDGER)) if "control" not in e]
+    def read_ledger(self, say_torn: bool = False) -> list:
+        """The ledger's trial lines (without the control actions it also records). A line a
+        killed driver left cut short is skipped; with ``say_torn`` it is said on the screen."""
+        torn: list = []
+        entries = [e for e in read_jsonl(self.file(LEDGER), torn) if "control" not in e]
+        if say_torn:
+            for number in torn:
+                print(f"{os.path.relpath(self.file(LEDGER))}: line {number} was cut short (a driver stopped while "
+                      f"writing it); skipped it")
+        return entries
 
     def add_trials(self, trials: list) -> None:
         """Trials handed to the running sweep: appended to trials.jsonl with their numbers."""
         try:
-            with open(self.file("trials.jsonl"), "a", encoding="utf-8") as f:
+            with append_lines(self.file("trials.jsonl")) as f:
                 for t in trials:
                     f.write(json.dumps(trial_line(t)) + "\n")
         except OSError as e:

@@ -121,7 +121,7 @@ class Session:
 
     def _resume(self) -> None:
         name = self.settings.name
-        self.earlier = self.folder.read_ledger()
+        self.earlier = self.folder.read_ledger(say_torn=True)
         if not self.folder.existed:
             print(f"resume: there is no earlier sweep {name!r} in {_rel(self.folder.path)}; "
                   f"starting it from the beginning")
