@@ -462,3 +462,18 @@ def test_a_torn_last_ledger_line_is_skipped_and_said_and_swallows_no_later_recor
     assert "cut short" in again.stdout  # the torn line stays where it was, and is still said
     completed = [r["config"]["x"] for r in file_runs(workdir / "runs") if r["status"] == "COMPLETED"]
     assert sorted(completed) == [1.0, 2.0, 3.0, 3.0]  # the torn trial ran once more, not twice
+
+
+def test_a_disk_too_full_for_the_sweep_folders_first_files_is_one_line_and_nothing_started(workdir, small_disk):
+    """spec.yaml and trials.jsonl of 3,000 trials do not fit in 12 KiB: one line naming the
+    file and the fix, exit 2, no traceback, no Ray started, no run made, no folder left."""
+    write(workdir / "g.yaml", f"grid:\n  x: {{range: [0, 3000]}}\nsweep: {{dir: {small_disk / 's'}}}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=workdir)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: g.yaml: sweep: dir: cannot write ") and "No space left on device" in lines[0]
+    assert lines[0].endswith("free space there or give sweep.dir another place"), lines[0]
+    assert "Ray" not in proc.stdout and not (workdir / "runs").exists()
+    assert not (small_disk / "s").exists()

@@ -8,6 +8,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any, Optional
 
@@ -123,6 +124,7 @@ class SweepFolder:
         self.path = os.path.abspath(path)
         self.moved_aside: Optional[str] = None
         self.existed = os.path.exists(os.path.join(self.path, LEDGER))
+        self.made = not os.path.isdir(self.path)  # by this sweep (``abandon`` removes it again)
         if os.path.isdir(self.path) and os.listdir(self.path) and not is_sweep_folder(self.path):
             raise SpecError("sweep folder", self.path, "holds files that are not a sweep's; it is left as it is")
         earlier = _lock(self.file(MARKER)) if os.path.isdir(self.path) else None  # refused while another sweep runs
@@ -137,15 +139,40 @@ class SweepFolder:
         except BaseException:
             if earlier is not None:
                 os.close(earlier)
+            self._lock = None
+            self.abandon()
             raise
         if earlier is not None and self.moved_aside:
             os.close(earlier)  # the moved folder's lock: its sweep is over
-        os.ftruncate(self._lock, 0)
-        os.write(self._lock, f"made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this "
-                             f"name); in use by pid {os.getpid()}\n".encode())
+        try:
+            self._mark()
+        except OSError:
+            self.abandon()
+            raise
         self._ledger = None  # opened on the first record
         self.write_error: Optional[str] = None  # the first write that failed (a full disk), if any
         self._synced = 0.0
+
+    def _mark(self) -> None:
+        os.ftruncate(self._lock, 0)
+        os.write(self._lock, f"made by sacred-ray: a sweep's folder (moved aside or reused by later sweeps of this "
+                             f"name); in use by pid {os.getpid()}\n".encode())
+
+    def abandon(self) -> None:
+        """Undo the opening of a sweep that could not write its first files (a full disk):
+        the folder it made is removed and an earlier sweep it moved aside is put back, so
+        nothing is left as if a sweep had started."""
+        if getattr(self, "_lock", None) is not None:
+            os.close(self._lock)
+            self._lock = None
+        if self.made or self.moved_aside:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self.moved_aside and not os.path.exists(self.path):
+            try:
+                os.rename(self.moved_aside, self.path)
+                self.moved_aside = None
+            except OSError:
+                pass
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -157,13 +184,18 @@ class SweepFolder:
         "mongo_db": address without credentials}), so the sweep can be loaded back from them."""
         header = {"command": command, "spec_file": spec_path, "name": name, "trials": len(trials),
                   "recorded_by": recorded_by or {}, "sources": sources or {}}
-        with open(self.file("spec.yaml"), "w", encoding="utf-8") as f:
-            f.write("# the sweep as run: the command line, then the spec it read\n")
-            yaml.safe_dump(header, f, sort_keys=False)
-            yaml.safe_dump({"spec": redact_all(raw)}, f, sort_keys=False)  # no credential of a storage URI
-        with open(self.file("trials.jsonl"), "w", encoding="utf-8") as f:
-            for t in trials:
-                f.write(json.dumps(trial_line(t)) + "\n")
+        name = "spec.yaml"
+        try:
+            with open(self.file(name), "w", encoding="utf-8") as f:
+                f.write("# the sweep as run: the command line, then the spec it read\n")
+                yaml.safe_dump(header, f, sort_keys=False)
+                yaml.safe_dump({"spec": redact_all(raw)}, f, sort_keys=False)  # no credential of a storage URI
+            name = "trials.jsonl"
+            with open(self.file(name), "w", encoding="utf-8") as f:
+                for t in trials:
+                    f.write(json.dumps(trial_line(t)) + "\n")
+        except OSError as e:  # a full disk: the file it was writing, for the one line that says so
+            raise OSError(e.errno, e.strerror, self.file(name)) from None
 
     def record(self, entry: dict) -> bool:
         """Append one finished trial attempt as it ends; False if it could not be written

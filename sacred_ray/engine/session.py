@@ -95,7 +95,10 @@ class Session:
         req, name = self.req, self.settings.name
         if (req.resume or req.rerun) and not req.changed_source_ok:
             self._check_sources()
-        self.folder = SweepFolder(self.launch.folder_path, resume=req.resume or bool(req.rerun))
+        try:
+            self.folder = SweepFolder(self.launch.folder_path, resume=req.resume or bool(req.rerun))
+        except OSError as e:
+            raise self._unwritable(e) from None
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")
@@ -131,8 +134,20 @@ class Session:
 
     def write_spec(self, trials: list) -> None:
         """Write the spec as run, and the trials it expands to, into the opened folder."""
-        self.folder.write_spec(self.req.command or [], self.spec.path, self.spec.raw, trials,
-                               recorded_by(self.launch), self.settings.name, sources=self.sources)
+        try:
+            self.folder.write_spec(self.req.command or [], self.spec.path, self.spec.raw, trials,
+                                   recorded_by(self.launch), self.settings.name, sources=self.sources)
+        except OSError as e:
+            self.folder.abandon()
+            raise self._unwritable(e) from None
+
+    def _unwritable(self, e: OSError) -> SpecError:
+        """The sweep folder's first files could not be written (a full disk): one line, and
+        nothing started."""
+        where = f"{self.section}: {'dir' if self.settings.dir else 'name'}"
+        what = os.path.basename(e.filename) if e.filename else "its first files"
+        return SpecError(self.spec.source, where, f"cannot write {what} in {self.launch.folder_path} ({e.strerror or e}); "
+                                                  f"free space there or give {self.section}.dir another place")
 
     # -- starting ---------------------------------------------------------------
     def start(self, runtime_env: Optional[dict] = None, graceful: Optional[Callable[[Interrupted], None]] = None) -> int:
