@@ -265,3 +265,55 @@ def test_an_unreachable_mongodb_is_one_line(tmp_path):
     proc = run_cli(["toy.py", "sweep_report", "mongodb://user:secret@127.0.0.1:1/db", "s"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "cannot reach MongoDB" in proc.stderr and "secret" not in proc.stderr
+
+
+HOSTILE = ["<!--<script>", "</SCRIPT><b>bold</b>", "fail <!-- -->"]
+
+
+@pytest.mark.slow
+def test_values_that_look_like_html_are_shown_as_text_and_end_no_script(tmp_path, browser):
+    """Config values, names and tracebacks holding ``<!--``, ``<script``, ``</script>`` (any case)
+    are embedded so the page still opens whole: every plot drawn, every row shown as text."""
+    write(tmp_path / "labels.py", '''"""A sweep over labels that look like HTML."""
+from sacred import Experiment
+
+import sacred_ray  # noqa: F401
+
+ex = Experiment("labels")
+
+
+@ex.config
+def config():
+    label = "plain"
+    x = 1.0
+
+
+@ex.automain
+@ex.distribute
+def main(label, x, _run):
+    for i in range(3):
+        _run.log_scalar("loss", x / (i + 1), i)
+    if label.startswith("fail"):
+        raise ValueError(f"bad label {label}")
+    return x
+''')
+    write(tmp_path / "labels.yaml", "grid:\n  label: " + json_list(HOSTILE) + "\n  x: [1.0, 2.0]\n")
+    proc = run_cli(["labels.py", "ray_sweep", "with", "labels.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # the "fail" label's two trials raise
+    report = tmp_path / "sweeps" / "labels" / "report.html"
+    text = report.read_text()
+    for data in re.findall(r"<script>drawChart\((.*?)\);</script>", text, flags=re.S):
+        assert not re.search(r"<!--|<script|</script", data, flags=re.I), data[:200]
+    page, errors = open_page(browser, report)
+    wait_drawn(page)
+    assert errors == []
+    assert sorted(column(page, "trials", "label")) == sorted(HOSTILE * 2)
+    assert column(page, "trials", "error").count("ValueError: bad label fail <!-- -->") == 2
+    assert "</SCRIPT><b>bold</b>" in page.locator("pre").inner_text()  # the spec, the page's last section
+    assert page.locator("b").count() == 0  # no value became markup
+
+
+def json_list(values):
+    import json
+
+    return json.dumps(values)

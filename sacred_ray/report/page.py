@@ -96,9 +96,15 @@ def echarts_js() -> str:
         return f.read()
 
 
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def _json(value) -> str:
-    """JSON that is safe inside a <script> element."""
-    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")  # NaN, Infinity: JS reads them
+    """JSON that is safe inside a <script> element. ``<``, ``>`` and ``&`` occur only in its
+    strings, and are written there as the escapes ``\\u003c``, ``\\u003e``, ``\\u0026`` (JS reads
+    them back as they were), so no value can end the element or open an HTML comment in it
+    (``</script>``, ``<!--``, ``<script``, in any case). NaN and Infinity stay: JS reads them."""
+    return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_SAFE)
 
 
 def _figure(chart, div_id: str) -> str:
