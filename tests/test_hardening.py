@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 from conftest import EXPERIMENTS, cli_env, read_dump, run_cli, write
-from test_faults import file_runs
+from test_faults import file_runs, ledger
 
 pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
@@ -477,3 +477,19 @@ def test_a_disk_too_full_for_the_sweep_folders_first_files_is_one_line_and_nothi
     assert lines[0].endswith("free space there or give sweep.dir another place"), lines[0]
     assert "Ray" not in proc.stdout and not (workdir / "runs").exists()
     assert not (small_disk / "s").exists()
+
+
+def test_a_tilde_in_sweep_dir_storage_and_file_storage_is_the_home_folder(workdir, tmp_path):
+    """``~/...`` in sweep.dir, sweep.storage and -F is the home folder, as in a shell (the
+    argument reaches the command unexpanded when quoted, or from a script); no folder named
+    ``~`` appears in the project."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {dir: ~/sweeps/tilde, storage: ~/ckpts}\n")
+    proc = run_cli(["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "~/runs"], cwd=workdir,
+                   env=cli_env(HOME=str(home)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (workdir / "~").exists()
+    assert len(ledger(home / "sweeps" / "tilde")) == 2
+    assert sorted(r["status"] for r in file_runs(home / "runs")) == ["COMPLETED", "COMPLETED"]
+    assert (home / "ckpts" / "grid" / "checkpoints").is_dir()  # <storage>/<name>/: the storage probe wrote (and removed) its file there

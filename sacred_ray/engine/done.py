@@ -330,12 +330,11 @@ def describe(done: dict, total: int) -> str:
 def preview(ex: Experiment, grid, options: dict) -> str:
     """What --skip-done would skip, for --dry-run: the observers the command line and the
     experiment name are read (nothing is written, Ray is not started)."""
-    from .observers import build_prototypes, check_observer_flags, check_reachable, split_options
+    from .observers import build_prototypes, check_observer_flags, check_reachable, resolve_file_storage, split_options
 
     options = dict(options)
     check_observer_flags(options)
-    if options.get("--file_storage"):
-        options["--file_storage"] = os.path.abspath(options["--file_storage"])
+    resolve_file_storage(options)
     observers = build_prototypes(ex, split_options(options)[0])
     if not observers:
         return "skip-done: no observer records runs (give -F or -m): nothing to compare with"

@@ -29,6 +29,12 @@ def split_options(options: dict) -> tuple:
     return observer, rest
 
 
+def resolve_file_storage(options: dict) -> None:
+    """``-F``'s folder as an absolute path, ``~`` read as a shell reads it (in place)."""
+    if options.get("--file_storage"):
+        options["--file_storage"] = os.path.abspath(os.path.expanduser(options["--file_storage"]))
+
+
 def check_observer_flags(options: dict) -> None:
     """Refuse flag values Sacred would crash on, before anything starts."""
     value = options.get("--mongo_db")

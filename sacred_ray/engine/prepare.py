@@ -19,7 +19,7 @@ from ..spec.settings import declared_resources
 from ..storage import check_storage, join
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder, check_writable
-from .observers import build_prototypes, check_observer_flags, check_reachable, split_options
+from .observers import build_prototypes, check_observer_flags, check_reachable, resolve_file_storage, split_options
 
 ADDRESS_SECONDS = 10.0  # how long a cluster's head gets to answer before the command gives up
 
@@ -117,8 +117,8 @@ def prepare_launch(ex: Experiment, settings, options: dict, address: Optional[st
     import ray
 
     check_observer_flags(options)
+    resolve_file_storage(options)
     if options.get("--file_storage"):
-        options["--file_storage"] = os.path.abspath(options["--file_storage"])
         check_writable(options["--file_storage"], "command line", "-F", "give -F a folder the runs can be written to")
     started_ray = not ray.is_initialized()
     address = address or settings.address

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -203,7 +204,7 @@ def _storage(raw: dict, source: str, where: str) -> Optional[str]:
     if not storage.strip():
         raise SpecError(source, f"{where}: storage", "must be a folder every node can reach or a URI like "
                                                      "s3://bucket/prefix; got ''")
-    return storage
+    return storage if "://" in storage else os.path.expanduser(storage)  # a folder: ~ as a shell reads it
 
 
 def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
@@ -220,7 +221,7 @@ def _common(raw: dict, source: str, where: str, default_name: str) -> dict:
     if raw.get("runtime_env") is not None:
         out["runtime_env"] = _check(raw, "runtime_env", dict, source, where, "a mapping (Ray's runtime_env)")
     if raw.get("dir") is not None:
-        out["dir"] = _check(raw, "dir", str, source, where, "a folder path")
+        out["dir"] = os.path.expanduser(_check(raw, "dir", str, source, where, "a folder path"))  # ~ as a shell reads it
     _set(out, "storage", _storage(raw, source, where))
     if raw.get("resources") is not None:
         out["resources"] = parse_resources(raw["resources"], source, f"{where}: resources")
