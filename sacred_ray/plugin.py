@@ -89,9 +89,11 @@ def distribute(ex: Experiment, **resources: Any) -> Experiment:
             atexit.unregister(_skip_final_collections)  # once, however often it is called
             atexit.register(_skip_final_collections)
             code, result = run(ex, argv)
-            if result is None or code not in (0, 1) or _from_automain():
-                raise SystemExit(code)  # automain ends the script: its exit status is the sweep's
-            return result  # called as ex.run_commandline(): the script goes on, as after Sacred's commands
+            if result is None or code != 0 or _from_automain():
+                # automain ends the script, and, as after a Sacred run that failed, so does a sweep
+                # that did not complete: the exit status is the sweep's
+                raise SystemExit(code)
+            return result  # called as ex.run_commandline(): the script goes on, as after a completed Sacred run
         near_miss(ex, argv)
         return sacred_commandline(argv)
 

@@ -260,12 +260,37 @@ if __name__ == "__main__":
     else:
         print("after the run:", type(result).__name__)
 ''')
-    write(tmp_path / "grid.yaml", "grid:\n  x: [1.0, 2.0]\n")
+    write(tmp_path / "grid.yaml", "grid:\n  x: [0.5, 1.0]\n")
     proc = run_cli(["old_style.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr  # the script decides its exit status
-    assert "after the sweep: SweepResult 1 ['COMPLETED', 'FAILED']" in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "after the sweep: SweepResult 0 ['COMPLETED', 'COMPLETED']" in proc.stdout
+    # as after a Sacred run that failed, a sweep that did not complete ends the script: exit 1
+    write(tmp_path / "grid.yaml", "grid:\n  x: [1.0, 2.0]\n")
+    failed = run_cli(["old_style.py", "ray_sweep", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr
+    assert "after the sweep" not in failed.stdout and "Traceback" not in failed.stderr
     alone = run_cli(["old_style.py", "with", "x=1.0"], cwd=tmp_path)  # Sacred's own command, as before
     assert alone.returncode == 0 and "after the run: Run" in alone.stdout
+
+
+@pytest.mark.parametrize("command,spec", [
+    ("ray_sweep", "grid:\n  n: [3, 5]\n"),
+    ("tune_with", "space:\n  n: {choice: [3, 5]}\ntune: {metric: result, mode: max, num_samples: 2}\n"),
+])
+def test_sacreds_captured_out_filter_example_reads_the_sweep_as_a_run(tmp_path, command, spec):
+    """Sacred's own example does ``run = ex.run_commandline()`` and prints ``run.captured_out``:
+    after a sweep or a search it gets the sweep's end text, and status, result and config
+    are the best trial's, as a Run's would be."""
+    shutil.copy(os.path.join(EXPERIMENTS, "captured_out_filter.py"), tmp_path / "progress.py")
+    with open(tmp_path / "progress.py", "a") as f:
+        f.write("    print('status:', run.status, 'result:', run.result, 'config n:', run.config['n'])\n")
+    write(tmp_path / "s.yaml", spec)
+    proc = run_cli(["progress.py", command, "with", "s.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = proc.stdout.split("Captured output: \n", 1)[1]
+    assert "best: trial " in shown and ", result = 5: n=5" in shown  # the sweep's end text
+    assert "status: COMPLETED result: 5 config n: 5" in proc.stdout
+    assert "AttributeError" not in proc.stderr
 
 
 def test_the_end_says_why_trials_failed_and_when_nothing_recorded_the_runs(workdir):

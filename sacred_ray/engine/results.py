@@ -48,8 +48,37 @@ class TrialResult:
         return self.trial_id if self.trial_id is not None else self.trial.index
 
 
+class RunLike:
+    """What code written for a Sacred ``Run`` reads, on a sweep's or a search's outcome (what
+    ``ex.run_commandline()`` returns after one): ``status`` (COMPLETED when every trial is
+    done, INTERRUPTED after Ctrl-C / SIGTERM / a cancel, else FAILED), ``result`` and
+    ``config`` (the best trial's, as best.yaml holds it; None without one) and ``captured_out``
+    (the sweep's own end text: its table, summary and best)."""
+
+    exit_code: int
+    report: str
+
+    @property
+    def status(self) -> str:
+        return "COMPLETED" if self.exit_code == 0 else "INTERRUPTED" if self.exit_code in (130, 143) else "FAILED"
+
+    @property
+    def captured_out(self) -> str:
+        return self.report
+
+    @property
+    def result(self) -> Any:
+        best = self.best_trial
+        return best.result if best is not None else None
+
+    @property
+    def config(self) -> Optional[dict]:
+        best = self.best_trial
+        return best.config if best is not None else None
+
+
 @dataclass
-class SweepResult:
+class SweepResult(RunLike):
     """Every trial's result, in trial order, and where the sweep's files are."""
 
     name: str
@@ -59,6 +88,7 @@ class SweepResult:
     observer_errors: list = field(default_factory=list)
     exit_code: int = 0
     report: str = ""
+    best_trial: Optional[TrialResult] = None  # the best trial by the sweep's metric (``summarize`` finds it)
 
     @property
     def ok(self) -> bool:
@@ -155,7 +185,7 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     if len(rows) > top:
         lines.append(f"... {len(rows) - top} more in {folder.file('summary.csv') if folder else 'the results'}")
     lines += _failures(ranked, folder)
-    best = best_of(ranked, metric)
+    best = result.best_trial = best_of(ranked, metric)
     if best is not None:
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in best.trial.values.items()) or "the defaults"
         run = f"run {best.run_id}" if best.run_id is not None else "no observer recorded it: add -F runs or -m"

@@ -11,12 +11,12 @@ from typing import Optional
 from ..spec import SpaceSpec, Trial
 from ..spec.space import SearchPlan
 from .folder import SweepFolder
-from .results import SweepResult, TrialResult, best_of, rank, score, summarize
+from .results import RunLike, SweepResult, TrialResult, best_of, rank, score, summarize
 from .session import Interrupted
 
 
 @dataclass
-class TuneResult:
+class TuneResult(RunLike):
     """The search's outcome: the best trial, every Tune trial's row, and every Sacred run."""
 
     name: str
@@ -29,6 +29,7 @@ class TuneResult:
     exit_code: int = 0
     report: str = ""
     observer_errors: list = field(default_factory=list)
+    best_trial: Optional[TrialResult] = None  # ``best``'s trial, as the results know trials
 
 
 def tune_result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, runs: list, exit_code: int,
@@ -50,7 +51,7 @@ def tune_result(space: SpaceSpec, plan: SearchPlan, folder: SweepFolder, grid, r
     if exit_code == 0 and failed:
         exit_code = 1
     return TuneResult(s.name, folder.path, s.metric, s.mode, trial_row(best, s.metric) if best else None, rows, new_runs,
-                      exit_code, report, observer_errors)
+                      exit_code, report, observer_errors, best)
 
 
 def trial_result(index: int, plan: SearchPlan, outcome, runs: list, metric: str,
@@ -74,7 +75,7 @@ def trial_result(index: int, plan: SearchPlan, outcome, runs: list, metric: str,
         status, error = "INTERRUPTED", "not run"
     else:
         status, error = "FAILED", str(outcome.error) if outcome.error else "no Sacred run was recorded"
-    return TrialResult(trial=trial, status=status, trial_id=trial_id, run_id=last.get("run_id"), metrics=metrics,
+    return TrialResult(trial=trial, status=status, trial_id=trial_id, run_id=last.get("run_id"), result=last.get("result"), metrics=metrics,
                        duration=last.get("duration"), node={"node_ip": last.get("node")}, error=error,
                        config=last.get("config"), iterations=reported.get("training_iteration"),
                        runs=[r.get("run_id") for r in trial_runs], attempts=max(len(trial_runs), 1))
