@@ -48,12 +48,17 @@ def spread(values: Iterable[float]) -> Spread:
     n = len(xs)
     if n == 0:
         return Spread(0, None)
-    mean = math.fsum(xs) / n
+    # huge values (1e160 squared, 1e308 summed) in units of the largest, so nothing overflows on
+    # the way; a spread wider than floats reach comes out as inf, not an error
+    largest = max(abs(x) for x in xs)
+    unit = largest if largest > 1e150 else 1.0
+    scaled = [x / unit for x in xs]
+    mean = math.fsum(scaled) / n
     if n == 1:
-        return Spread(1, mean)
-    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+        return Spread(1, xs[0])
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in scaled) / (n - 1))
     half = t975(n - 1) * std / math.sqrt(n)
-    return Spread(n, mean, std, mean - half, mean + half)
+    return Spread(n, mean * unit, std * unit, (mean - half) * unit, (mean + half) * unit)
 
 
 __all__ = ["Spread", "spread", "t975"]

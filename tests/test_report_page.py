@@ -317,3 +317,61 @@ def json_list(values):
     import json
 
     return json.dumps(values)
+
+
+@pytest.mark.slow
+def test_inf_nan_and_huge_numbers_keep_their_type_and_still_give_groups_best_yaml_and_report(tmp_path, browser):
+    """Results and metrics of inf, -inf, NaN and 1e200 (whose square overflows) over seeds, and
+    an inf in the config: the end table shows them, the groups' numbers do not overflow,
+    best.yaml gives Sacred the float back, and the report draws curves that diverge or are all NaN."""
+    write(tmp_path / "diverging.py", '''"""Runs that diverge: their result and loss go to inf, -inf, NaN or 1e200."""
+from sacred import Experiment
+
+import sacred_ray  # noqa: F401
+
+ex = Experiment("diverging")
+
+
+@ex.config
+def config():
+    way = "ordinary"
+    limit = 1.0
+
+
+@ex.automain
+@ex.distribute
+def main(way, seed, _run):
+    end = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan"),
+           "huge": 1e200 * (1 + seed % 7), "ordinary": 1.0 + seed % 7}[way]
+    for i in range(4):
+        _run.log_scalar("loss", end if i == 3 else float(i), i)
+        _run.log_scalar("never", float("nan"), i)
+    return end
+''')
+    write(tmp_path / "d.yaml", "grid:\n  way: [inf, '-inf', nan, huge, ordinary]\n  limit: [.inf]\nseeds: [0, 1]\n"
+                               "sweep: {name: d}\n")
+    proc = run_cli(["diverging.py", "ray_sweep", "with", "d.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in ("inf", "-inf", "nan", "huge", "ordinary")}
+    assert rows["huge"][3:5] == ["1.5e+200", "7.07107e+199"]  # mean and std, no overflow
+    assert rows["ordinary"][3] == "1.5" and rows["inf"][3] == "-"  # inf is no mean to rank by
+    assert "best: way=huge, limit=inf" in proc.stdout
+    best = tmp_path / "sweeps" / "d" / "best.yaml"
+    import yaml
+
+    assert yaml.safe_load(best.read_text())["limit"] == float("inf")  # a float, as the run had it
+    shown = run_cli(["diverging.py", "print_config", "with", str(best)], cwd=tmp_path)
+    assert re.search(r"limit = inf\b", shown.stdout) and "'inf'" not in shown.stdout, shown.stdout
+    report = tmp_path / "sweeps" / "d" / "report.html"
+    assert f"report: {report}" in proc.stdout
+    page, errors = open_page(browser, report)
+    wait_drawn(page)
+    assert errors == []
+    assert drawn(page, "curves")["finished"] and drawn(page, "parallel")["finished"]
+    results = column(page, "trials", "result")
+    assert len(results) == 10 and results.count("1e+200") == 1
+    page.close()
+    again = run_cli(["diverging.py", "sweep_report", "sweeps/d", "--metric", "never"], cwd=tmp_path)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr

@@ -30,6 +30,14 @@ def test_spread_of_known_values():
     assert spread([]).mean is None
 
 
+def test_spread_of_numbers_whose_squares_or_sums_overflow():
+    s = spread([1e200, 2e200, float("inf")])  # inf is left out, as NaN is
+    assert (s.n, s.mean) == (2, pytest.approx(1.5e200)) and s.std == pytest.approx(2 ** -0.5 * 1e200)
+    assert spread([1e308, 1e308]).mean == 1e308  # their sum is past the largest float
+    wide = spread([1.7e308, -1.7e308])
+    assert (wide.mean, wide.std, wide.low, wide.high) == (0.0, float("inf"), float("-inf"), float("inf"))
+
+
 @pytest.mark.slow
 def test_a_sweep_over_seeds_ranks_configurations_by_their_mean(tmp_path):
     shutil.copy(f"{EXPERIMENTS}/noisy.py", tmp_path / "noisy.py")

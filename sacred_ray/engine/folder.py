@@ -6,7 +6,6 @@ import csv
 import datetime
 import fcntl
 import json
-import math
 import os
 import shutil
 import time
@@ -22,13 +21,15 @@ SYNC_SECONDS = 1.0  # the ledger is synced to disk at most this often
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON types for a trial's result (numpy scalars, tuples ...), else its repr."""
+    """Plain JSON types for a trial's result (numpy scalars, tuples ...), else its repr. inf,
+    -inf and NaN stay floats: Python's json writes and reads them back (Infinity, NaN), and
+    YAML as .inf / .nan, so best.yaml gives Sacred the float the run had, not a string."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+        return float(value)
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

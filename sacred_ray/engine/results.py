@@ -123,7 +123,15 @@ def from_ledger(trial: Trial, entry: dict) -> TrialResult:
 
 
 def score(result: TrialResult, metric: str) -> Optional[float]:
-    """The number a trial is ranked by: its result (or result[metric]) or a metric's last value."""
+    """The number a trial is ranked by: its result (or result[metric]) or a metric's last value;
+    None unless finite (inf, -inf and NaN are shown, as ``value_of`` has them, never ranked
+    best: a run that diverged is not the configuration to pick)."""
+    value = value_of(result, metric)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def value_of(result: TrialResult, metric: str) -> Optional[float]:
+    """The trial's number as the table shows it: its result (or result[metric]) or a metric's last value."""
     if metric == "result":
         value = result.result
         if isinstance(value, dict):
@@ -135,10 +143,9 @@ def score(result: TrialResult, metric: str) -> Optional[float]:
         if value is None and isinstance(result.result, dict):
             value = result.result.get(metric)
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return value if math.isfinite(value) else None
 
 
 def rank(results: list, metric: str, mode: str) -> list:
@@ -172,7 +179,7 @@ def summarize(result: SweepResult, metric: Optional[str], mode: Optional[str], f
     for r in ranked:
         values = r.trial.values
         rows.append([r.label] + ([r.trial.variant] if has_variants else []) + [values.get(k) for k in keys]
-                    + [r.status, score(r, metric)] + ([r.iterations] if tuned else [])
+                    + [r.status, value_of(r, metric)] + ([r.iterations] if tuned else [])
                     + [r.done_in["where"] if r.done_in else r.run_id, f"{r.duration:.1f}s" if r.duration else None])
     if folder is not None:
         _write_summary(folder, ranked, metric, keys, groups if grouped else None)
@@ -213,7 +220,7 @@ def _write_summary(folder: SweepFolder, ranked: list, metric: str, keys: list, g
     folder.write_summary(
         ["index", "key", "trial_id", "variant", "status", "run_id", metric, "iterations", "runs", "duration_s",
          "node", "attempts", "error"] + keys + (group_headers if groups else []),
-        [[r.trial.index, r.trial.key, r.trial_id, r.trial.variant, r.status, r.run_id, score(r, metric),
+        [[r.trial.index, r.trial.key, r.trial_id, r.trial.variant, r.status, r.run_id, value_of(r, metric),
           r.iterations, r.runs or None, round(r.duration, 3) if r.duration else None, r.node.get("node_ip"),
           r.attempts, r.error] + [r.trial.values.get(k) for k in keys]
          + (_group_cells(*of_group[id(r)]) if groups else []) for r in ranked],

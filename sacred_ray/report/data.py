@@ -47,13 +47,13 @@ class SweepData:
         return self.frame[keys].apply(lambda column: column.map(repr)).agg("|".join, axis=1)
 
     def scores(self):
-        """The ranking metric of each trial, NaN where it did not complete with a number."""
+        """The ranking metric of each trial, NaN where it did not complete with a finite number."""
         import pandas as pd
 
         values = pd.to_numeric(self.frame.get(self.metric), errors="coerce") if self.metric in self.frame else None
         if values is None:
             return pd.Series([float("nan")] * len(self.frame), index=self.frame.index)
-        return values.where(self.frame["status"] == "COMPLETED")
+        return values.where((self.frame["status"] == "COMPLETED") & values.abs().lt(float("inf")))
 
     def groups(self):
         """One row per configuration: its trials, n, mean, std and 95% interval of the metric."""

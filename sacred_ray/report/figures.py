@@ -194,13 +194,13 @@ def curves(data: SweepData) -> Optional[Chart]:
         return _group_curves(data)
     ordered = data.curves.sort_values("step")
     last = ordered.groupby("trial")["value"].last()
-    low, high = float(last.min()), float(last.max())
+    low, high = _finite_range(last)
     palette, colors = _best_bright(data, VIRIDIS), _best_bright(data, _colors(BANDS))
     stride = max(1, math.ceil(len(data.curves) / MAX_POINTS))
     bands: dict = {}
     ends = []
     for trial, part in ordered.groupby("trial", sort=False):
-        at = 0 if high == low else min(int((float(last[trial]) - low) / (high - low) * BANDS), BANDS - 1)
+        at = _band(last[trial], low, high)
         if stride > 1:  # every stride-th step, and the last: the page stays quick with thousands of curves
             part = part.iloc[sorted(set(range(0, len(part), stride)) | {len(part) - 1})]
         points = bands.setdefault(at, [])
@@ -235,6 +235,23 @@ def curves(data: SweepData) -> Optional[Chart]:
     return Chart(option, 460)
 
 
+def _finite_range(values) -> tuple:
+    """The lowest and highest finite values (0, 0 when none is: a curve all NaN or inf)."""
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    return (min(finite), max(finite)) if finite else (0.0, 0.0)
+
+
+def _band(value, low: float, high: float) -> int:
+    """Which of the BANDS colours a final value gets: its place from ``low`` to ``high``; inf the
+    top band, -inf and NaN the bottom one (their points are gaps in the line: a plot has no inf)."""
+    v = float(value)
+    if v == math.inf:
+        return BANDS - 1
+    if not math.isfinite(v) or high <= low:
+        return 0
+    return min(int((v / 2 - low / 2) / (high / 2 - low / 2) * BANDS), BANDS - 1)  # halves: no overflow
+
+
 def _number(value):
     """A step as JSON has it (ints stay ints)."""
     return int(value) if float(value).is_integer() else float(value)
@@ -259,11 +276,11 @@ def _group_curves(data: SweepData) -> Chart:
     curves = data.curves.assign(group=data.curves["trial"].map(ids))
     stats = curves.groupby(["group", "step"])["value"].agg(["mean", "std", "count"]).reset_index()
     finals = stats.sort_values("step").groupby("group")["mean"].last()
-    low, high = float(finals.min()), float(finals.max())
+    low, high = _finite_range(finals)
     colors = _best_bright(data, _colors(BANDS))
     series, legend = [], []
     for group, part in stats.groupby("group", sort=False):
-        at = 0 if high == low else min(int((float(finals[group]) - low) / (high - low) * BANDS), BANDS - 1)
+        at = _band(finals[group], low, high)
         color, std = colors[at], part["std"].fillna(0)
         steps = [_number(s) for s in part["step"]]
         name = labels.get(group) or "defaults"
