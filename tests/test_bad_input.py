@@ -90,6 +90,14 @@ CORPUS = [
     ({"s.yaml": SPACE + "tune: {search: {type: random, speed: 3}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: search: speed: unknown option; accepted: type, seed"),
     ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, bogus: 1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: bogus: unknown option for asha; accepted:"),
     ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, max_t: -1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: max_t: must be a number above 0, got -1"),
+    # scheduler options each valid but wrong together, or that Ray would refuse once the search ran
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, grace_period: 150}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: grace_period: must be at most max_t, 100 (ASHA's default max_t), got 150: raise max_t or lower grace_period"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, max_t: 10, grace_period: 20}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: grace_period: must be at most max_t, 10, got 20"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, reduction_factor: 1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: reduction_factor: must be above 1"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: hyperband, reduction_factor: 0.5}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: reduction_factor: must be above 1"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: asha, brackets: 1.5}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: brackets: must be a whole number, got 1.5"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: median, min_samples_required: 2.5}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: min_samples_required: must be a whole number"),
+    ({"s.yaml": SPACE + "tune: {scheduler: {type: pbt, perturbation_interval: 2, burn_in_period: -1}}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: scheduler: burn_in_period: must be a number of at least 0, got -1"),
     ({"s.yaml": SPACE + "tune: {mode: up}\n"}, ["tune_with", "s.yaml"], "s.yaml: tune: mode: must be min or max, got 'up'"),
     # distributions and generators with arguments they cannot take
     ({"s.yaml": "space:\n  x: {uniform: [1, 0]}\n"}, ["tune_with", "s.yaml"], "s.yaml: space: x: uniform: lower (1) must be below upper (0)"),

@@ -115,6 +115,28 @@ def test_pb2_from_the_command_line_keeps_new_values_in_bounds_and_writes_its_lin
     assert exploited, "PB2 exploited nothing"
 
 
+@pytest.mark.slow
+def test_pbt_mutations_stay_inside_each_keys_bounds_and_step(tmp_path):
+    """Tune's explore scales a value by 0.8 or 1.2 (6 -> 7 for ``qrandint: [2, 6, 2]``, 0.05 -> 0.04
+    below a ``uniform``'s lower bound); every run's config stays in the space the file gives.
+    ``resample_probability: 0`` (always perturb) and ``burn_in_period: 0``, as README shows them."""
+    shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
+    write(tmp_path / "space.yaml", "space:\n  lr: {uniform: [0.05, 0.2]}\n  shift_at: {qrandint: [2, 6, 2]}\n"
+                                   "fixed: {steps: 10, pause: 0.02}\n"
+                                   "tune:\n  metric: score\n  num_samples: 4\n  search: {type: random, seed: 3}\n"
+                                   "  scheduler: {type: pbt, perturbation_interval: 2, quantile_fraction: 0.5,\n"
+                                   "              resample_probability: 0, burn_in_period: 0}\n")
+    proc = run_cli(["shifting.py", "tune_with", "space.yaml", "-F", "runs"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    configs, exploited = [], 0
+    for run_id in (d for d in os.listdir(tmp_path / "runs") if d.isdigit()):
+        configs.append(json.load(open(tmp_path / "runs" / run_id / "config.json")))
+        exploited += bool(json.load(open(tmp_path / "runs" / run_id / "run.json"))["meta"]["tune"].get("parent_run"))
+    assert exploited >= 2, "PBT exploited too little to test its mutations"
+    assert {c["shift_at"] for c in configs} <= {2, 4, 6}, configs
+    assert all(0.05 <= c["lr"] <= 0.2 for c in configs), configs
+
+
 def test_pb2_without_its_packages_says_how_to_get_them(tmp_path, monkeypatch):
     import sys
 

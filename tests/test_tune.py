@@ -3,6 +3,7 @@ observers record every Sacred run with a true status."""
 
 import json
 import os
+import shutil
 import sys
 
 import pytest
@@ -144,6 +145,22 @@ def test_tune_with_from_the_command_line_records_statuses_in_file_storage(tmp_pa
     proc = run_cli(["curves.py", "print_config", "with", "sweeps/cli-asha/best.yaml"], cwd=tmp_path)
     assert proc.returncode == 0 and "quality = " in proc.stdout
 
+
+
+@pytest.mark.slow
+def test_max_concurrent_trials_holds_with_the_default_searcher(tmp_path):
+    """Tune exempts a search_alg it did not make from max_concurrent_trials: with search: random
+    (sacred-ray's own generator) three quarter-CPU trials ran at once although the file said 1."""
+    shutil.copy(os.path.join(EXPERIMENTS, "shifting.py"), tmp_path / "shifting.py")
+    write(tmp_path / "space.yaml", "space:\n  lr: {uniform: [0.01, 0.2]}\nfixed: {steps: 5, pause: 0.2}\n"
+                                   "tune: {metric: score, num_samples: 3, max_concurrent_trials: 1}\n")
+    proc = run_cli(["shifting.py", "tune_with", "space.yaml", "-F", "runs"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spans = sorted((run["start_time"], run["stop_time"]) for run in
+                   (json.load(open(tmp_path / "runs" / d / "run.json")) for d in os.listdir(tmp_path / "runs")
+                    if d.isdigit()))
+    assert len(spans) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans  # one at a time
 
 
 @pytest.mark.slow

@@ -60,7 +60,9 @@ def _basic(plan: SearchPlan, settings) -> tuple:
         return plan.sample_cell(cell, draws[cell] - 1)
 
     space = {"cell": tune.grid_search(list(range(len(plan.cells)))), "params": tune.sample_from(sample)}
-    return space, BasicVariantGenerator(random_state=plan.seed)
+    # Tune applies max_concurrent_trials only to a search_alg it makes itself: given one, it
+    # exempts the generator, so the limit is the generator's own
+    return space, BasicVariantGenerator(random_state=plan.seed, max_concurrent=settings.max_concurrent_trials or 0)
 
 
 def _optuna(plan: SearchPlan, settings) -> tuple:
@@ -152,16 +154,35 @@ class Resample:
         return self.dist.sample(self.rng)
 
 
+class KeepInside:
+    """PBT's ``custom_explore_fn``: Tune's explore scales a numeric value by 0.8 or 1.2, which can
+    leave the key's distribution (112 * 1.2 = 134 for ``qrandint: [16, 128, 16]``, a value below a
+    ``uniform``'s lower bound); each mutated value moves to the nearest one its distribution
+    can draw (picklable: Tune keeps its scheduler with the search's state)."""
+
+    def __init__(self, dists: dict):
+        self.dists = dists
+
+    def __call__(self, config: dict) -> dict:
+        params = config.get("params")
+        if isinstance(params, dict):
+            for key, dist in self.dists.items():
+                if key in params:
+                    params[key] = dist.nearest(params[key])
+        return config
+
+
 def _pbt(settings, plan: SearchPlan):
     """PBT over the trial's sampled values (``params`` in Tune's config): categorical keys shift
     to a neighbouring value or are drawn again; numeric ones are scaled by 0.8 or 1.2 or drawn again."""
     from ray.tune.schedulers import PopulationBasedTraining
 
     options = dict(settings.scheduler_options)
+    dists = options.pop("mutations")
     mutations = {key: list(dist.args) if dist.kind.categorical else Resample(dist, zlib.crc32(f"{plan.seed}|{key}".encode()))
-                 for key, dist in options.pop("mutations").items()}
+                 for key, dist in dists.items()}
     return PopulationBasedTraining(time_attr="training_iteration", hyperparam_mutations={"params": mutations},
-                                   **options)
+                                   custom_explore_fn=KeepInside(dists), **options)
 
 
 def _pb2(settings, plan: SearchPlan):
@@ -170,8 +191,10 @@ def _pb2(settings, plan: SearchPlan):
     from ray.tune.schedulers.pb2 import PB2
 
     options = dict(settings.scheduler_options)
-    bounds = {key: [float(dist.args[0]), float(dist.args[1])] for key, dist in options.pop("mutations").items()}
-    return PB2(time_attr="training_iteration", hyperparam_bounds={"params": bounds}, **options)
+    dists = options.pop("mutations")
+    bounds = {key: [float(dist.args[0]), float(dist.args[1])] for key, dist in dists.items()}
+    return PB2(time_attr="training_iteration", hyperparam_bounds={"params": bounds},
+               custom_explore_fn=KeepInside(dists), **options)
 
 
 def _options_of(class_name: str):

@@ -174,6 +174,7 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
 def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):
     """Tune's Tuner for the search: a new one, or the interrupted one restored (--resume)."""
     from ray import tune
+    from ray.tune.search import Searcher
 
     from ..worker.trainable import SacredTrainable
 
@@ -195,7 +196,9 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):
         tune_config=tune.TuneConfig(
             metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
             search_alg=search_alg, scheduler=make_scheduler(settings, plan),
-            max_concurrent_trials=settings.max_concurrent_trials, time_budget_s=settings.time_budget_s,
+            # a Searcher Tune wraps in its ConcurrencyLimiter; Tune's own generator has the limit built in
+            max_concurrent_trials=settings.max_concurrent_trials if isinstance(search_alg, Searcher) else None,
+            time_budget_s=settings.time_budget_s,
             reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune", storage_path=storage_path, verbose=0,

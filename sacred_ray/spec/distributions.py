@@ -157,6 +157,27 @@ class Distribution:
         """Draw one value the way Ray Tune's sampler of the same name would."""
         return self.kind.sample(self.args, rng)
 
+    def nearest(self, value: Any) -> Any:
+        """The value this distribution can draw that is nearest ``value``: inside its bounds (a
+        randint's upper bound excluded), on its step ``q``, whole for the integer kinds. PBT's
+        explore scales a value by 0.8 or 1.2; this keeps the result in the space the user gave."""
+        if (self.kind.categorical or self.name == "value" or isinstance(value, bool)
+                or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            return value
+        arg = dict(zip(self.kind.params, self.args))
+        q, lo, hi, x = arg.get("q"), arg.get("lower"), arg.get("upper"), float(value)
+        if q:
+            x = round(x / q) * q
+        if lo is not None:
+            if self.name in ("randint", "lograndint"):
+                hi -= 1
+            if q and math.ceil(lo / q - 1e-9) <= math.floor(hi / q + 1e-9):
+                lo, hi = math.ceil(lo / q - 1e-9) * q, math.floor(hi / q + 1e-9) * q  # the outermost steps inside
+            x = min(max(x, lo), hi)
+        if self.kind.integer:
+            return int(round(x))
+        return clean_float(x) if q else x
+
     def describe(self) -> str:
         """As a person would write it: ``choice(small, large)``, ``uniform(0, 1)``."""
         if self.name == "value":

@@ -309,7 +309,10 @@ SCHEDULERS: dict = {
 }
 POPULATION = tuple(name for name, s in SCHEDULERS.items() if s.hands_over)  # schedulers that exploit and explore
 NOT_NUMBERS = ("time_attr", "hard_stop", "mutations", "synch")  # scheduler options that are not positive numbers
-FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options in (0, upper]
+FRACTIONS = {"quantile_fraction": 0.5, "resample_probability": 1.0}  # options up to this bound
+ZERO_OK = ("burn_in_period", "resample_probability", "min_time_slice")  # 0 is what Ray's default means
+WHOLE = ("brackets", "min_samples_required")  # counts
+ABOVE_ONE = ("reduction_factor",)  # a rung keeps 1 / reduction_factor of the trials: 1 keeps them all, forever
 TUNE_KEYS = ("metric", "mode", "num_samples", "search", "scheduler", "max_concurrent_trials",
              "resources", "time_budget_s", "max_failures", "name", "dir", "address", "runtime_env", "storage")
 
@@ -367,13 +370,31 @@ def _scheduler(raw: Any, source: str, where: str) -> tuple:
             accepted = ", ".join(SCHEDULERS[name].options) or "none"
             raise SpecError(source, f"{where}: {k}", f"unknown option for {name}; accepted: {accepted}")
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if k not in NOT_NUMBERS and not (number and 0 < v < float("inf")):
+        if k in ZERO_OK and not (number and 0 <= v < float("inf")):
+            raise SpecError(source, f"{where}: {k}", f"must be a number of at least 0, got {v!r}")
+        if k not in NOT_NUMBERS and k not in ZERO_OK and not (number and 0 < v < float("inf")):
             raise SpecError(source, f"{where}: {k}", f"must be a number above 0, got {v!r}")
         if k in FRACTIONS and v > FRACTIONS[k]:
             raise SpecError(source, f"{where}: {k}", f"must be at most {FRACTIONS[k]:g}, got {v!r}")
+        if k in WHOLE and not isinstance(v, int):
+            raise SpecError(source, f"{where}: {k}", f"must be a whole number, got {v!r}")
+        if k in ABOVE_ONE and v <= 1:
+            raise SpecError(source, f"{where}: {k}", f"must be above 1 (a rung keeps 1/{k} of its trials), "
+                                                     f"got {v!r}")
         if k in ("synch", "hard_stop") and not isinstance(v, bool):
             raise SpecError(source, f"{where}: {k}", f"must be true or false, got {v!r}")
+    _together(name, options, source, where)
     return name, options
+
+
+def _together(name: str, options: dict, source: str, where: str) -> None:
+    """Options each valid that are wrong together, refused here rather than by Ray once the search runs."""
+    if name == "asha":
+        max_t, grace = options.get("max_t", SCHEDULERS[name].max_t), options.get("grace_period", 1)
+        if grace > max_t:
+            given = "" if "max_t" in options else " (ASHA's default max_t)"
+            raise SpecError(source, f"{where}: grace_period", f"must be at most max_t, {max_t:g}{given}, "
+                                                              f"got {grace:g}: raise max_t or lower grace_period")
 
 
 def parse_tune_settings(raw: Any, source: str, default_name: str) -> TuneSettings:
