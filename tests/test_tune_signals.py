@@ -29,15 +29,17 @@ def _runs(folder):
             run = json.loads((folder / name / "run.json").read_text())
             info = folder / name / "info.json"  # written at the run's first heartbeat
             run["info"] = json.loads(info.read_text()) if info.exists() else {}
+            run["_id"] = name
         except (OSError, ValueError):  # not a run folder, or being written now
             continue
         out.append(run)
     return out
 
 
-def _start(tmp_path, extra=()):
+def _start(tmp_path, extra=(), private=False):
     return subprocess.Popen([sys.executable, "curves.py", "tune_with", "space.yaml", "-F", "runs", *extra],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=cli_env(private=private), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True,
                             preexec_fn=_default_signals)
 
 
@@ -88,6 +90,29 @@ def test_a_stopped_search_records_the_users_stop_and_resumes_without_rerunning(t
     assert len(completed) == len(set(completed))  # no trial completed twice
     assert completed_before <= set(completed)
     assert len(set(completed)) == 6
+
+
+def test_a_killed_drivers_search_ranked_by_result_resumes_without_rerunning_a_completed_trial(tmp_path):
+    """``metric: result`` (main's return value, never logged): a trial whose run COMPLETED after
+    Tune last saved its own state was run again by --resume once the driver had been killed."""
+    write(tmp_path / "curves.py", open(os.path.join(EXPERIMENTS, "curves.py")).read())
+    write(tmp_path / "space.yaml", json.dumps({**SPACE, "tune": {**SPACE["tune"], "metric": "result", "name": "lost"}}))
+    proc = _start(tmp_path, private=True)  # a Ray of its own, which dies with the driver
+    _wait(tmp_path, proc, lambda s: s.count("COMPLETED") >= 2)
+    proc.kill()  # SIGKILL: the driver records nothing more, and Tune saves nothing more
+    proc.communicate(timeout=60)
+    completed_before = {r["meta"]["tune"]["trial_id"] for r in _runs(tmp_path / "runs") if r["status"] == "COMPLETED"}
+    resumed = run_cli(["curves.py", "tune_with", "space.yaml", "-F", "runs", "--resume"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    runs = _runs(tmp_path / "runs")
+    completed = [r["meta"]["tune"]["trial_id"] for r in runs if r["status"] == "COMPLETED"]
+    assert len(completed) == len(set(completed)), completed  # no trial completed twice
+    assert completed_before <= set(completed) and len(set(completed)) == 6
+    assert "RUNNING" not in {r["status"] for r in runs}
+    # the trials Tune made after the restore have draws of their own, none a completed one's again
+    qualities = {json.loads((tmp_path / "runs" / r["_id"] / "config.json").read_text())["quality"]
+                 for r in runs if r["status"] == "COMPLETED"}
+    assert len(qualities) == 6, qualities
 
 
 def test_spec_yaml_names_the_file_it_was_read_from(tmp_path):

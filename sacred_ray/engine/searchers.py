@@ -47,22 +47,33 @@ def hyperopt_space(plan: SearchPlan) -> dict:
 
 
 def _basic(plan: SearchPlan, settings) -> tuple:
-    """Tune's own generator: every cell (variant x grid point) ``num_samples`` times, the
-    cell's distributions drawn by our samplers (reproducible per cell, key and draw)."""
+    """Tune's own generator over every (cell, draw): each cell (variant x grid point) ``num_samples``
+    times, a trial's values the draw's of its cell by our samplers (reproducible per cell, key and
+    draw). The draw is a number in the trial's config, not a count kept by this process: a restored
+    search (``--resume``) draws the trials it had not made yet as the lost driver would have, and
+    never draws one again. Tune runs the grid once (``tune_samples``)."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    draws = collections.Counter()
+    draws = collections.Counter()  # only for a search begun before the draw was in the config
 
     def sample(spec):
-        cell = spec.config["cell"]
-        draws[cell] += 1
-        return plan.sample_cell(cell, draws[cell] - 1)
+        cell, draw = spec.config["cell"], spec.config.get("draw")
+        if draw is None:
+            draws[cell] += 1
+            draw = draws[cell] - 1
+        return plan.sample_cell(cell, draw)
 
-    space = {"cell": tune.grid_search(list(range(len(plan.cells)))), "params": tune.sample_from(sample)}
+    space = {"cell": tune.grid_search(list(range(len(plan.cells)))),
+             "draw": tune.grid_search(list(range(settings.num_samples))), "params": tune.sample_from(sample)}
     # Tune applies max_concurrent_trials only to a search_alg it makes itself: given one, it
     # exempts the generator, so the limit is the generator's own
     return space, BasicVariantGenerator(random_state=plan.seed, max_concurrent=settings.max_concurrent_trials or 0)
+
+
+def tune_samples(settings) -> int:
+    """Tune's ``num_samples``: 1 for its own generator, whose grid holds every draw; else the setting."""
+    return 1 if SEARCHERS[settings.search].build is _basic else settings.num_samples
 
 
 def _optuna(plan: SearchPlan, settings) -> tuple:

@@ -22,7 +22,7 @@ from ..spec.space import SearchPlan, trial_count
 from ..storage import filesystem, join
 from .prepare import storage_root
 from .progress import Progress
-from .searchers import budget, check_search_tools, compile_search, make_scheduler
+from .searchers import budget, check_search_tools, compile_search, make_scheduler, tune_samples
 from .session import Interrupted, Request, Session
 from .tune_results import TuneResult, completed_trials, tune_result, write_lineage
 from .tune_router import Router
@@ -188,13 +188,14 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):
     # node reaches (Tune restores a trial on another node, and PBT hands checkpoints between them)
     storage_path = storage_root(settings) or folder.path
     tune_dir = join(storage_path, "tune")
-    if session.req.resume and _exists(tune_dir):
-        return tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
     param_space, search_alg = compile_search(plan, settings)
+    if session.req.resume and _exists(tune_dir):
+        # the same param_space: Tune resolves the values of trials it makes after the restore with it
+        return tune.Tuner.restore(tune_dir, trainable, resume_errored=True, param_space=param_space)
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+            metric=settings.metric, mode=settings.mode, num_samples=tune_samples(settings),
             search_alg=search_alg, scheduler=make_scheduler(settings, plan),
             # a Searcher Tune wraps in its ConcurrencyLimiter; Tune's own generator has the limit built in
             max_concurrent_trials=settings.max_concurrent_trials if isinstance(search_alg, Searcher) else None,

@@ -123,7 +123,12 @@ def completed_trials(earlier: list, metric: str) -> dict:
     """Tune trials of a resumed search whose run COMPLETED: trial id -> its last result."""
     done = {}
     for entry in earlier:
-        metrics = entry.get("metrics") or {}
+        metrics = dict(entry.get("metrics") or {})
+        if metric == "result" and "result" not in metrics:  # main's return value, which the ledger keeps
+            value = entry.get("result")
+            value = value.get("result") if isinstance(value, dict) else value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics["result"] = value
         if entry.get("status") == "COMPLETED" and metric in metrics:
             steps = (entry.get("steps") or {}).get(metric, 1)
             done[entry["trial_id"]] = {"metrics": metrics, "step": max(steps - 1, 0)}
