@@ -218,7 +218,7 @@ def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint_in_the_same_run(ra
     monkeypatch.chdir(tmp_path)
     spec = {"fixed": {"steps": 12, "every": 3, "pause": 0.01}, "space": {"marks": {"choice": [""]},
                                                                           "die_at": {"choice": [-1, -2, -3]}},
-            "tune": {"metric": "total", "mode": "max", "num_samples": 6, "max_concurrent_trials": 2,
+            "tune": {"metric": "total", "mode": "max", "num_samples": 6,  # no max_concurrent_trials: see test_tune
                      "scheduler": {"type": "hyperband", "max_t": 12, "reduction_factor": 3},
                      "dir": str(tmp_path / "hb"), "name": "hb"}}
     result = run_tune(ex, spec, options={"--mongo_db": "localhost:27017:sweeps"}, progress=False)

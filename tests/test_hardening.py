@@ -132,7 +132,8 @@ def config():
 def main(x):
     return x
 ''')
-    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {timeout: 4}\n")
+    # 10 s: the quick trial's worker start and imports fit in it on a loaded machine (4 s did not)
+    write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0]\nsweep: {timeout: 10}\n")
     import time
 
     began = time.monotonic()
@@ -142,7 +143,7 @@ def main(x):
     ledger = [json.loads(line) for line in (workdir / "sweeps" / "grid" / "ledger.jsonl").read_text().splitlines()]
     by_key = {e["index"]: e for e in ledger}
     assert by_key[0]["status"] == "COMPLETED"
-    assert by_key[1]["status"] == "TIMEOUT" and "timed out after 4s" in by_key[1]["error"]
+    assert by_key[1]["status"] == "TIMEOUT" and "timed out after 10s" in by_key[1]["error"]
 
 
 def test_an_experiment_started_with_python_m_imports_as_a_module_on_the_workers(tmp_path):
