@@ -275,6 +275,28 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("command,spec", [
+    ("ray_sweep", "grid:\n  a: [1, 2, 3, 4, 5, 6]\n"),
+    ("tune_with", "space:\n  a: {grid: [1, 2, 3, 4, 5, 6]}\ntune: {num_samples: 1}\n"),
+])
+def test_every_trials_captured_output_has_sacreds_and_the_experiments_log_lines(tmp_path, command, spec):
+    """Sacred's ingredient.py example: the first run each worker process ran lacked Sacred's
+    INFO lines and the _log line (logging's handler was made after it had been redirected)."""
+    shutil.copy(os.path.join(EXPERIMENTS, "ingredient.py"), tmp_path / "ingredient.py")
+    write(tmp_path / "s.yaml", spec)
+    proc = run_cli(["ingredient.py", command, "with", "s.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the lines `python ingredient.py with a=1 -F alone` has in its cout.txt (Sacred's fd capture)
+    expected = ["INFO - my_experiment - Running command 'run'", "INFO - my_experiment - Started run with ID",
+                "loading dataset from 'my_dataset.npy'", "INFO - dataset.load_data - reading my_dataset.npy",
+                "normalizing dataset", "data=1", "INFO - my_experiment - Completed after"]
+    runs = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]
+    assert len(runs) == 6
+    for run in runs:
+        out = (tmp_path / "runs" / run / "cout.txt").read_text()
+        assert [line for line in expected if line not in out] == [], (run, out)
+
+
+@pytest.mark.parametrize("command,spec", [
     ("ray_sweep", "grid:\n  n: [3, 5]\n"),
     ("tune_with", "space:\n  n: {choice: [3, 5]}\ntune: {metric: result, mode: max, num_samples: 2}\n"),
 ])

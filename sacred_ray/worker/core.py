@@ -119,7 +119,8 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
         ex = load_experiment(ref)
         _line_buffered()
         options = dict(job.options)
-        if options.pop(FOLLOW_LOGGING, False):
+        follow_logging = options.pop(FOLLOW_LOGGING, False)
+        if follow_logging:
             _handlers_follow_std_streams()
         observer.link.renames = renames_for(ref)
         remember_host_info()
@@ -130,6 +131,10 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             observer.link.on_lost(lambda: _lost(ex, list(also), hooks.lost))
         run = ex._create_run(config_updates=job.config_updates, named_configs=list(job.named_configs),
                              info=job.info, meta_info=_meta_info(job), options=options)
+        if follow_logging:
+            # and the handler Sacred's logging.basicConfig made just now, in the first run a worker
+            # process runs: without this, that run's captured output lacks every log line
+            _handlers_follow_std_streams()
         _follow(run, job, observer, hooks)
         if hooks.created is not None:
             hooks.created(run)
