@@ -19,25 +19,30 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
+import warnings
 from typing import Any, Optional
 
-from .records import object_id, read_json, read_jsonl, read_spec_header
+from .records import MONGO_SCHEMES, object_id, read_json, read_jsonl, read_spec_header, scrub
 from .spec import SpecError
 
 
-def load_sweep(source: str, name: Optional[str] = None):
+def load_sweep(source: str, name: Optional[str] = None, sweep_id: Optional[str] = None):
     """The sweep ``name`` as a DataFrame (see the module docstring).
 
     ``source`` is a sweep folder (``sweeps/<name>``; ``name`` is then optional), or a MongoDB
     address as ``-m`` takes it (``mongodb://...`` or ``host:port:db``) with the sweep's name.
-    Raises SpecError (one line) for a folder that is not a sweep's, an unreachable database or a
-    name with no runs. ``frame.attrs`` names the ``params`` and ``metrics`` columns."""
-    return Sweep.load(source, name).frame()
+    Only the runs of that one sweep are read: a folder's own (its spec.yaml has the sweep's id),
+    or in MongoDB the newest sweep of the name, or the one ``sweep_id`` names (a warning says
+    when the database holds several). Raises SpecError (one line) for a missing folder, a bad
+    or unreachable database address, or a name with no runs. ``frame.attrs`` names the
+    ``params`` and ``metrics`` columns."""
+    return Sweep.load(source, name, sweep_id=sweep_id).frame()
 
 
-def load_metrics(source: str, metric: str, name: Optional[str] = None):
+def load_metrics(source: str, metric: str, name: Optional[str] = None, sweep_id: Optional[str] = None):
     """Every value of ``metric`` each trial's run logged, in long form: trial, run_id, step, value."""
-    return Sweep.load(source, name).metrics(metric)
+    return Sweep.load(source, name, sweep_id=sweep_id).metrics(metric)
 
 
 class Sweep:
@@ -49,10 +54,16 @@ class Sweep:
         self._series = {}
 
     @classmethod
-    def load(cls, source: str, name: Optional[str] = None, mongo: Optional[str] = None) -> Sweep:
+    def load(cls, source: str, name: Optional[str] = None, mongo: Optional[str] = None,
+             sweep_id: Optional[str] = None) -> Sweep:
         """``mongo``: the database's full address, for a sweep folder whose runs are there (its
         spec.yaml keeps the address without credentials)."""
-        return cls(*(_from_folder(source, name, mongo) if os.path.isdir(source) else _from_mongo(source, name)))
+        if os.path.isdir(source):
+            return cls(*_from_folder(source, name, mongo))
+        if not is_mongo_address(source):
+            raise SpecError(source, "", "no such sweep folder; give sweeps/<name>, or a MongoDB address "
+                                        "(mongodb://HOST/DB or HOST:PORT:DB) and the sweep's name")
+        return cls(*_from_mongo(source, name, sweep_id))
 
     def series(self, run: dict) -> dict:
         if run["_id"] not in self._series:
@@ -77,17 +88,18 @@ class Sweep:
 def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) -> tuple:
     header = spec_header(folder)
     name = name or header.get("name") or os.path.basename(os.path.abspath(folder))
+    sweep_id = header.get("id")  # None for a sweep begun before sweeps had ids: its name alone then
     recorded = header.get("recorded_by") or {}
     runs: list = []
     for base in recorded.get("file_storage") or []:
-        runs += _file_runs(base, name)
+        runs += _file_runs(base, name, sweep_id)
     if not runs and recorded.get("mongo_db") and mongo:
         from .records import mongo_uri
 
         db = database(mongo, mongo_uri)
         skipped = _skipped(folder, name, lambda run_id: db.runs.find_one({"_id": run_id}))
         try:
-            runs, metrics_of = _from_mongo(mongo, name)
+            runs, metrics_of = _from_mongo(mongo, name, sweep_id, quiet=True)
         except SpecError:
             if not skipped:
                 raise
@@ -138,19 +150,20 @@ def spec_header(folder: str) -> dict:
     return header
 
 
-def _file_runs(base: str, name: str) -> list:
+def _file_runs(base: str, name: str, sweep_id: Optional[str] = None) -> list:
     runs = []
     for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        run = _file_run(os.path.join(base, entry), name)
+        run = _file_run(os.path.join(base, entry), name, sweep_id)
         if run is not None:
             runs.append(run)
     return runs
 
 
-def _file_run(folder: str, name: Optional[str] = None) -> Optional[dict]:
-    """A run a FileStorageObserver wrote (of the sweep ``name``, when given), or None."""
+def _file_run(folder: str, name: Optional[str] = None, sweep_id: Optional[str] = None) -> Optional[dict]:
+    """A run a FileStorageObserver wrote (of the sweep ``name`` and ``sweep_id``, when given), or None."""
     run = read_json(os.path.join(folder, "run.json"))
-    if not run or (name is not None and (run.get("meta") or {}).get("sweep", {}).get("name") != name):
+    sweep = (run.get("meta") or {}).get("sweep") or {} if run else {}
+    if not run or (name is not None and sweep.get("name") != name) or (sweep_id and sweep.get("id") != sweep_id):
         return None
     run["config"] = read_json(os.path.join(folder, "config.json"))
     run["info"] = read_json(os.path.join(folder, "info.json"))
@@ -160,20 +173,35 @@ def _file_run(folder: str, name: Optional[str] = None) -> Optional[dict]:
     return run
 
 
-def _from_mongo(address: str, name: Optional[str]) -> tuple:
+def _from_mongo(address: str, name: Optional[str], sweep_id: Optional[str] = None, quiet: bool = False) -> tuple:
+    """The runs of the sweep ``name`` in the database: of ``sweep_id``, else of the newest sweep
+    of that name (by its runs' start), warning that there are others unless ``quiet``."""
     from .records import mongo_uri, redact
 
     if not name:
         raise SpecError(redact(address), "", "give the sweep's name too: load_sweep(MONGO_URL, 'my-sweep')")
     db = database(address, mongo_uri)
+    query = {"meta.sweep.name": name, **({"meta.sweep.id": sweep_id} if sweep_id else {})}
     try:
-        runs = list(db.runs.find({"meta.sweep.name": name}))
+        runs = list(db.runs.find(query))
     except Exception as e:
         raise SpecError(redact(address), "", f"cannot reach MongoDB ({e.__class__.__name__}); start the server or "
                                              f"fix the address") from None
     if not runs:
-        raise SpecError(redact(address), name, "no runs of a sweep of this name in this database")
+        what = f"of the sweep {sweep_id!r} " if sweep_id else ""
+        raise SpecError(redact(address), name, f"no runs {what}of a sweep of this name in this database")
+    sweeps: dict = {}
+    for run in runs:
+        sweeps.setdefault(((run.get("meta") or {}).get("sweep") or {}).get("id"), []).append(run)
+    if len(sweeps) > 1:
+        def started(item):
+            return max(str(r.get("start_time") or "") for r in item[1])
 
+        newest, runs = max(sweeps.items(), key=started)
+        if not quiet:
+            others = ", ".join(str(i) for i in sweeps if i != newest)
+            warnings.warn(f"{redact(address)}: {len(sweeps)} sweeps named {name!r}; read the newest (id {newest}); "
+                          f"for another give its id (sweep_id=, or --sweep-id): {others}", stacklevel=4)
     return runs, _mongo_metrics(db)
 
 
@@ -185,16 +213,42 @@ def _mongo_metrics(db):
     return metrics_of
 
 
-def database(address: str, mongo_uri):
-    import pymongo
+def is_mongo_address(source: str) -> bool:
+    """Whether ``source`` is meant as a MongoDB address (a URL, or ``[HOST:PORT:]DB`` as -m
+    takes it) rather than a folder path: bad addresses of either form are then said as such."""
+    return source.startswith(MONGO_SCHEMES) or ":" in source or (os.sep not in source and not source.startswith((".", "~")))
 
-    uri = mongo_uri(address)
-    if uri is not None:
-        client = pymongo.MongoClient(uri["url"], serverSelectionTimeoutMS=5000)
-        return client[uri["db_name"]]
-    parts = address.split(":")
-    host, port, db = ("localhost", 27017, parts[0]) if len(parts) == 1 else (parts[0], int(parts[1]), parts[2])
-    return pymongo.MongoClient(host, port, serverSelectionTimeoutMS=5000)[db.split(".")[0]]
+
+def database(address: str, mongo_uri):
+    """The database at ``address`` (as -m takes it); SpecError naming it when it is no address
+    pymongo can use or a name MongoDB refuses. (Reaching the server is tried on first use.)"""
+    import pymongo
+    from pymongo.errors import ConfigurationError, InvalidName
+
+    from .records import redact
+
+    shown = redact(address)
+    example = "use mongodb://HOST:PORT/DB or HOST:PORT:DB (e.g. localhost:27017:sweeps)"
+    try:
+        uri = mongo_uri(address)
+    except SpecError as e:  # -m's own words, said of this address
+        raise SpecError(shown, "", f"{e.message.rstrip('.')}; {example}") from None
+    try:
+        if uri is not None:
+            return pymongo.MongoClient(uri["url"], serverSelectionTimeoutMS=5000)[uri["db_name"]]
+        match = re.match(MONGO_PATTERN, address)
+        if match is None:
+            raise SpecError(shown, "", f"is not a MongoDB address; {example}")
+        host, port = match.group("host") or "localhost", int(match.group("port") or 27017)
+        return pymongo.MongoClient(host, port, serverSelectionTimeoutMS=5000)[match.group("db")]
+    except SpecError:
+        raise
+    except (InvalidName, ConfigurationError, ValueError, TypeError) as e:
+        raise SpecError(shown, "", f"MongoDB refuses it: {scrub(str(e), address)}; {example}") from None
+
+
+# [HOST:PORT:]DB[.COLLECTION], as Sacred's -m takes it (DB: the characters MongoDB allows in a name)
+MONGO_PATTERN = r"^(?:(?P<host>[^:/\s]+):(?P<port>\d+):)?(?P<db>[^:/\\. \"$]+)(?:\.[^:]+)?$"
 
 
 # -- one row per trial ------------------------------------------------------------------

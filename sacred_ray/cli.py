@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,7 +26,7 @@ USAGE = """\
 Usage:
   {prog} ray_sweep [with] GRID.yaml [UPDATE...] [options]
   {prog} tune_with [with] SPACE.yaml [UPDATE...] [options]
-  {prog} sweep_report SWEEP_FOLDER | MONGO_URL NAME [-o FILE] [--metric M] [--mode min|max]
+  {prog} sweep_report SWEEP_FOLDER | MONGO_URL NAME [-o FILE] [--metric M] [--mode min|max] [--sweep-id ID]
   {prog} sweep_status SWEEP [--json]  |  sweep_cancel SWEEP [--trial N ...]
   {prog} sweep_pause SWEEP  |  sweep_continue SWEEP      (each also --address ADDR)
 
@@ -315,7 +316,8 @@ def run(ex: Experiment, argv: list) -> tuple:
         return 2, None
 
 
-REPORT_OPTIONS = {"-o": "output", "--output": "output", "--metric": "metric", "--mode": "mode"}
+REPORT_OPTIONS = {"-o": "output", "--output": "output", "--metric": "metric", "--mode": "mode",
+                  "--sweep-id": "sweep_id"}
 
 
 def report_command(tokens: list, program: str) -> int:
@@ -347,7 +349,11 @@ def report_command(tokens: list, program: str) -> int:
         if len(positional) == 1 and not os.path.isdir(positional[0]) and not looks_like_mongo:
             raise SpecError(positional[0], "", "no such sweep folder; give sweeps/NAME, or a MongoDB address and a "
                                                "sweep name")
-        path = write_report(*positional, **kwargs)
+        with warnings.catch_warnings(record=True) as said:  # several sweeps of the name: which was read
+            warnings.simplefilter("always")
+            path = write_report(*positional, **kwargs)
+        for w in said:
+            print(f"warning: {w.message}", file=sys.stderr)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -81,7 +81,8 @@ def scrub(text: str, url: str) -> str:
     """``text`` (an error about ``url``) with every credential of ``url`` hidden."""
     text = redact(text)
     for secret in sorted(secrets_of(url), key=len, reverse=True):
-        text = text.replace(secret, "***")
+        # where it stands alone: a password 'p' must not turn "option" into "o***tion"
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
 
 

@@ -1,8 +1,13 @@
 """A finished sweep as a DataFrame, read back from its observers' records: the same frame
 whether file storage or MongoDB recorded it."""
 
+import json
+import os
+import shutil
+
 import pandas as pd
 import pytest
+import yaml
 
 import sacred_ray
 from sacred_ray import SpecError
@@ -74,3 +79,72 @@ def test_an_unreachable_database_is_one_line_within_seconds():
     with pytest.raises(SpecError, match=r"^localhost:1:sweeps: cannot reach MongoDB \(ServerSelectionTimeoutError\)"):
         sacred_ray.load_sweep("localhost:1:sweeps", "frame")
     assert time.monotonic() - began < 15
+
+
+BAD_SOURCES = [
+    ("no/such/folder", "no/such/folder: no such sweep folder; give sweeps/<name>, or a MongoDB address"),
+    ("mongodb://[bad", "mongodb://[bad: cannot parse 'mongodb://[bad'"),
+    ("mongodb://localhost/bad$name", "mongodb://localhost/bad$name: cannot parse 'mongodb://localhost/bad$name': "
+                                     "Bad database name"),
+    ("localhost:27017:bad/name", "localhost:27017:bad/name: is not a MongoDB address; use mongodb://HOST:PORT/DB"),
+    ("localhost:port:sweeps", "localhost:port:sweeps: is not a MongoDB address"),
+    ("mongodb://user:p@localhost/db?nosuchoption=1", "mongodb://user:***@localhost/db?nosuchoption=1: cannot parse"),
+]
+
+
+@pytest.mark.parametrize("source,message", BAD_SOURCES, ids=[s for s, _ in BAD_SOURCES])
+def test_every_bad_source_is_one_line_from_python_and_from_sweep_report(toy, tmp_path, monkeypatch, capsys,
+                                                                        source, message):
+    """A missing folder, a URL pymongo cannot parse, a database name MongoDB refuses, a port
+    that is not a number: a SpecError from load_sweep, one line and exit 2 from sweep_report
+    (these were a pymongo InvalidName, a ValueError, or -m's words about the command line)."""
+    import time
+
+    from sacred_ray.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    began = time.monotonic()
+    with pytest.raises(SpecError) as e:
+        sacred_ray.load_sweep(source, "frame")
+    assert str(e.value).startswith(message) and len(str(e.value).splitlines()) == 1, str(e.value)
+    assert "user:p@" not in str(e.value)  # the password is never shown
+    assert main(toy, ["toy.py", "sweep_report", source, "frame"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert time.monotonic() - began < 5 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_one_name_in_one_observer_are_read_apart(tmp_path):
+    """A rerun months later under the same name, recorded by the same -F folder and MongoDB:
+    each run carries its sweep's id (meta.sweep.id), so each sweep folder reads only its own
+    runs, and MongoDB by name reads the newest sweep, saying so, or the one --sweep-id names."""
+    from conftest import EXPERIMENTS, cli_env, run_cli, write
+
+    shutil.copy(os.path.join(EXPERIMENTS, "toy.py"), tmp_path / "toy.py")
+    env = cli_env(MONGO_STATE=str(tmp_path / "mongo.json"))
+    for xs in ("[1.0, 2.0]", "[3.0, 4.0, 5.0]"):
+        write(tmp_path / "grid.yaml", f"grid:\n  x: {xs}\nsweep: {{name: same}}\n")
+        proc = run_cli(["toy.py", "ray_sweep", "grid.yaml", "-F", "runs", "-m", "localhost:27017:sweeps"],
+                       cwd=tmp_path, env=env, mongo_dump=tmp_path / "dump.json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    (older,) = [d for d in os.listdir(tmp_path / "sweeps") if d != "same"]
+    ids = {}
+    for folder, xs in (("same", [3.0, 4.0, 5.0]), (older, [1.0, 2.0])):
+        frame = sacred_ray.load_sweep(str(tmp_path / "sweeps" / folder))
+        assert sorted(frame["x"]) == xs
+        ids[folder] = yaml.safe_load(open(tmp_path / "sweeps" / folder / "spec.yaml"))["id"]
+        for run_id in frame["run_id"]:
+            assert json.load(open(tmp_path / "runs" / str(run_id) / "run.json"))["meta"]["sweep"]["id"] == ids[folder]
+    assert ids["same"] != ids[older]
+    write(tmp_path / "read.py", "import sys\nimport sacred_ray\n"
+                                "print(sorted(sacred_ray.load_sweep('localhost:27017:sweeps', 'same', *sys.argv[1:])['x']))\n")
+    newest = run_cli(["read.py"], cwd=tmp_path, env=env, mongo_dump=tmp_path / "dump.json")
+    assert newest.stdout.strip() == "[3.0, 4.0, 5.0]", newest.stdout + newest.stderr
+    assert f"2 sweeps named 'same'; read the newest (id {ids['same']})" in newest.stderr
+    assert ids[older] in newest.stderr
+    picked = run_cli(["read.py", ids[older]], cwd=tmp_path, env=env, mongo_dump=tmp_path / "dump.json")
+    assert picked.stdout.strip() == "[1.0, 2.0]" and "sweeps named" not in picked.stderr, picked.stderr
+    report = run_cli(["toy.py", "sweep_report", "localhost:27017:sweeps", "same", "--sweep-id", ids[older]],
+                     cwd=tmp_path, env=env, mongo_dump=tmp_path / "dump.json")
+    assert report.returncode == 0 and report.stdout.strip() == "report: same-report.html", report.stderr

@@ -180,10 +180,11 @@ class SweepFolder:
 
     def write_spec(self, command: list, spec_path: Optional[str], raw: dict, trials: list,
                    recorded_by: Optional[dict] = None, name: Optional[str] = None,
-                   sources: Optional[dict] = None) -> None:
+                   sources: Optional[dict] = None, sweep_id: Optional[str] = None) -> None:
         """``recorded_by``: where the observers put the runs ({"file_storage": [folders],
-        "mongo_db": address without credentials}), so the sweep can be loaded back from them."""
-        header = {"command": command, "spec_file": spec_path, "name": name, "trials": len(trials),
+        "mongo_db": address without credentials}), so the sweep can be loaded back from them;
+        ``sweep_id``: the id its runs carry in meta.sweep.id, so only they are."""
+        header = {"command": command, "spec_file": spec_path, "name": name, "id": sweep_id, "trials": len(trials),
                   "recorded_by": recorded_by or {}, "sources": sources or {}}
         name = "spec.yaml"
         try:

@@ -42,6 +42,7 @@ class Launch:
     runtime_env: dict
     checkpoints: str = ""  # where each trial keeps its checkpoints (<trial key>/ in it): a path or a URI
     sources: dict = field(default_factory=dict)  # the md5 of each source file of the experiment, as Sacred takes them
+    sweep_id: Optional[str] = None  # this sweep's own id (``Session.open`` settles it): meta.sweep.id of its runs
 
     @property
     def cwd(self) -> Optional[str]:

@@ -127,11 +127,15 @@ class Runs(Trials):
         """The run's ``meta.sweep``, the same fields for both commands (``resumed_from`` is added
         by the worker that finds the checkpoint it starts from). ``sources`` keeps ``[file, md5]`` of each
         source file, which MongoDB's record of a run otherwise lacks (--skip-done compares them;
-        a list, as Sacred's own, for a file name's dots cannot be a MongoDB key)."""
+        a list, as Sacred's own, for a file name's dots cannot be a MongoDB key); ``id``, the sweep's
+        own id, tells two sweeps of one name apart."""
         t = run.trial
-        return {"name": self.name, "trial": run.trial_id if run.trial_id is not None else t.index, "key": t.key,
+        meta = {"name": self.name, "trial": run.trial_id if run.trial_id is not None else t.index, "key": t.key,
                 "variant": t.variant, "attempt": run.attempt,
                 "sources": [[name, md5] for name, md5 in sorted(self.launch.sources.items())]}
+        if self.launch.sweep_id:
+            meta["id"] = self.launch.sweep_id
+        return meta
 
     def goes_on(self, run: Run, reason: str, worker: Optional[dict]) -> None:
         """The run's trial starts again (its worker died, Tune paused or restarted

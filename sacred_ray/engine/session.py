@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -99,6 +100,10 @@ class Session:
             self.folder = SweepFolder(self.launch.folder_path, resume=req.resume or bool(req.rerun))
         except OSError as e:
             raise self._unwritable(e) from None
+        # the sweep's own id, kept by --resume: two sweeps of one name in one observer (a rerun
+        # months later) are told apart by it (a sweep begun before ids were written has none)
+        earlier = read_spec_header(self.folder.path) if (req.resume or req.rerun) and self.folder.existed else {}
+        self.launch.sweep_id = earlier.get("id") if earlier else uuid.uuid4().hex[:12]
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")
@@ -136,7 +141,8 @@ class Session:
         """Write the spec as run, and the trials it expands to, into the opened folder."""
         try:
             self.folder.write_spec(self.req.command or [], self.spec.path, self.spec.raw, trials,
-                                   recorded_by(self.launch), self.settings.name, sources=self.sources)
+                                   recorded_by(self.launch), self.settings.name, sources=self.sources,
+                                   sweep_id=self.launch.sweep_id)
         except OSError as e:
             self.folder.abandon()
             raise self._unwritable(e) from None

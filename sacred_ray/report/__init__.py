@@ -21,18 +21,19 @@ from ..spec import SpecError
 
 def write_report(source: str, name: Optional[str] = None, output: Optional[str] = None, *,
                  mongo: Optional[str] = None, metric: Optional[str] = None, mode: Optional[str] = None,
-                 live: bool = False) -> str:
+                 live: bool = False, sweep_id: Optional[str] = None) -> str:
     """Write the report of a sweep folder (or of a sweep in MongoDB: ``source`` is the address
     as ``-m`` takes it and ``name`` the sweep's name); return the file's path.
 
     The file goes to ``output``, else ``<folder>/report.html``, else (MongoDB)
-    ``<name>-report.html`` in the current folder. ``metric``/``mode`` override the spec's.
+    ``<name>-report.html`` in the current folder. ``metric``/``mode`` override the spec's;
+    ``sweep_id`` picks one of several sweeps of the name in MongoDB (else the newest).
     Raises SpecError (one line) for a folder that is not a sweep's, an unreachable
     database, or a name with no runs."""
     from .data import gather
     from .page import render
 
-    data = gather(source, name, mongo=mongo, metric=metric, mode=mode)
+    data = gather(source, name, mongo=mongo, metric=metric, mode=mode, sweep_id=sweep_id)
     if output is None:
         output = os.path.join(source, "report.html") if os.path.isdir(source) else f"{data.name}-report.html"
     text = render(data, live=live)

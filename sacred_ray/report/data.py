@@ -72,7 +72,7 @@ class SweepData:
 
 
 def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None, metric: Optional[str] = None,
-           mode: Optional[str] = None) -> SweepData:
+           mode: Optional[str] = None, sweep_id: Optional[str] = None) -> SweepData:
     """Read a sweep folder (or a MongoDB address with the sweep's name) into ``SweepData``."""
     header = spec_header(source) if os.path.isdir(source) else {}
     spec = header.get("spec") or {}
@@ -80,7 +80,7 @@ def gather(source: str, name: Optional[str] = None, mongo: Optional[str] = None,
     settings = settings if isinstance(settings, dict) else {}
     notes = []
     try:
-        sweep = Sweep.load(source, name, mongo)
+        sweep = Sweep.load(source, name, mongo, sweep_id=sweep_id)
         frame = sweep.frame()
     except SpecError:
         if not os.path.isdir(source) or header.get("recorded_by"):
