@@ -12,7 +12,7 @@ from sacred_ray.api import run_sweep, run_tune
 
 pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
 
-SWEEP_KEYS = {"name", "trial", "key", "variant", "attempt", "sources"}  # meta.sweep, whichever command ran the trial
+SWEEP_KEYS = {"name", "id", "trial", "key", "variant", "attempt", "sources"}  # meta.sweep, whichever command ran the trial
 
 
 def _file_runs(folder):
