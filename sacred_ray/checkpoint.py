@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Optional
@@ -82,13 +83,20 @@ class TrialCheckpoints:
         target, number, done = self._begin()
         try:
             if directory is not None:
-                pafs.copy_files(directory, f"{target}/files", source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+                if not os.path.isdir(directory):
+                    raise NotADirectoryError(f"sacred_ray.save: directory={directory!r} is not a folder")
+                if self._local:  # a copy of its own, subfolders made as it goes (pyarrow's makes none)
+                    shutil.copytree(directory, f"{target}/files")
+                else:
+                    pafs.copy_files(os.path.abspath(directory), f"{target}/files",
+                                    source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
             else:
                 with self.fs.open_output_stream(f"{target}/state.pkl") as f:
                     _pickle_into(f, state)
+            self._durable(target)  # on disk before meta.json declares the checkpoint complete
             self._write_meta(target, {"step": step if step is not None else self.step, "time": time.time(),
                                       "pid": os.getpid(), "run_id": self.run_id() if self.run_id else None})
+            self._durable(target, META)
         except BaseException:
             self._remove(target)
             raise
@@ -129,20 +137,57 @@ class TrialCheckpoints:
             return {}
 
     def restore(self) -> Any:
+        """The newest intact checkpoint's state, or a private copy of its saved folder (the run may
+        change it, and pruning may remove the checkpoint, without either touching the other). A
+        checkpoint that cannot be read back (its state cut short by a crash) is skipped, saying so
+        in the run's output, for the one before it."""
+        numbers = self.numbers()
+        for number in reversed(numbers):
+            try:
+                return self._read(f"{self.root}/{number}")
+            except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+                print(f"sacred_ray.restore: checkpoint {number} cannot be read back ({e.__class__.__name__}: {e}); "
+                      f"trying an earlier one", file=sys.stderr)
+        return None
+
+    def _read(self, checkpoint: str) -> Any:
         import pyarrow.fs as pafs
 
-        latest = self.latest()
-        if latest is None:
-            return None
-        if self.fs.get_file_info(f"{latest}/files").type == pafs.FileType.Directory:
-            if isinstance(self.fs, pafs.LocalFileSystem):
-                return f"{latest}/files"
-            local = tempfile.mkdtemp(prefix="sacred_ray_restored_")  # copy_files wants the folder made
-            pafs.copy_files(f"{latest}/files", local, source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+        if self.fs.get_file_info(f"{checkpoint}/files").type == pafs.FileType.Directory:
+            local = tempfile.mkdtemp(prefix="sacred_ray_restored_")
+            if self._local:
+                shutil.copytree(f"{checkpoint}/files", local, dirs_exist_ok=True)
+            else:  # copy_files wants the folder made
+                pafs.copy_files(f"{checkpoint}/files", local, source_filesystem=self.fs,
+                                destination_filesystem=pafs.LocalFileSystem())
             return local
-        with self.fs.open_input_stream(f"{latest}/state.pkl") as f:
+        with self.fs.open_input_stream(f"{checkpoint}/state.pkl") as f:
             return pickle.loads(f.readall())  # noqa: S301 - the state save() wrote in this sweep's own folder
+
+    @property
+    def _local(self) -> bool:
+        import pyarrow.fs as pafs
+
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def _durable(self, target: str, name: Optional[str] = None) -> None:
+        """fsync what a save wrote under ``target`` (or its file ``name``) and the folders that
+        hold it, on a local disk: a power cut after meta.json cannot leave a checkpoint that says
+        it is complete and is not. (An object store's write is durable once it returns.)"""
+        if not self._local:
+            return
+        paths = [os.path.join(target, name)] if name else [os.path.join(d, f) for d, _, fs in os.walk(target) for f in fs]
+        for path in paths + [d for d, _, _ in os.walk(target)]:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:  # a file system that cannot fsync a folder
+                pass
+            finally:
+                os.close(fd)
 
     def meta(self) -> dict:
         """The newest checkpoint's meta.json ({} when there is none)."""

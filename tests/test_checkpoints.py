@@ -240,3 +240,53 @@ def test_a_trial_hyperband_paused_goes_on_from_its_checkpoint_in_the_same_run(ra
         if run["status"] == "COMPLETED":
             assert n == 12 and run["result"] == sum(range(12))
     assert paused, "HyperBand paused no trial"
+
+
+@pytest.mark.slow
+def test_a_folder_of_plain_files_is_saved_and_restored_as_a_copy_of_its_own(tmp_path):
+    """save(directory=...) with a relative path and a subfolder failed every trial; restore() gave
+    the live checkpoint folder, which the run then changed and pruning removed under it."""
+    shutil.copy(os.path.join(EXPERIMENTS, "folder_state.py"), tmp_path / "folder_state.py")
+    write(tmp_path / "grid.yaml", "grid:\n  steps: [6]\nsweep: {checkpoint: {keep: 1}}\n")
+    proc = run_cli(["folder_state.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_id,) = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]
+    run = json.load(open(tmp_path / "runs" / run_id / "run.json"))
+    assert run["status"] == "COMPLETED" and run["result"] == 3  # went on after step 2, in the same run
+    out = (tmp_path / "runs" / run_id / "cout.txt").read_text()
+    assert "restored ['notes', 'weights.txt'] from step 2" in out
+    assert "still there: 2 edited by the run" in out  # its copy outlived the checkpoints pruned since
+    (key,) = os.listdir(tmp_path / "sweeps" / "grid" / "checkpoints")
+    (newest,) = os.listdir(tmp_path / "sweeps" / "grid" / "checkpoints" / key)  # keep: 1
+    files = tmp_path / "sweeps" / "grid" / "checkpoints" / key / newest / "files"
+    assert (files / "weights.txt").read_text() == "5"  # the run's edit never reached a checkpoint
+    assert (files / "notes" / "log.txt").read_text() == "".join(f"step {i}\n" for i in range(6))
+
+
+@pytest.mark.slow
+def test_a_new_sweep_of_a_name_never_restores_an_earlier_ones_state_from_the_storage(tmp_path):
+    """Under sweep.storage the checkpoints of a finished sweep stayed where a new sweep of the same
+    name (same trial keys) looked: it restored them and reported the old sweep's results."""
+    shutil.copy(os.path.join(EXPERIMENTS, "resumable.py"), tmp_path / "resumable.py")
+    write(tmp_path / "grid.yaml", f"grid:\n  steps: [4]\nsweep: {{storage: {tmp_path / 'shared'}}}\n")
+    for _ in range(2):
+        proc = run_cli(["resumable.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for run_id in ("1", "2"):
+        assert "started fresh" in (tmp_path / "runs" / run_id / "cout.txt").read_text()
+        assert json.load(open(tmp_path / "runs" / run_id / "metrics.json"))["total"]["steps"] == [0, 1, 2, 3]
+    assert len(os.listdir(tmp_path / "shared" / "grid")) == 2  # a place of its own for each sweep
+
+
+def test_a_torn_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys):
+    """A crash while the state was written (meta.json there, state.pkl cut short, as a disk that
+    lost its unsynced pages leaves it): restore() skips it, saying so, for the one before."""
+    from sacred_ray.checkpoint import TrialCheckpoints
+
+    store = TrialCheckpoints(str(tmp_path / "trial"), keep=3)
+    store.save({"step": 1})
+    store.save({"step": 2})
+    newest = tmp_path / "trial" / "1" / "state.pkl"
+    newest.write_bytes(newest.read_bytes()[:5])
+    assert store.restore() == {"step": 1}
+    assert "sacred_ray.restore: checkpoint 1 cannot be read back (UnpicklingError" in capsys.readouterr().err

@@ -50,6 +50,12 @@ def env():
     return {**cli_env(private=True), **CREDENTIALS}  # a Ray started with these, for its workers
 
 
+def sweep_id_of(folder):
+    import yaml
+
+    return yaml.safe_load(open(folder / "spec.yaml"))["id"]
+
+
 def test_ray_sweep_checkpoints_on_s3_survive_a_killed_worker_and_old_ones_are_pruned(tmp_path, s3):
     query, client = s3
     shutil.copy(os.path.join(EXPERIMENTS, "resumable.py"), tmp_path / "resumable.py")
@@ -65,11 +71,12 @@ def test_ray_sweep_checkpoints_on_s3_survive_a_killed_worker_and_old_ones_are_pr
     (restart,) = json.load(open(folder / "info.json"))["sacred_ray"]["restarts"]
     assert restart["from_step"] == 5  # read back from the checkpoint's meta.json in the bucket
     ledger = json.loads((tmp_path / "sweeps" / "grid" / "ledger.jsonl").read_text().splitlines()[0])
-    stored = keys(client, f"team/grid/checkpoints/{ledger['key']}/")
-    numbers = sorted({k.split("/")[4] for k in stored if k.split("/")[4]})
+    sweep_id = sweep_id_of(tmp_path / "sweeps" / "grid")  # each sweep its own place: <storage>/<name>/<id>/
+    stored = keys(client, f"team/grid/{sweep_id}/checkpoints/{ledger['key']}/")
+    numbers = sorted({k.split("/")[5] for k in stored if k.split("/")[5]})
     assert numbers == ["3", "4"]  # five saves, the last two kept
     for n in numbers:
-        base = f"team/grid/checkpoints/{ledger['key']}/{n}/"
+        base = f"team/grid/{sweep_id}/checkpoints/{ledger['key']}/{n}/"
         assert {base + "meta.json", base + "state.pkl"} <= set(stored)
     assert not os.path.exists(tmp_path / "sweeps" / "grid" / "checkpoints")  # nothing kept locally
 
@@ -84,9 +91,10 @@ def test_tune_with_keeps_checkpoints_and_tunes_state_on_s3(tmp_path, s3):
     (run_id,) = [d for d in os.listdir(tmp_path / "runs") if d.isdigit()]
     steps = json.load(open(tmp_path / "runs" / run_id / "metrics.json"))["total"]["steps"]
     assert steps == list(range(8))  # failed at step 4, restored from the bucket, the same run goes on
-    stored = keys(client, "tunes/space/")
-    assert any(k.startswith("tunes/space/checkpoints/") and k.endswith("/state.pkl") for k in stored)
-    assert any(k.startswith("tunes/space/tune/") for k in stored)  # Tune's own state is there too
+    sweep_id = sweep_id_of(tmp_path / "sweeps" / "space")
+    stored = keys(client, f"tunes/space/{sweep_id}/")
+    assert any(k.startswith(f"tunes/space/{sweep_id}/checkpoints/") and k.endswith("/state.pkl") for k in stored)
+    assert any(k.startswith(f"tunes/space/{sweep_id}/tune/") for k in stored)  # Tune's own state is there too
 
 
 @pytest.mark.parametrize("where,expected", [

@@ -173,12 +173,15 @@ def in_ray_job() -> bool:
     return bool(isinstance(config, dict) and (config.get("runtime_env") or {}).get("working_dir"))
 
 
-def storage_root(settings) -> Optional[str]:
-    """``<storage>/<name>``: the sweep's place under ``sweep.storage`` / ``tune.storage`` (None: not set)."""
+def storage_root(settings, sweep_id: Optional[str] = None) -> Optional[str]:
+    """``<storage>/<name>/<sweep id>``: the sweep's place under ``sweep.storage`` / ``tune.storage``
+    (None: not set). Each sweep has its own, so a new sweep of a name never finds, and restores,
+    an earlier one's checkpoints or Tune state there, as it never finds them in its sweep folder
+    (which moves aside); ``--resume`` keeps the id. A sweep begun before ids: ``<storage>/<name>``."""
     if not settings.storage:
         return None
     storage = settings.storage if "://" in settings.storage else os.path.abspath(settings.storage)
-    return join(storage, settings.name)
+    return join(storage, settings.name, sweep_id) if sweep_id else join(storage, settings.name)
 
 
 def checkpoint_location(settings, folder_path: str, source: str, section: str) -> str:
@@ -187,8 +190,8 @@ def checkpoint_location(settings, folder_path: str, source: str, section: str) -
     root = storage_root(settings)
     if root is None:
         return os.path.join(folder_path, "checkpoints")
-    location = join(root, "checkpoints")
-    why = check_storage(location)
+    location = join(root, "checkpoints")  # of a sweep begun before ids; Session.open gives the sweep its own
+    why = check_storage(root)
     if why is not None:
         raise SpecError(source, f"{section}: storage",
                         f"cannot write checkpoints to {redact(settings.storage)}: {scrub(why, settings.storage)}; "

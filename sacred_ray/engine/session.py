@@ -22,13 +22,14 @@ from sacred import Experiment
 from ..records import read_spec_header, redact
 from ..spec import SpecError
 from ..spec.settings import default_mode
+from ..storage import join
 from .cluster import SCALE_WAIT_SECONDS, check_feasible, connect, disconnect
 from .control import Beacon
 from .folder import SweepFolder
 from .hub import Hub, start_hub
 from .mailbox import DriverMailbox
 from .observers import close_stale_runs
-from .prepare import Launch, prepare_launch
+from .prepare import Launch, prepare_launch, storage_root
 from .reporting import ReportWriter
 
 POLL_SECONDS = 0.25  # how long a driver's loop waits for trial events before it looks around
@@ -104,6 +105,8 @@ class Session:
         # months later) are told apart by it (a sweep begun before ids were written has none)
         earlier = read_spec_header(self.folder.path) if (req.resume or req.rerun) and self.folder.existed else {}
         self.launch.sweep_id = earlier.get("id") if earlier else uuid.uuid4().hex[:12]
+        if storage_root(self.settings) is not None:  # checkpoints under the storage: this sweep's own place
+            self.launch.checkpoints = join(storage_root(self.settings, self.launch.sweep_id), "checkpoints")
         if self.folder.moved_aside:
             print(f"an earlier sweep in {_rel(self.folder.path)} was moved to {_rel(self.folder.moved_aside)} "
                   f"(use --resume to continue one)")

@@ -186,7 +186,7 @@ def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):
     trainable = tune.with_resources(tune.with_parameters(SacredTrainable, job=job), _placement(launch.request))
     # Tune's own state and checkpoints: in the sweep folder, or under tune.storage, which every
     # node reaches (Tune restores a trial on another node, and PBT hands checkpoints between them)
-    storage_path = storage_root(settings) or folder.path
+    storage_path = storage_root(settings, launch.sweep_id) or folder.path
     tune_dir = join(storage_path, "tune")
     param_space, search_alg = compile_search(plan, settings)
     if session.req.resume and _exists(tune_dir):
