@@ -274,6 +274,20 @@ if __name__ == "__main__":
     assert alone.returncode == 0 and "after the run: Run" in alone.stdout
 
 
+def test_a_million_values_logged_just_before_the_end_all_reach_the_observers(tmp_path):
+    """Sacred waits 2 s for a run's last heartbeat: with a million values in it the run was
+    COMPLETED first, its metrics.json cut short when the sweep's end stopped the worker, and the
+    ledger's metrics empty."""
+    shutil.copy(os.path.join(EXPERIMENTS, "burst.py"), tmp_path / "burst.py")
+    write(tmp_path / "g.yaml", "grid:\n  n: [1000000]\n")
+    proc = run_cli(["burst.py", "ray_sweep", "with", "g.yaml", "-F", "runs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.load(open(tmp_path / "runs" / "1" / "metrics.json"))
+    assert len(metrics["loss"]["steps"]) == 1_000_000 and metrics["loss"]["values"][-1] == 1e-06
+    (entry,) = ledger(tmp_path / "sweeps" / "g")
+    assert entry["metrics"] == {"loss": 1e-06} and entry["steps"] == {"loss": 1_000_000}
+
+
 @pytest.mark.parametrize("command,spec", [
     ("ray_sweep", "grid:\n  a: [1, 2, 3, 4, 5, 6]\n"),
     ("tune_with", "space:\n  a: {grid: [1, 2, 3, 4, 5, 6]}\ntune: {num_samples: 1}\n"),

@@ -136,6 +136,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             # process runs: without this, that run's captured output lacks every log line
             _handlers_follow_std_streams()
         _follow(run, job, observer, hooks)
+        _waits_for_its_last_beat(run)
         if hooks.created is not None:
             hooks.created(run)
         outcome.result = run()
@@ -206,6 +207,31 @@ def _follow(run, job: RunJob, observer: RayObserver, hooks: RunHooks) -> None:
     metrics.log_scalar_metric = log_scalar_metric
     if store is not None:
         _beat_on_save(run, store, observer, hooks)
+
+
+LAST_BEAT_SECONDS = 600.0  # how long a run's end waits for its last metrics to reach the observers
+
+
+def _waits_for_its_last_beat(run) -> None:
+    """Sacred ends a run after waiting 2 s for its last heartbeat, which carries every value
+    logged since the one before: a run that logged a million values, or a burst just before it
+    returned, was COMPLETED while they were still being written (metrics.json cut short, the
+    ledger's metrics empty, the worker stopped mid-write at the sweep's end). The run's end waits
+    for them; one that cannot get them out within LAST_BEAT_SECONDS fails, saying so."""
+    said = []
+
+    def stop_heartbeat():
+        beat = run._heartbeat
+        if beat is None:
+            return
+        run._stop_heartbeat_event.set()
+        beat.join(timeout=LAST_BEAT_SECONDS)
+        if beat.is_alive() and not said:  # once: Sacred calls this again as it records the failure
+            said.append(True)
+            raise RuntimeError(f"the run's last metrics did not reach its observers within "
+                               f"{LAST_BEAT_SECONDS:.0f} s of its end")
+
+    run._stop_heartbeat = stop_heartbeat
 
 
 def _beat_on_save(run, store, observer: RayObserver, hooks: RunHooks) -> None:
