@@ -554,4 +554,4 @@ def test_a_tilde_in_sweep_dir_storage_and_file_storage_is_the_home_folder(workdi
     assert not (workdir / "~").exists()
     assert len(ledger(home / "sweeps" / "tilde")) == 2
     assert sorted(r["status"] for r in file_runs(home / "runs")) == ["COMPLETED", "COMPLETED"]
-    assert (home / "ckpts" / "grid" / "checkpoints").is_dir()  # <storage>/<name>/: the storage probe wrote (and removed) its file there
+    assert (home / "ckpts" / "grid").is_dir()  # <storage>/<name>/: the storage probe wrote (and removed) its file there
