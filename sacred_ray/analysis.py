@@ -190,19 +190,22 @@ def _from_mongo(address: str, name: Optional[str], sweep_id: Optional[str] = Non
     if not runs:
         what = f"of the sweep {sweep_id!r} " if sweep_id else ""
         raise SpecError(redact(address), name, f"no runs {what}of a sweep of this name in this database")
+    newest, runs, others = newest_sweep(runs)
+    if others and not quiet:
+        warnings.warn(f"{redact(address)}: {len(others) + 1} sweeps named {name!r}; read the newest (id {newest}); "
+                      f"for another give its id (sweep_id=, or --sweep-id): {', '.join(map(str, others))}",
+                      stacklevel=4)
+    return runs, _mongo_metrics(db)
+
+
+def newest_sweep(runs: list) -> tuple:
+    """(id, runs, the other ids) of the newest sweep among ``runs`` of one name, by ``meta.sweep.id``
+    (None: runs of a sweep begun before ids), newest by its runs' latest start."""
     sweeps: dict = {}
     for run in runs:
         sweeps.setdefault(((run.get("meta") or {}).get("sweep") or {}).get("id"), []).append(run)
-    if len(sweeps) > 1:
-        def started(item):
-            return max(str(r.get("start_time") or "") for r in item[1])
-
-        newest, runs = max(sweeps.items(), key=started)
-        if not quiet:
-            others = ", ".join(str(i) for i in sweeps if i != newest)
-            warnings.warn(f"{redact(address)}: {len(sweeps)} sweeps named {name!r}; read the newest (id {newest}); "
-                          f"for another give its id (sweep_id=, or --sweep-id): {others}", stacklevel=4)
-    return runs, _mongo_metrics(db)
+    newest = max(sweeps, key=lambda i: max(str(r.get("start_time") or "") for r in sweeps[i]))
+    return newest, sweeps[newest], [i for i in sweeps if i != newest]
 
 
 def _mongo_metrics(db):

@@ -85,7 +85,7 @@ def mongo_status(address: str, name: Optional[str]) -> dict:
     reaches the database: counts of each trial's last run, the RUNNING ones, the failed ones and
     the best result. Whether its driver lives is not known there: the runs' heartbeats say when
     they were last heard."""
-    from .analysis import database
+    from .analysis import database, newest_sweep
     from .records import mongo_uri, redact
 
     if not name:
@@ -102,6 +102,7 @@ def mongo_status(address: str, name: Optional[str]) -> dict:
                                                f"fix the address") from None
     if not runs:
         raise SpecError(redact(address), name, "no runs of a sweep of this name in this database")
+    sweep_id, runs, others = newest_sweep(runs)  # a rerun of the name months later: the newest sweep
     latest: dict = {}
     for run in sorted(runs, key=lambda r: (str(r.get("start_time")), str(r["_id"]))):
         latest[(run.get("meta") or {}).get("sweep", {}).get("key")] = run
@@ -122,6 +123,7 @@ def mongo_status(address: str, name: Optional[str]) -> dict:
                     "error": _last_line("".join(r.get("fail_trace") or []))}
                    for r in latest.values() if r.get("status") in ("FAILED", "TIMEOUT")],
         "left_seconds": None, "driver_alive": None, "last_heartbeat": str(max(beats)) if beats else None,
+        "id": sweep_id, "other_sweeps_of_the_name": others,
     }
 
 
@@ -268,9 +270,17 @@ def format_status(s: dict) -> str:
         lines.append("failed:")
         lines += [f"  trial {f.get('trial')} (run {f.get('run_id')}) {f.get('status')}: {f.get('error')}"
                   for f in s["failed"]]
-    for note in (s.get("ended") or {}).get("notes") or []:
-        lines.append(f"note: {note}")
+    lines += [f"note: {note}" for note in _notes(s)]
     return "\n".join(lines)
+
+
+def _notes(s: dict) -> list:
+    notes = list((s.get("ended") or {}).get("notes") or [])
+    others = s.get("other_sweeps_of_the_name")
+    if others:  # from MongoDB, where a rerun of the name months later also is
+        notes.append(f"the newest of {len(others) + 1} sweeps of this name in the database (id {s.get('id')}); "
+                     f"the others: {', '.join(map(str, others))}")
+    return notes
 
 
 def steer(sweep: str, action: str, trials: Optional[list] = None, address: Optional[str] = None) -> str:

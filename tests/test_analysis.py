@@ -148,3 +148,7 @@ def test_two_sweeps_of_one_name_in_one_observer_are_read_apart(tmp_path):
     report = run_cli(["toy.py", "sweep_report", "localhost:27017:sweeps", "same", "--sweep-id", ids[older]],
                      cwd=tmp_path, env=env, mongo_dump=tmp_path / "dump.json")
     assert report.returncode == 0 and report.stdout.strip() == "report: same-report.html", report.stderr
+    status = run_cli(["toy.py", "sweep_status", "localhost:27017:sweeps", "same"], cwd=tmp_path, env=env,
+                     mongo_dump=tmp_path / "dump.json")
+    assert status.returncode == 0 and "3 COMPLETED" in status.stdout, status.stdout + status.stderr
+    assert f"note: the newest of 2 sweeps of this name in the database (id {ids['same']})" in status.stdout
