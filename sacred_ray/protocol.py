@@ -37,6 +37,7 @@ from typing import Any, Optional
 from .messages import UNREADABLE
 
 FOLLOW_LOGGING = "sacred_ray.follow_logging"  # in a job's options: logging handlers write into the capture
+LOST_DRIVER = "the sweep's driver went away"  # the stop reason of a run whose driver died under it
 
 HANDSHAKE_SECONDS = 10.0  # a peer gets this long to prove it holds the key
 CONNECT_SECONDS = 60.0    # a worker keeps trying to reach the driver this long

@@ -131,3 +131,40 @@ def test_a_cleared_runs_folder_numbers_from_one_again(tmp_path, monkeypatch):
     assert start(FileStorageObserver(str(runs)), 2) == "2"
     shutil.rmtree(runs)  # the user cleared it between two sweeps; the worker process lives on
     assert start(FileStorageObserver(str(runs)), 3) == "1"  # as Sacred numbers a fresh folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("driver_alive", [False, True])
+def test_the_guard_closes_a_dead_workers_open_run_only_when_its_driver_is_gone_too(tmp_path, driver_alive):
+    """A SIGKILLed driver's local Ray can take its worker down before the worker writes the run's
+    INTERRUPTED end: the guard beside the worker writes it once the worker's pipe ends, unless the
+    driver lives (then a dead worker's trial restarts in the same run, and the driver records it)."""
+    import json
+    import subprocess
+    import sys
+
+    from sacred_ray.worker.guard import RunGuard
+
+    if driver_alive:
+        driver = os.getpid()
+    else:
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        driver = gone.pid
+    for run in ("1", "2"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "run.json").write_text(json.dumps({"status": "RUNNING"}))
+    guard = RunGuard(driver)
+    guard.tell("open", str(tmp_path / "1"))
+    guard.tell("open", str(tmp_path / "2"))
+    guard.tell("close", str(tmp_path / "2"))  # run 2 ended as the worker recorded it
+    guard.close()  # as the worker's end closes the pipe
+    assert guard.proc.wait(timeout=60) == 0
+    first = json.loads((tmp_path / "1" / "run.json").read_text())
+    if driver_alive:
+        assert first == {"status": "RUNNING"} and not (tmp_path / "1" / "info.json").exists()
+    else:
+        assert first["status"] == "INTERRUPTED" and first["stop_time"]
+        info = json.loads((tmp_path / "1" / "info.json").read_text())
+        assert info["sacred_ray"]["stop_reason"] == "the sweep's driver went away"
+    assert json.loads((tmp_path / "2" / "run.json").read_text()) == {"status": "RUNNING"}  # closed: not touched

@@ -54,7 +54,7 @@ class Hub:
 
     @property
     def link(self) -> dict:
-        return {"address": self.address, "authkey": self._key}
+        return {"address": self.address, "authkey": self._key, "pid": os.getpid()}  # pid: see worker/guard.py
 
     # -- the queue -------------------------------------------------------------
     def get(self, timeout: float) -> list:

@@ -181,12 +181,13 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
     return obs
 
 
-def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str]) -> None:
+def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str], if_running: bool = False) -> None:
     """Make a run a worker recorded in ``basedir`` end as the driver saw it end.
 
     The worker's own observer cannot record a worker that died (the run stays RUNNING) or
     a stop the driver decided (a timeout is INTERRUPTED to Sacred); this writes what the
-    driver's observers get in those cases: the status, and the reason for a stop."""
+    driver's observers get in those cases: the status, and the reason for a stop.
+    ``if_running``: only a run still RUNNING (the worker's guard: the run may have ended)."""
     import datetime
     import json
 
@@ -195,6 +196,8 @@ def amend_file_run(basedir: str, run_id, status: str, reason: Optional[str]) -> 
         with open(os.path.join(folder, "run.json")) as f:
             run = json.load(f)
     except (OSError, ValueError):
+        return
+    if if_running and run.get("status") != "RUNNING":
         return
     if run.get("status") != status:
         run["status"] = status

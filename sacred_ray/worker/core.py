@@ -26,12 +26,12 @@ from sacred.utils import SacredInterrupt
 
 from .. import checkpoint
 from ..messages import ExperimentRef, RunEnd, RunJob, WorkerRecording
-from ..protocol import FOLLOW_LOGGING
+from ..protocol import FOLLOW_LOGGING, LOST_DRIVER
+from .guard import guarded
 from .local import made_run_folder, numbered_from_last, remember_host_info
 from .observer import MetaFlags, RayObserver
 
 _EXPERIMENTS: dict = {}  # ExperimentRef -> (Experiment, renames for the driver)
-LOST_DRIVER = "the sweep's driver went away"
 
 
 def load_experiment(ref: ExperimentRef) -> Experiment:
@@ -124,7 +124,7 @@ def run_sacred(ref: ExperimentRef, job: RunJob, observer: RayObserver, also: lis
             _handlers_follow_std_streams()
         observer.link.renames = renames_for(ref)
         remember_host_info()
-        saved, ex.observers = ex.observers, [observer, *also]
+        saved, ex.observers = ex.observers, [observer, *guarded(list(also), observer.link.driver_pid)]
         if observer.link.broken:  # the driver died while this worker was getting ready
             raise RuntimeError(f"{LOST_DRIVER} before the run started")
         if hooks.lost is not None:

@@ -54,8 +54,9 @@ class DriverLink:
 
     _current: Optional[DriverLink] = None
 
-    def __init__(self, address: tuple, authkey: bytes):
+    def __init__(self, address: tuple, authkey: bytes, driver_pid: Optional[int] = None):
         self.key = (address, authkey)
+        self.driver_pid = driver_pid  # the driver's process, on its machine (the hub says which)
         self.conn = protocol.connect_to(tuple(address), authkey)
         self.lock = threading.Lock()
         self.lock_watch = threading.Lock()
@@ -103,7 +104,7 @@ class DriverLink:
             if found is not None:  # an earlier sweep's driver (or a lost one): done with it
                 found.conn.close()
             try:
-                found = cls._current = cls(*key)
+                found = cls._current = cls(*key, driver_pid=link.get("pid"))
             except ConnectionError as e:
                 raise ObserverStartError(str(e)) from e
         return found
