@@ -45,6 +45,7 @@ class TrialCheckpoints:
         self.step: Optional[int] = None  # the run's last logged step, for meta.json
         self.run_id = None  # () -> the id of the Sacred run saving (meta.json names it: a new run resumed from it says so)
         self.on_saved = None  # called after each save: the run's observers record what it logged so far
+        self.copies: list = []  # the folders restore() copied a saved directory into, removed when the run ends
         self._fs: Optional[tuple] = None
 
     @property
@@ -155,6 +156,7 @@ class TrialCheckpoints:
 
         if self.fs.get_file_info(f"{checkpoint}/files").type == pafs.FileType.Directory:
             local = tempfile.mkdtemp(prefix="sacred_ray_restored_")
+            self.copies.append(local)
             if self._local:
                 shutil.copytree(f"{checkpoint}/files", local, dirs_exist_ok=True)
             else:  # copy_files wants the folder made
@@ -306,8 +308,13 @@ def active() -> Optional[TrialCheckpoints]:
 
 
 def activate(checkpoints: Optional[TrialCheckpoints]) -> None:
-    """Set (or clear, with None) the running trial's checkpoints (the worker does, around a run)."""
+    """Set (or clear, with None) the running trial's checkpoints (the worker does, around a run);
+    the copies restore() made for the run that ends are removed."""
     global _active
+    if _active is not None and _active is not checkpoints:
+        for copy in _active.copies:
+            shutil.rmtree(copy, ignore_errors=True)
+        _active.copies = []
     _active = checkpoints
 
 
