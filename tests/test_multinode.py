@@ -51,9 +51,11 @@ def test_ray_sweep_runs_on_several_nodes_from_the_shipped_folder(cluster, projec
 
 
 def test_tune_with_runs_on_several_nodes(cluster, project):
-    # 3 s trials: with shorter ones a loaded machine let Tune reuse the first actor for every
-    # trial before the other nodes' actors were up (seen once: all 5 on one node)
-    space = {"fixed": {"seconds": 3.0}, "space": {"quality": {"uniform": [0, 1]}},
+    # the first four trials wait for each other (the cluster's 4 CPUs): under a loaded full suite
+    # Tune once reused the first actor for every trial before the other nodes' were up
+    (project / "barrier").mkdir()
+    space = {"fixed": {"seconds": 1.5, "barrier": str(project / "barrier"), "together": 4},
+             "space": {"quality": {"uniform": [0, 1]}},
              "tune": {"metric": "loss", "mode": "min", "num_samples": 5, "name": "multi-tune"}}
     write(project / "space.yaml", json.dumps(space))
     proc = run_cli(["where.py", "tune_with", "space.yaml", "-F", "runs", "--address", cluster.address], cwd=project)
