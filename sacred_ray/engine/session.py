@@ -133,12 +133,48 @@ class Session:
     def _resume(self) -> None:
         name = self.settings.name
         self.earlier = self.folder.read_ledger(say_torn=True)
+        recovered = self._completed_after_the_ledger()
+        if recovered:
+            print(f"resume: {len(recovered)} run(s) the workers recorded COMPLETED after the ledger's last line "
+                  f"(the driver stopped first) count as done")
         if not self.folder.existed:
             print(f"resume: there is no earlier sweep {name!r} in {_rel(self.folder.path)}; "
                   f"starting it from the beginning")
         stale = close_stale_runs(self.launch.prototypes, name, "the sweep's driver stopped while this run was RUNNING")
         if stale:
             print(f"resume: marked {stale} run(s) left RUNNING by an earlier driver as INTERRUPTED")
+
+    def _completed_after_the_ledger(self) -> list:
+        """Runs a worker recorded COMPLETED in file storage itself whose ledger line the driver
+        never wrote (it was killed in between): their lines are written now, from the records,
+        so --resume does not run a finished trial again."""
+        import time
+
+        from ..analysis import _file_runs
+        from ..records import read_json
+        from .observers import worker_can_record
+
+        known = {str(e.get("run_id")) for e in self.earlier}
+        out = []
+        for proto in (p for p in self.launch.prototypes if worker_can_record(p)):
+            for run in _file_runs(proto.basedir, self.settings.name, self.launch.sweep_id):
+                sweep, tune = run.get("meta", {}).get("sweep") or {}, run.get("meta", {}).get("tune") or {}
+                if run.get("status") != "COMPLETED" or str(run["_id"]) in known or sweep.get("key") is None:
+                    continue
+                series = read_json(os.path.join(run["_folder"], "metrics.json"))
+                entry = {"key": sweep["key"], "index": None if tune else sweep.get("trial"),
+                         "trial_id": tune.get("trial_id"), "variant": sweep.get("variant"),
+                         "attempt": sweep.get("attempt") or 1, "status": "COMPLETED", "run_id": str(run["_id"]),
+                         "result": run.get("result"),
+                         "metrics": {k: v["values"][-1] for k, v in series.items() if v.get("values")},
+                         "steps": {k: len(v["values"]) for k, v in series.items() if v.get("values")},
+                         "duration": None, "node": ((run.get("info") or {}).get("ray") or {}).get("node_ip"),
+                         "error": None, "retrying": False, "config": run.get("config"), "time": time.time()}
+                known.add(str(run["_id"]))
+                self.folder.record(entry)
+                self.earlier.append(entry)
+                out.append(entry)
+        return out
 
     def write_spec(self, trials: list) -> None:
         """Write the spec as run, and the trials it expands to, into the opened folder."""
