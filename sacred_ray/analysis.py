@@ -23,7 +23,7 @@ import re
 import warnings
 from typing import Any, Optional
 
-from .records import MONGO_SCHEMES, object_id, read_json, read_jsonl, read_spec_header, scrub
+from .records import MONGO_SCHEMES, file_run, file_runs, object_id, read_json, read_jsonl, read_spec_header, scrub
 from .spec import SpecError
 
 
@@ -92,7 +92,7 @@ def _from_folder(folder: str, name: Optional[str], mongo: Optional[str] = None) 
     recorded = header.get("recorded_by") or {}
     runs: list = []
     for base in recorded.get("file_storage") or []:
-        runs += _file_runs(base, name, sweep_id)
+        runs += file_runs(base, name, sweep_id)
     if not runs and recorded.get("mongo_db") and mongo:
         from .records import mongo_uri
 
@@ -127,7 +127,7 @@ def _skipped(folder: str, name: str, fetch=None) -> list:
             continue
         if trials is None:
             trials = {t.get("key"): t for t in read_jsonl(os.path.join(folder, "trials.jsonl"))}
-        run = _file_run(done_in["folder"]) if done_in.get("folder") else None
+        run = file_run(done_in["folder"]) if done_in.get("folder") else None
         if run is None and fetch is not None and not done_in.get("folder"):
             run = fetch(done_in.get("run_id"))
         run = dict(run or {"_id": entry.get("run_id"), "config": entry.get("config") or {},
@@ -148,29 +148,6 @@ def spec_header(folder: str) -> dict:
     if "command" not in header:
         raise SpecError(folder, "", "is not a sweep folder (no spec.yaml of sacred-ray); give sweeps/<name>")
     return header
-
-
-def _file_runs(base: str, name: str, sweep_id: Optional[str] = None) -> list:
-    runs = []
-    for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        run = _file_run(os.path.join(base, entry), name, sweep_id)
-        if run is not None:
-            runs.append(run)
-    return runs
-
-
-def _file_run(folder: str, name: Optional[str] = None, sweep_id: Optional[str] = None) -> Optional[dict]:
-    """A run a FileStorageObserver wrote (of the sweep ``name`` and ``sweep_id``, when given), or None."""
-    run = read_json(os.path.join(folder, "run.json"))
-    sweep = (run.get("meta") or {}).get("sweep") or {} if run else {}
-    if not run or (name is not None and sweep.get("name") != name) or (sweep_id and sweep.get("id") != sweep_id):
-        return None
-    run["config"] = read_json(os.path.join(folder, "config.json"))
-    run["info"] = read_json(os.path.join(folder, "info.json"))
-    entry = os.path.basename(folder)
-    run["_id"] = int(entry) if entry.isdigit() else entry
-    run["_folder"] = folder
-    return run
 
 
 def _from_mongo(address: str, name: Optional[str], sweep_id: Optional[str] = None, quiet: bool = False) -> tuple:

@@ -9,6 +9,7 @@ error line, a report).
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any, Optional
 
@@ -93,6 +94,29 @@ def read_json(path: str) -> dict:
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def file_runs(base: str, name: str, sweep_id: Optional[str] = None) -> list:
+    runs = []
+    for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        run = file_run(os.path.join(base, entry), name, sweep_id)
+        if run is not None:
+            runs.append(run)
+    return runs
+
+
+def file_run(folder: str, name: Optional[str] = None, sweep_id: Optional[str] = None) -> Optional[dict]:
+    """A run a FileStorageObserver wrote (of the sweep ``name`` and ``sweep_id``, when given), or None."""
+    run = read_json(os.path.join(folder, "run.json"))
+    sweep = (run.get("meta") or {}).get("sweep") or {} if run else {}
+    if not run or (name is not None and sweep.get("name") != name) or (sweep_id and sweep.get("id") != sweep_id):
+        return None
+    run["config"] = read_json(os.path.join(folder, "config.json"))
+    run["info"] = read_json(os.path.join(folder, "info.json"))
+    entry = os.path.basename(folder)
+    run["_id"] = int(entry) if entry.isdigit() else entry
+    run["_folder"] = folder
+    return run
 
 
 def object_id(value):

@@ -505,8 +505,8 @@ def test_failed_trials_reach_the_screen_as_one_line_each_not_as_ray_or_tune_nois
 
 def test_a_torn_last_ledger_line_is_skipped_and_said_and_swallows_no_later_record(workdir):
     """A driver killed while writing a trial's ledger line leaves it cut short: --resume skips
-    that one line and says so, reruns that trial, and its new line is a record of its own (a
-    second --resume runs nothing)."""
+    that one line and says so; the trial's run, which file storage holds COMPLETED, gets a new
+    line of its own from that record instead of running again (a second --resume runs nothing)."""
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 2.0, 3.0]\nsweep: {name: torn, max_concurrent: 1}\n")
     args = ["toy.py", "ray_sweep", "with", "grid.yaml", "-F", "runs"]
     assert run_cli(args, cwd=workdir).returncode == 0
@@ -519,7 +519,8 @@ def test_a_torn_last_ledger_line_is_skipped_and_said_and_swallows_no_later_recor
     proc = run_cli(args + ["--resume"], cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "ledger.jsonl: line 3 was cut short (a driver stopped while writing it); skipped it" in proc.stdout
-    assert "resume: 2 trials already done, 1 to run" in proc.stdout
+    assert "resume: 1 run(s) the workers recorded COMPLETED after the ledger's last line" in proc.stdout
+    assert "resume: all 3 trials of 'torn' are already COMPLETED; nothing to run" in proc.stdout
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["key"] == torn_key and json.loads(lines[-1])["status"] == "COMPLETED"
 
@@ -528,7 +529,7 @@ def test_a_torn_last_ledger_line_is_skipped_and_said_and_swallows_no_later_recor
     assert "resume: all 3 trials of 'torn' are already COMPLETED; nothing to run" in again.stdout
     assert "cut short" in again.stdout  # the torn line stays where it was, and is still said
     completed = [r["config"]["x"] for r in file_runs(workdir / "runs") if r["status"] == "COMPLETED"]
-    assert sorted(completed) == [1.0, 2.0, 3.0, 3.0]  # the torn trial ran once more, not twice
+    assert sorted(completed) == [1.0, 2.0, 3.0]  # the torn trial ran once: its record counted
 
 
 def test_a_disk_too_full_for_the_sweep_folders_first_files_is_one_line_and_nothing_started(workdir, small_disk):

@@ -150,14 +150,13 @@ class Session:
         so --resume does not run a finished trial again."""
         import time
 
-        from ..analysis import _file_runs
-        from ..records import read_json
+        from ..records import file_runs, read_json
         from .observers import worker_can_record
 
         known = {str(e.get("run_id")) for e in self.earlier}
         out = []
         for proto in (p for p in self.launch.prototypes if worker_can_record(p)):
-            for run in _file_runs(proto.basedir, self.settings.name, self.launch.sweep_id):
+            for run in file_runs(proto.basedir, self.settings.name, self.launch.sweep_id):
                 sweep, tune = run.get("meta", {}).get("sweep") or {}, run.get("meta", {}).get("tune") or {}
                 if run.get("status") != "COMPLETED" or str(run["_id"]) in known or sweep.get("key") is None:
                     continue
