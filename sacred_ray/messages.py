@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 # -- message kinds -----------------------------------------------------------------
 # Each kind's body is the dataclass named beside it (see "bodies" below).
-BEGUN = "begun"          # worker -> driver, ``worker`` dict: a worker took the trial (its timeout counts from here)
+BEGUN = "begun"          # worker -> driver, ``worker`` dict, answered by the hub GO or HOLD: a worker took the trial (its timeout counts from here)
 OPEN = "open"            # worker -> driver, ``RunOpen``, answered ``Opened``: which run a Tune trial's start is
 START = "start"          # worker -> driver, ``RunStart``, answered ``StartAnswer``: start the run in the driver's observers
 STARTED = "started"      # worker -> driver, ``RunStart``: the worker's own observers started the run
@@ -26,6 +26,8 @@ END = "end"              # ``RunEnd``: a Tune trial's end (a ray_sweep task retu
 SYNC = "sync"            # answered by the hub once everything sent before it is queued
 UNREADABLE = "unreadable"  # hub -> driver: a body that did not unpickle ({"kind", "error"})
 RETURNED = "returned"    # hub -> driver: a Ray task ended (its future as the body)
+
+GO, HOLD = "go", "hold"  # the hub's answers to BEGUN: run the trial, or (a paused sweep) return without running it
 
 # -- what a worker is given and gives back -------------------------------------------
 @dataclass(frozen=True)
@@ -197,3 +199,4 @@ class RunEnd:
     final: Optional[Final] = None
     heartbeat: Optional[Heartbeat] = None  # the last heartbeat, if it was held back (a short run's)
     posted: int = 0  # events the worker sent before this end: the driver records them first
+    held: bool = False  # the sweep was paused when the worker took the trial: no run started, the trial waits

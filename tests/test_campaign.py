@@ -128,6 +128,38 @@ def test_a_running_sweep_is_watched_paused_widened_cancelled_in_part_and_continu
     assert code == 0 and "ended: finished" in out and "7 COMPLETED, 1 INTERRUPTED" in out, out
 
 
+def test_pausing_and_going_on_again_and_again_never_interrupts_a_trial(workdir):
+    """A pause lands as trials are being handed to workers: each one either runs to its end or
+    waits, never both (a trial taken back after its run began was recorded INTERRUPTED); a
+    trial waiting for the sweep to go on can be cancelled like a queued one."""
+    folder = str(workdir / "sweeps" / "camp")
+    write(workdir / "grid.yaml", GRID.format(xs=", ".join(map(str, range(16)))).replace("2.5", "0.5"))
+    driver = start(workdir, "ray_sweep", "grid.yaml")
+    try:
+        wait_for(lambda: status(folder).get("running"), "a running trial")
+        assert campaign.sweep_pause(folder).startswith("paused")
+        quiet(folder)
+        started = {r["config"]["x"] for r in file_runs(workdir / "runs")}
+        waiting = min(set(range(16)) - started)  # in Ray's queue at the pause: held back since
+        assert campaign.sweep_cancel(folder, trials=[waiting]) == f"cancelled trial(s) {waiting}"
+        for _ in range(3):
+            assert campaign.sweep_continue(folder).startswith("going on")
+            assert campaign.sweep_pause(folder).startswith("paused")
+        assert campaign.sweep_continue(folder).startswith("going on")
+        driver.wait(timeout=120)
+        log = driver.stdout.read()
+    finally:
+        driver.kill()
+    assert driver.returncode == 1, log  # the cancelled trial did not complete
+    runs = file_runs(workdir / "runs")
+    assert sorted(r["config"]["x"] for r in runs) == sorted(set(range(16)) - {waiting})
+    assert {r["status"] for r in runs} == {"COMPLETED"}
+    entries = {e["index"]: e for e in ledger(folder) if "control" not in e}
+    assert sorted(entries) == list(range(16))
+    assert entries.pop(waiting)["error"].startswith("not run: cancelled by the user")
+    assert {e["status"] for e in entries.values()} == {"COMPLETED"}
+
+
 def test_a_cancelled_sweep_ends_interrupted_and_a_killed_driver_is_found_out(workdir):
     folder = str(workdir / "sweeps" / "camp")
     write(workdir / "grid.yaml", GRID.format(xs="1, 2, 3, 4").replace("2.5", "60"))

@@ -47,6 +47,19 @@ def test_a_start_waits_for_the_drivers_answer(hub):
     assert answers == [{"_id": 42}]
 
 
+def test_a_worker_that_takes_its_trial_while_the_sweep_is_paused_is_told_to_hold_it(hub):
+    """The pause is decided where the worker asks, so no trial that began is ever taken back."""
+    link = DriverLink.to(hub.link)
+    worker = {"pid": 1, "node_id": "n"}
+    assert link.ask("trial-1", messages.BEGUN, worker) == messages.GO
+    hub.holding = True
+    assert link.ask("trial-2", messages.BEGUN, worker) == messages.HOLD
+    hub.holding = False
+    assert link.ask("trial-3", messages.BEGUN, worker) == messages.GO
+    # the driver hears of the trials that run, not of the one held (its task returns at once)
+    assert [(t, k) for t, k, _ in hub.get(0)] == [("trial-1", "begun"), ("trial-3", "begun")]
+
+
 def test_a_connection_without_the_key_is_refused_and_the_hub_keeps_serving(hub):
     with pytest.raises(protocol.HandshakeError, match="wrong key"):
         protocol.connect_to(hub.address, b"not the key")

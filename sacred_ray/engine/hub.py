@@ -6,7 +6,10 @@ trials' events over it, in order. Reader threads put them on one queue; the driv
 loop is the only consumer and calls the observers. A ``START`` is answered by the driver
 (the run id its observers assigned), as is a Tune trial's ``OPEN`` (whether its run goes
 on an earlier one); ``SYNC`` is answered by the reader as soon as everything the worker
-sent before it is queued, so a worker can know its events have arrived. A body the
+sent before it is queued, so a worker can know its events have arrived, and ``BEGUN`` by
+the reader too, from ``holding``: a paused sweep's worker returns its task without
+starting the run. Deciding there, at the one moment the worker asks, is what makes a pause
+exact: a task taken back through Ray instead may already be running its trial. A body the
 driver cannot read arrives as ``UNREADABLE`` with its token, so the driver can fail that
 trial (and answer its start) instead of leaving it waiting.
 
@@ -31,7 +34,7 @@ import threading
 from typing import Any
 
 from .. import protocol
-from ..messages import OPEN, RETURNED, START, SYNC, UNREADABLE
+from ..messages import BEGUN, GO, HOLD, OPEN, RETURNED, START, SYNC, UNREADABLE
 
 log = logging.getLogger("sacred_ray")
 
@@ -50,6 +53,7 @@ class Hub:
         self._waiting: dict = {}  # token -> (connection, send lock) of a start to answer
         self._connections: list = []
         self._closed = False
+        self.holding = False  # set while the sweep is paused: every BEGUN is answered HOLD
         threading.Thread(target=self._accept, name="sacred-ray-hub", daemon=True).start()
 
     @property
@@ -112,6 +116,11 @@ class Hub:
             if kind == SYNC:
                 _send(conn, lock, (token, "ok"))
                 continue
+            if kind == BEGUN:
+                held = self.holding
+                _send(conn, lock, (token, HOLD if held else GO))
+                if held:  # the task returns at once, its end saying so: nothing else to queue
+                    continue
             if kind in ANSWERED or (kind == UNREADABLE and payload.get("kind") in ANSWERED):
                 self._waiting[token] = (conn, lock)
             self.events.put((token, kind, payload))

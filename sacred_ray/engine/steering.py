@@ -61,12 +61,13 @@ class SweepSteering:
         wanted = {str(n) for n in _numbers(req)}
         reason = cancelled(req)
         done = []
-        for entry in list(d.queue):
-            trial, attempt, going_on = entry
-            if str(trial.index) in wanted and going_on is None:
-                d.queue.remove(entry)
-                d.not_run(trial, attempt, reason)
-                done.append(trial.index)
+        for waiting in (d.queue, d.held):  # queued, or held back by a pause
+            for entry in list(waiting):
+                trial, attempt, going_on = entry
+                if str(trial.index) in wanted and going_on is None:
+                    waiting.remove(entry)
+                    d.not_run(trial, attempt, reason)
+                    done.append(trial.index)
         for ref, task in list(d.inflight.items()):
             run = task.run
             if str(run.trial.index) in wanted and run.stop("INTERRUPTED", reason):

@@ -46,7 +46,6 @@ class _Task:
     crash: Optional[str] = None  # why the task returned no RunEnd (the worker died, ...)
     returned: Optional[float] = None  # when the task ended: its last events get TAIL_WAIT_SECONDS
     cancel_sent: float = 0.0  # when the driver last asked it to stop (again, forcefully, after GRACE_SECONDS)
-    held_back: bool = False  # taken back from Ray's queue when the sweep paused: its trial waits in the driver's
 
 
 class SweepDriver(RunHooks):
@@ -72,7 +71,7 @@ class SweepDriver(RunHooks):
         self.known = dict(known) if known is not None else {t.key: t.index for t in trials}
         session.beacon.total = len(self.known)
         self.paused: Optional[str] = None  # who paused the sweep: no task is submitted meanwhile
-        self.held: list = []  # trials taken back from Ray's queue when it paused, to run first when it goes on
+        self.held: list = []  # trials whose worker the hub held back while paused, to run first when it goes on
         self.relay = Relay(self.hub, self.runs)
         self.queue = collections.deque((t, 1, None) for t in trials)  # (trial, attempt, the run that goes on)
         self.inflight: dict = {}  # task ref -> _Task
@@ -161,8 +160,8 @@ class SweepDriver(RunHooks):
         if task is not None:
             self.tasks.pop(task.token, None)
             self.runs.forget(task.token)
-        if task is not None and task.held_back and not run.recorder.started and not self.stopping:
-            self.held.append((run.trial, run.attempt, None))  # taken back before it ran: it waits
+        if end is not None and end.held:  # its worker took it while the sweep was paused: nothing ran
+            self._hold(run)
             return
         if restart and self._restart(run, end, crash):
             return
@@ -175,6 +174,19 @@ class SweepDriver(RunHooks):
             self.queue.appendleft((run.trial, run.attempt + 1, None))
         elif result.status == "FAILED" and self.settings.fail_fast and not self.stopping:
             self.stop(f"fail_fast: trial {run.trial.index} failed")
+
+    def _hold(self, run: Run) -> None:
+        """A task the hub held back: its trial waits for the sweep to go on, unless the sweep
+        or the trial was stopped meanwhile (a restart's run, already started, then ends)."""
+        going_on = run if run.recorder.started else None
+        reason = self.stopping or run.stop_reason
+        if reason is None:
+            self.held.append((run.trial, run.attempt, going_on))
+        elif going_on is None:
+            self.not_run(run.trial, run.attempt, reason)
+        else:
+            run.stop("INTERRUPTED", reason)
+            self._finish(None, None, None, run=going_on, restart=False)
 
     def stop(self, reason: str, status: str = "INTERRUPTED", force: bool = False) -> None:
         """Stop every trial in flight and run no more; they end recorded as ``status``."""
@@ -238,24 +250,18 @@ class SweepDriver(RunHooks):
 
     # -- steered from elsewhere (engine.steering) ---------------------------------------
     def pause(self, by: Optional[str]) -> None:
-        """Start no trial until the sweep goes on: tasks still waiting in Ray's queue are taken
-        back (their trials wait in the driver's); runs that started go on."""
-        import ray
-
+        """Start no trial until the sweep goes on: a worker that takes a task from now on is
+        told by the hub to return it unrun (its trial waits in the driver's ``held``); runs
+        that started go on. Nothing is cancelled: a task Ray already gave a worker may be
+        running its trial, which a pause must not interrupt."""
         self.paused = by or "the user"
+        self.hub.holding = True
         self.session.beacon.state, self.session.beacon.paused_by = "paused", self.paused
-        self.relay.dispatch(self.hub.get(0))  # workers that took their task just now
-        for ref, task in self.inflight.items():
-            if task.run.begun is None and not task.run.recorder.started:
-                task.held_back = True
-                try:
-                    ray.cancel(ref, force=False)
-                except Exception as e:  # already finished
-                    log.debug("cancel %s: %s", task.token, e)
 
     def go_on(self) -> None:
-        """Start trials again after a pause: those taken back first, in trial order."""
+        """Start trials again after a pause: those held back first, in trial order."""
         self.paused = None
+        self.hub.holding = bool(self.stopping)
         self.queue.extendleft(sorted(self.held, key=lambda entry: entry[0].index, reverse=True))
         self.held.clear()
 

@@ -13,7 +13,7 @@ import signal
 from typing import Optional
 
 from .. import protocol
-from ..messages import BEGUN, ExperimentRef, RunJob, WorkerRecording
+from ..messages import BEGUN, HOLD, ExperimentRef, RunEnd, RunJob, WorkerRecording
 from .core import RunHooks, node_info, relay_observers, renames_for, run_sacred
 
 
@@ -54,7 +54,8 @@ def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[Wo
     nothing here waits on the driver after the run has started."""
     node = node_info()
     observer, also = relay_observers(hub, job.token, node, recording)
-    observer.link.send(job.token, BEGUN, node)
+    if observer.link.ask(job.token, BEGUN, node) == HOLD:  # the sweep is paused: the trial waits in the driver
+        return protocol.dumps(RunEnd(status="INTERRUPTED", node=node, held=True))
     job.info = {**job.info, "ray": node}
     previous_sigint = _interruptible()
     try:
