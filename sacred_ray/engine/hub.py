@@ -118,9 +118,10 @@ class Hub:
                 continue
             if kind == BEGUN:
                 held = self.holding
+                if not held:  # a held task returns at once, its end saying so: nothing to queue
+                    self.events.put((token, kind, payload))
                 _send(conn, lock, (token, HOLD if held else GO))
-                if held:  # the task returns at once, its end saying so: nothing else to queue
-                    continue
+                continue
             if kind in ANSWERED or (kind == UNREADABLE and payload.get("kind") in ANSWERED):
                 self._waiting[token] = (conn, lock)
             self.events.put((token, kind, payload))
