@@ -306,13 +306,17 @@ def _lost(ex: Experiment, recording_here: list, then: Callable[[Experiment], Non
     """The driver went away mid-run: the observers recording in this worker (file storage)
     get the run's last heartbeat and its INTERRUPTED end at once, from this thread, before
     ``then`` stops the run. Whatever tears the worker down next (a driver's local Ray dies
-    with it, within about a second) finds the run closed: the run's own interrupted end, if
-    it gets that far, only writes the same again."""
+    with it, within about a second) finds the run closed, and the run's own end, if it gets
+    that far, no longer reaches those observers."""
     run = ex.current_run
     if run is not None:
         run.info.setdefault("sacred_ray", {})["stop_reason"] = LOST_DRIVER
         if recording_here and run.start_time is not None:
             _close_interrupted(run, recording_here)
+            # closed: nothing of the run's own end reaches them now. What tears the worker down
+            # may turn the interrupt into another end (Ray's SIGTERM handler raises SystemExit
+            # in the middle of it, which Sacred records FAILED), and must not write over this one.
+            run.observers = [obs for obs in run.observers if all(obs is not here for here in recording_here)]
     then(ex)
 
 
