@@ -197,12 +197,16 @@ def check_grid(ex: Experiment, grid, overrides: Iterable[str] = ()) -> None:
     """Every key and named config of a resolved grid exists in the experiment (dotted paths
     inside dict values included: ``opt: {lrr: 7}`` is checked as ``opt.lrr``)."""
     check_keys(ex, grid.scan.keys_by_named, grid.source, grid.raw, overrides)
-    ignored = grid.settings.skip_ignore
+    _check_skip_ignore(ex, grid.settings.skip_ignore, grid.source, "sweep")
+
+
+def _check_skip_ignore(ex: Experiment, ignored: tuple, source: str, section: str) -> None:
+    """Every key ``skip_ignore`` names is a config entry of the experiment."""
     if ignored:
         paths = config_paths(resolved_config(ex))
         for key in ignored:
             if key not in paths:
-                raise SpecError(grid.source, "sweep: skip_ignore",
+                raise SpecError(source, f"{section}: skip_ignore",
                                 f"{key!r} is not a config entry of {experiment_name(ex)!r}{_suggest(key, paths)}")
 
 
@@ -219,3 +223,4 @@ def check_space(ex: Experiment, space, overrides: Iterable[str] = ()) -> None:
         for combo in combos:
             groups.setdefault(combo, set()).update(keys)
     check_keys(ex, groups, space.source, space.raw, overrides)
+    _check_skip_ignore(ex, space.settings.skip_ignore, space.source, "tune")

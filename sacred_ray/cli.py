@@ -44,8 +44,9 @@ Sweep options:
                     unless --changed-source-ok is given too)
   --skip-done       skip every trial that an earlier COMPLETED run (of any sweep, or
                     run alone) in these observers' records ran with the same config
-                    and source (ray_sweep; also sweep: skip_done: true); with
-                    --dry-run, say how many and where their runs are
+                    and source (also skip_done: true under sweep: or tune:; a search's
+                    trial gives Tune that run's result); with --dry-run, say how many
+                    and where their runs are
   --rerun failed    run again only the FAILED, INTERRUPTED and TIMEOUT trials of the
                     earlier sweep of the same name (ray_sweep)
   --address ADDR    join this Ray cluster (default: sweep.address, RAY_ADDRESS,
@@ -302,7 +303,7 @@ def run(ex: Experiment, argv: list) -> tuple:
             return submit(ex, req, spec), None
         if req.dry_run:
             (print_trials if req.command == "ray_sweep" else print_space)(spec)
-            if req.command == "ray_sweep" and (req.skip_done or spec.settings.skip_done):
+            if req.skip_done or spec.settings.skip_done:
                 from .engine.done import preview
 
                 print(preview(ex, spec, req.options))

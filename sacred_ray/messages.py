@@ -106,6 +106,8 @@ class RunOpen:
     trial_id: str
     variant: Optional[str] = None
     parent: Optional[dict] = None  # a PBT exploit: the donor's run, trial and step, and the keys it changed
+    updates: dict = field(default_factory=dict)  # what the trial runs (dotted keys): --skip-done compares it
+    named_configs: tuple = ()
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Opened:
     continues: bool = False
     meta: dict = field(default_factory=dict)  # the run's meta.sweep, as the driver writes it for both commands
     wait: Optional[float] = None  # the sweep is paused: ask again after this many seconds (the run has not started)
+    done: Optional[dict] = None  # --skip-done: an earlier run holds the trial; Tune gets {"metrics", "step"}, no run starts
 
 
 @dataclass
@@ -191,7 +194,7 @@ class RunEnd:
     task's return value, a Tune trial's ``END`` message): the outcome as the worker saw it, the
     run's final event, and what the driver still needs to record it."""
 
-    status: str = "FAILED"  # COMPLETED, INTERRUPTED or FAILED
+    status: str = "FAILED"  # COMPLETED, INTERRUPTED or FAILED; SKIPPED: no run (``result`` is Opened.done)
     result: Any = None
     error: Optional[str] = None
     node: dict = field(default_factory=dict)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from sacred import Experiment
 
-from .spec.settings import RESOURCES_ATTRIBUTE, resources_from_ray_kwargs
+from .spec.resources import RESOURCES_ATTRIBUTE, resources_from_ray_kwargs
 
 
 def ray_sweep():

@@ -163,9 +163,12 @@ def test_bad_skip_settings_get_one_line_and_exit_2(workdir):
     write(workdir / "kind.yaml", "grid: {x: [1.0]}\nsweep: {name: kind, skip_done: yes please}\n")
     code, out = cli(workdir, "ray_sweep", "with", "kind.yaml", "-F", "runs")
     assert code == 2 and "sweep: skip_done" in out and "true or false" in out, out
-    write(workdir / "space.yaml", "space: {x: {uniform: [0, 4]}}\ntune: {metric: loss, mode: min, num_samples: 1}\n")
+    write(workdir / "space.yaml", "space: {x: {uniform: [0, 4]}}\ntune: {metric: loss, mode: min, num_samples: 1,"
+                                  " skip_ignore: [slep]}\n")
     code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--skip-done")
-    assert code == 2 and "--skip-done" in out and "ray_sweep" in out, out
+    assert code == 2 and "tune: skip_ignore" in out and "did you mean 'sleep'" in out, out
+    code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--rerun", "failed")
+    assert code == 2 and "--rerun" in out and "ray_sweep" in out and "--resume" in out, out
     assert "Traceback" not in out
     assert not (workdir / "runs").exists() or not os.listdir(workdir / "runs")
 
@@ -193,3 +196,33 @@ def test_trials_handed_to_a_running_skip_done_sweep_are_skipped_when_an_earlier_
     entries = {e["index"]: e for e in ledger(workdir / "sweeps" / "live") if "control" not in e}
     assert entries[1]["status"] == "SKIPPED" and entries[1]["done_in"]["run_id"] == 1
     assert "3 trials: 2 COMPLETED, 1 SKIPPED" in log, log
+
+
+def test_a_search_gives_tune_the_result_of_an_earlier_run_of_a_sampled_config_instead_of_running_it(workdir):
+    code, out = cli(workdir, "with", "x=2.0", "-F", "runs")  # a plain Sacred run: its last loss is 1/3
+    assert code == 0, out
+    space = "space: {{x: {{grid: [1.0, 2.0, 3.0]}}}}\ntune: {{name: {name}, metric: loss, mode: min, num_samples: 1{more}}}\n"
+    write(workdir / "space.yaml", space.format(name="first", more=""))
+    code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--skip-done", "--dry-run")
+    assert code == 0 and "skip-done: 1 COMPLETED run(s) of this experiment and source" in out, out
+    assert len(file_runs(workdir / "runs")) == 1  # a dry run runs nothing
+
+    code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--skip-done")
+    assert code == 0, out
+    runs = file_runs(workdir / "runs")
+    assert xs(runs) == [1.0, 2.0, 3.0] and len(runs) == 3  # x=2 did not run again
+    entries = [e for e in ledger(workdir / "sweeps" / "first") if "control" not in e]
+    (skipped,) = [e for e in entries if e["status"] == "SKIPPED"]
+    assert skipped["done_in"]["run_id"] == 1 and skipped["done_in"]["sweep"] is None
+    assert skipped["trial_id"] and skipped["metrics"]["loss"] == pytest.approx(1 / 3)
+    assert sorted(e["status"] for e in entries) == ["COMPLETED", "COMPLETED", "SKIPPED"]
+    # Tune ranked the earlier run's loss with the rest: it is the best, and the table says where it is
+    assert "best: trial" in out and "done before: " + os.path.join("runs", "1") in out, out
+    assert out.count(" SKIPPED ") == 1, out
+
+    # a second search of the same grid (skip_done in its file) runs nothing at all
+    write(workdir / "space.yaml", space.format(name="second", more=", skip_done: true"))
+    code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs")
+    assert code == 0, out
+    assert len(file_runs(workdir / "runs")) == 3
+    assert sorted(e["status"] for e in ledger(workdir / "sweeps" / "second")) == ["SKIPPED"] * 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -76,51 +77,62 @@ class _Earlier:
         return Done(self.where, self.run_id, self.folder, self.sweep, self.result, metrics, self.config)
 
 
-def find_done(ex: Experiment, trials: list, observers: list, sources: dict, ignore: tuple = (),
-              metric: Optional[str] = None) -> dict:
-    """Trial key -> ``Done`` for every trial an earlier COMPLETED run already ran."""
-    earlier = [run for obs in observers for run in _runs_of(obs, ex.path, sources)]
-    if not earlier or not trials:
-        return {}
-    ignore = tuple(ignore)
-    fast: dict = {}
-    for run in earlier:
-        fast.setdefault((run.named, _fingerprint(run.updates, ignore)), run)
-    found, missed = {}, []
-    for t in trials:
-        run = fast.get((tuple(t.named_configs), _fingerprint(_flat(t.updates), ignore)))
-        if run is not None and _same_seed(t, run):
-            found[t.key] = run.done(metric)
-        else:
-            missed.append(t)
-    if missed:
-        found.update(_by_config(ex, missed, earlier, ignore, metric))
-    return found
+class DoneIndex:
+    """The COMPLETED runs of an experiment and its source in some observers' records, read once
+    and then asked for trials as they come: a whole grid before a sweep, a Tune trial as it
+    starts (``tune_with --skip-done``)."""
 
+    def __init__(self, ex: Experiment, observers: list, sources: dict, ignore: tuple = (),
+                 metric: Optional[str] = None):
+        self.ex, self.ignore, self.metric = ex, tuple(ignore), metric
+        self.earlier = [run for obs in observers for run in _runs_of(obs, ex.path, sources)]
+        self._fast: dict = {}  # (named configs, fingerprint of the updates) -> a run
+        for run in self.earlier:
+            self._fast.setdefault((run.named, _fingerprint(run.updates, self.ignore)), run)
+        self._groups: Optional[dict] = None  # the keys an earlier run set -> its runs
+        self._indexes: dict = {}  # (a trial's keys, a group's keys) -> fingerprint of the keys both set -> runs
 
-def _by_config(ex: Experiment, trials: list, earlier: list, ignore: tuple, metric: Optional[str]) -> dict:
-    """The trials whose full config is an earlier run's although their updates are not (a value
-    set to its default, a named config's values given one by one). An earlier run is a candidate
-    for a trial when it agrees on every key the trial sets: by its own updates where it set the
-    key too (no file read), by its config where it did not; only a trial with a candidate has
-    its config computed."""
-    def keys(flat):
-        return frozenset(k for k in flat if k != SEED and not _ignored(k, ignore))
+    def __len__(self) -> int:
+        return len(self.earlier)
 
-    groups: dict = {}  # the keys an earlier run set -> its runs
-    for run in earlier:
-        groups.setdefault(keys(run.updates), []).append(run)
-    indexes: dict = {}  # (the trial's keys, a group's keys) -> fingerprint of the keys both set -> runs
-    found = {}
-    for t in trials:
+    def find(self, trials: list) -> dict:
+        """Trial key -> ``Done`` for every trial an earlier COMPLETED run already ran."""
+        if not self.earlier or not trials:
+            return {}
+        found, missed = {}, []
+        for t in trials:
+            run = self._fast.get((tuple(t.named_configs), _fingerprint(_flat(t.updates), self.ignore)))
+            if run is not None and _same_seed(t, run):
+                found[t.key] = run.done(self.metric)
+            else:
+                missed.append(t)
+        for t in missed:
+            run = self._by_config(t)
+            if run is not None:
+                found[t.key] = run.done(self.metric)
+        return found
+
+    def _keys(self, flat: dict) -> frozenset:
+        return frozenset(k for k in flat if k != SEED and not _ignored(k, self.ignore))
+
+    def _by_config(self, t) -> Optional[_Earlier]:
+        """The earlier run whose full config is the trial's although their updates are not (a
+        value set to its default, a named config's values given one by one). An earlier run is a
+        candidate when it agrees on every key the trial sets: by its own updates where it set the
+        key too (no file read), by its config where it did not; only a trial with a candidate has
+        its config computed."""
+        if self._groups is None:
+            self._groups = {}
+            for run in self.earlier:
+                self._groups.setdefault(self._keys(run.updates), []).append(run)
         flat = _flat(t.updates)
-        mine = keys(flat)
+        mine = self._keys(flat)
         candidates = []
-        for theirs, runs in groups.items():
+        for theirs, runs in self._groups.items():
             both = tuple(sorted(mine & theirs))
-            index = indexes.get((mine, theirs))
+            index = self._indexes.get((mine, theirs))
             if index is None:
-                index = indexes[(mine, theirs)] = {}
+                index = self._indexes[(mine, theirs)] = {}
                 for run in runs:
                     index.setdefault(_fingerprint({k: run.updates[k] for k in both}, ()), []).append(run)
             rest = mine - theirs
@@ -129,13 +141,18 @@ def _by_config(ex: Experiment, trials: list, earlier: list, ignore: tuple, metri
                 if all(_plain(config.get(k, _MISSING)) == _plain(flat[k]) for k in rest):
                     candidates.append(run)
         if not candidates:
-            continue
-        computed = _fingerprint(_flat(config_of(ex, t.config_updates, t.named_configs)), ignore)
+            return None
+        computed = _fingerprint(_flat(config_of(self.ex, t.config_updates, t.named_configs)), self.ignore)
         for run in candidates:
-            if _fingerprint(_flat(run.config), ignore) == computed and _same_seed(t, run):
-                found[t.key] = run.done(metric)
-                break
-    return found
+            if _fingerprint(_flat(run.config), self.ignore) == computed and _same_seed(t, run):
+                return run
+        return None
+
+
+def find_done(ex: Experiment, trials: list, observers: list, sources: dict, ignore: tuple = (),
+              metric: Optional[str] = None) -> dict:
+    """Trial key -> ``Done`` for every trial an earlier COMPLETED run already ran."""
+    return DoneIndex(ex, observers, sources, ignore, metric).find(trials)
 
 
 _MISSING = "\x00missing"
@@ -319,6 +336,16 @@ def _last(series: Any) -> Any:
     return values[-1] if values else None
 
 
+def metric_value(done: Done, metric: str) -> Any:
+    """The earlier run's value of what a search ranks by (main's result for ``result``); None
+    when it has none a search can use."""
+    value = done.result if metric == "result" else done.metrics.get(metric)
+    if metric == "result" and isinstance(value, dict):
+        value = value.get("result")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) else None
+
+
 def describe(done: dict, total: int) -> str:
     """The line a sweep (or --dry-run) says what --skip-done found."""
     if not done:
@@ -327,9 +354,10 @@ def describe(done: dict, total: int) -> str:
     return f"skip-done: {len(done)} of {total} trials already COMPLETED ({shown}); {total - len(done)} to run"
 
 
-def preview(ex: Experiment, grid, options: dict) -> str:
+def preview(ex: Experiment, spec, options: dict) -> str:
     """What --skip-done would skip, for --dry-run: the observers the command line and the
-    experiment name are read (nothing is written, Ray is not started)."""
+    experiment name are read (nothing is written, Ray is not started). A search's trials are
+    sampled as it runs: for one, how many earlier runs a trial may be found among."""
     from .observers import build_prototypes, check_observer_flags, check_reachable, resolve_file_storage, split_options
 
     options = dict(options)
@@ -340,8 +368,12 @@ def preview(ex: Experiment, grid, options: dict) -> str:
         return "skip-done: no observer records runs (give -F or -m): nothing to compare with"
     check_reachable(observers)
     sources = {name: md5 for name, md5 in ex.get_experiment_info()["sources"]}
-    trials = grid.trials
-    done = find_done(ex, trials, observers, sources, grid.settings.skip_ignore)
+    index = DoneIndex(ex, observers, sources, spec.settings.skip_ignore)
+    if not hasattr(spec, "trials"):
+        return (f"skip-done: {len(index)} COMPLETED run(s) of this experiment and source in the observers' records; "
+                f"a trial that samples one of their configs will not run")
+    trials = spec.trials
+    done = index.find(trials)
     lines = [describe(done, len(trials))]
     shown = [t for t in trials if t.key in done][:10]
     lines += [f"  #{t.index}: {done[t.key].where}" + (f" (sweep {done[t.key].sweep})" if done[t.key].sweep else

@@ -15,7 +15,7 @@ from ..messages import ExperimentRef
 from ..protocol import FOLLOW_LOGGING
 from ..records import redact, scrub
 from ..spec import SpecError
-from ..spec.settings import declared_resources
+from ..spec.resources import declared_resources
 from ..storage import check_storage, join
 from .cluster import precheck_local, ray_request, runtime_env_for, starts_local_ray
 from .folder import check_folder, check_writable

@@ -75,6 +75,10 @@ class RunHooks:
         """The run a Tune trial's start under ``token`` is (tune_with); None: not followed."""
         return None
 
+    def done_before(self, body: RunOpen) -> Optional[TrialResult]:
+        """The SKIPPED result of a Tune trial an earlier COMPLETED run holds (--skip-done), if it is one."""
+        return None
+
     def started(self, token: Any, run: Run) -> None:
         """``run`` started in the observers (it has its id)."""
 
@@ -187,6 +191,10 @@ class Runs(Trials):
     def open(self, token, body: RunOpen) -> Opened:
         if self.paused and not self.stopping:
             return Opened(wait=PAUSED_WAIT_SECONDS)  # the worker asks again; its run has not started
+        skipped = self.hooks.done_before(body)
+        if skipped is not None:  # no run: the trial gives Tune the earlier run's result
+            self.skipped(skipped)
+            return Opened(done={"metrics": skipped.metrics, "step": 0})
         run = self.hooks.claim(token, body)
         if run is None:
             return Opened()
@@ -276,6 +284,15 @@ class Runs(Trials):
         self.record(result, steps=dict(rec.metric_steps), retrying=status == "FAILED" and retries_left,
                     parent=run.parent)
         return result
+
+    def skipped(self, result: TrialResult) -> None:
+        """A trial an earlier run holds (--skip-done): its ledger line, counted SKIPPED, no run."""
+        entry = ledger_entry(result)
+        if self.entries is not None:
+            self.entries.append(entry)
+        if self.beacon is not None:
+            self.beacon.skipped([result])
+        self.folder.record(entry)
 
     def record(self, result: TrialResult, steps: Optional[dict] = None, retrying: bool = False,
                parent: Optional[dict] = None) -> bool:

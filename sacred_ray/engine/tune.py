@@ -20,6 +20,7 @@ from ..spec import SpaceSpec, SpecError
 from ..spec.settings import SCHEDULERS
 from ..spec.space import SearchPlan, trial_count
 from ..storage import filesystem, join
+from .done import DoneIndex
 from .prepare import storage_root
 from .progress import Progress
 from .searchers import budget, check_search_tools, compile_search, make_scheduler, tune_samples
@@ -113,10 +114,9 @@ def _quiet_tune_failures() -> list:
 
 def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     """Run a Tune search over a resolved space (see ``sacred_ray.run_tune``)."""
-    for flag, given in (("--skip-done", req.skip_done), ("--rerun", req.rerun)):
-        if given:
-            raise SpecError("command line", flag, "is ray_sweep's: a search samples its own trials (give --resume to "
-                                                  "continue one, or sweep the finished grid with ray_sweep)")
+    if req.rerun:
+        raise SpecError("command line", "--rerun", "is ray_sweep's: a search samples its own trials (--resume "
+                                                   "continues one and runs its FAILED trials again)")
     check_search_tools(space)
     settings = space.settings
     plan = SearchPlan.of(space)
@@ -138,8 +138,9 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
     try:
         try:
             session.start(runtime_env, graceful=lambda stop: _stop_search(stop, bar))
+            skips = _done_runs(ex, session) if (req.skip_done or settings.skip_done) else None
             bar.start()
-            router = Router(session)
+            router = Router(session, skips)
             router.thread.start()
             ProgressCallback.LIVE.update(progress=bar, settled=router.settled)
             grid = _tuner(session, plan, bar, router).fit()
@@ -169,6 +170,15 @@ def search(ex: Experiment, space: SpaceSpec, req: Request) -> TuneResult:
                                     space.settings.metric, scheduler.label)
     out.report += session.closing_notes()
     return out
+
+
+def _done_runs(ex: Experiment, session: Session) -> DoneIndex:
+    """The earlier COMPLETED runs a trial of the search is checked against as it starts."""
+    settings = session.settings
+    index = DoneIndex(ex, session.launch.prototypes, session.sources, settings.skip_ignore, metric=settings.metric)
+    print(f"skip-done: {len(index)} COMPLETED run(s) of this experiment and source in the observers' records; "
+          f"a trial that samples one of their configs gives Tune that run's {settings.metric} instead of running")
+    return index
 
 
 def _tuner(session: Session, plan: SearchPlan, bar: Progress, router: Router):

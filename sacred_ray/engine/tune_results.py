@@ -11,7 +11,7 @@ from typing import Optional
 from ..spec import SpaceSpec, Trial
 from ..spec.space import SearchPlan
 from .folder import SweepFolder
-from .results import RunLike, SweepResult, TrialResult, best_of, rank, score, summarize
+from .results import DONE, RunLike, SweepResult, TrialResult, best_of, rank, score, summarize
 from .session import Interrupted
 
 
@@ -78,7 +78,8 @@ def trial_result(index: int, plan: SearchPlan, outcome, runs: list, metric: str,
     return TrialResult(trial=trial, status=status, trial_id=trial_id, run_id=last.get("run_id"), result=last.get("result"), metrics=metrics,
                        duration=last.get("duration"), node={"node_ip": last.get("node")}, error=error,
                        config=last.get("config"), iterations=reported.get("training_iteration"),
-                       runs=[r.get("run_id") for r in trial_runs], attempts=max(len(trial_runs), 1))
+                       runs=[r.get("run_id") for r in trial_runs], attempts=max(len(trial_runs), 1),
+                       done_in=last.get("done_in"))
 
 
 def _trial_id_from_path(path: Optional[str]) -> Optional[str]:
@@ -120,7 +121,8 @@ def write_lineage(folder: SweepFolder, runs: list, metric: str, label: str = "PB
 
 
 def completed_trials(earlier: list, metric: str) -> dict:
-    """Tune trials of a resumed search whose run COMPLETED: trial id -> its last result."""
+    """Tune trials of a resumed search whose run COMPLETED (or that an earlier run held,
+    --skip-done): trial id -> its last result."""
     done = {}
     for entry in earlier:
         metrics = dict(entry.get("metrics") or {})
@@ -129,7 +131,7 @@ def completed_trials(earlier: list, metric: str) -> dict:
             value = value.get("result") if isinstance(value, dict) else value
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics["result"] = value
-        if entry.get("status") == "COMPLETED" and metric in metrics:
+        if entry.get("status") in DONE and metric in metrics:
             steps = (entry.get("steps") or {}).get(metric, 1)
             done[entry["trial_id"]] = {"metrics": metrics, "step": max(steps - 1, 0)}
     return done

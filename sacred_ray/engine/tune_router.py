@@ -15,7 +15,9 @@ from ray.tune import Stopper
 
 from ..messages import RunEnd, RunOpen
 from ..spec import Trial
+from .done import DoneIndex, metric_value
 from .relay import Relay
+from .results import TrialResult
 from .runs import Run, RunHooks, Runs
 from .session import POLL_SECONDS, Session
 from .steering import TuneSteering, steer
@@ -47,10 +49,12 @@ class Router(RunHooks):
     may come back. A PBT exploit changes the config: the trial's run ends there and a new
     one, naming its parent, starts from the donor's checkpoint."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, skips: Optional[DoneIndex] = None):
+        """``skips``: the earlier COMPLETED runs a trial is checked against as it starts (--skip-done)."""
         import ray
 
         self.session = session  # its ``interrupted``: the user stopped the search
+        self.skips = skips
         self.runs = Runs(session.settings.name, session.launch, session.folder,
                          ray.get_runtime_context().get_node_id(), hooks=self, keep_entries=True,
                          beacon=session.beacon)
@@ -110,6 +114,23 @@ class Router(RunHooks):
         if earlier is not None and ended is not None:  # a PBT exploit: the earlier run ends as the new one starts
             self.exploited[run] = (earlier, ended)
         return run
+
+    def done_before(self, body: RunOpen) -> Optional[TrialResult]:
+        """A trial's first run is not started when an earlier COMPLETED run ran its config (and
+        told what the search ranks by): Tune gets that run's result instead. A PBT exploit's
+        run (it starts from a donor's state) and a trial Tune started again always run."""
+        if self.skips is None or body.parent is not None or body.trial_id in self.current:
+            return None
+        trial = Trial(index=None, variant=body.variant, updates=dict(body.updates),
+                      named={"+": tuple(body.named_configs)} if body.named_configs else {}, key=body.trial_id)
+        done = self.skips.find([trial]).get(trial.key)
+        metric = self.session.settings.metric
+        value = metric_value(done, metric) if done is not None else None
+        if value is None:
+            return None
+        return TrialResult(trial=trial, status="SKIPPED", run_id=done.run_id, result=done.result,
+                           metrics={**done.metrics, metric: value}, config=done.config, done_in=done.entry(),
+                           trial_id=body.trial_id)
 
     def started(self, token, run: Run) -> None:
         earlier = self.exploited.pop(run, None)

@@ -7,7 +7,8 @@ engine and the worker can all depend on it.
 from .distributions import Distribution
 from .errors import SpecError
 from .grid import GridSpec, load_grid
-from .settings import Resources, SweepSettings, TuneSettings
+from .resources import Resources
+from .settings import SweepSettings, TuneSettings
 from .space import SpaceSpec, SpaceVariant, load_space
 from .trial import Trial, nest
 

@@ -95,12 +95,15 @@ class SacredTrainable(tune.Trainable):
             node = node_info()
             parent, self.parent = self.parent, None
             link, lineage = DriverLink.to(job.hub), _lineage(parent, updates)
-            opened = link.ask(self.token, OPEN, RunOpen(worker=node, trial_id=self.trial_id, variant=variant,
-                                                        parent=lineage))
+            opening = RunOpen(worker=node, trial_id=self.trial_id, variant=variant, parent=lineage,
+                              updates=updates, named_configs=tuple(named))
+            opened = link.ask(self.token, OPEN, opening)
             while opened.wait:  # the sweep is paused: this run starts when it goes on
                 time.sleep(opened.wait)
-                opened = link.ask(self.token, OPEN, RunOpen(worker=node, trial_id=self.trial_id, variant=variant,
-                                                            parent=lineage))
+                opened = link.ask(self.token, OPEN, opening)
+            if opened.done is not None:  # --skip-done: an earlier run holds this trial; no run starts
+                outcome = RunEnd(status="SKIPPED", result=opened.done, node=node)
+                return
             # a run that goes on an earlier one is recorded by the driver alone from here
             observer, also = relay_observers(job.hub, self.token, node, None if opened.continues else job.recording)
             tune_info = {"trial_id": self.trial_id, "experiment": job.name}
@@ -180,6 +183,8 @@ class SacredTrainable(tune.Trainable):
                 result["done"] = True
             return result
         status = payload.status
+        if status == "SKIPPED":  # the earlier run's result, as a trial that completed gives it
+            return {**payload.result["metrics"], "step": payload.result["step"], "done": True}
         if status == "FAILED":
             raise RuntimeError(f"the trial's Sacred run failed: {payload.error}")
         if status != "COMPLETED":
