@@ -167,6 +167,7 @@ def test_bad_skip_settings_get_one_line_and_exit_2(workdir):
                                   " skip_ignore: [slep]}\n")
     code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--skip-done")
     assert code == 2 and "tune: skip_ignore" in out and "did you mean 'sleep'" in out, out
+    write(workdir / "space.yaml", "space: {x: {uniform: [0, 4]}}\ntune: {metric: loss, mode: min, num_samples: 1}\n")
     code, out = cli(workdir, "tune_with", "space.yaml", "-F", "runs", "--rerun", "failed")
     assert code == 2 and "--rerun" in out and "ray_sweep" in out and "--resume" in out, out
     assert "Traceback" not in out
