@@ -81,15 +81,32 @@ class DriverLink:
             if any(flags & select.POLLNVAL for _, flags in events):  # we closed it ourselves
                 return
             if any(flags & gone for _, flags in events):
-                with self.lock_watch:
-                    self.broken = True
-                    on_lost = self._on_lost
-                if on_lost is not None:
-                    on_lost()
+                self.lose()
                 return
 
+    def gone(self) -> bool:
+        """Whether the driver's end of the connection has closed, looked at now (any thread)."""
+        import select
+
+        if self.broken:
+            return True
+        poller = select.poll()
+        try:
+            poller.register(self.conn.fileno(), getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR)
+            return any(flags & ~select.POLLNVAL for _, flags in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    def lose(self) -> None:
+        """The driver went away: the ``on_lost`` callback runs once, on the thread that saw it first."""
+        with self.lock_watch:
+            self.broken = True
+            on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+
     def on_lost(self, callback) -> None:
-        """Call ``callback`` when the driver goes away (at once if it has); None to stop."""
+        """Call ``callback`` once when the driver goes away (at once if it has); None to stop."""
         with self.lock_watch:
             self._on_lost = callback
             lost = self.broken

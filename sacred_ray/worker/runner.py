@@ -10,41 +10,65 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Optional
 
 from .. import protocol
 from ..messages import BEGUN, HOLD, ExperimentRef, RunEnd, RunJob, WorkerRecording
 from .core import RunHooks, node_info, relay_observers, renames_for, run_sacred
+from .observer import DriverLink
 
 
-def _interruptible():
-    """Let SIGINT raise KeyboardInterrupt during the run (Ray workers ignore it otherwise).
+def _interruptible(link: DriverLink):
+    """Let SIGINT raise KeyboardInterrupt during the run (Ray workers ignore it otherwise),
+    and take a SIGTERM that comes because the driver is gone as the lost driver's stop.
 
     The driver signals a trial it stops (timeout, fail_fast, Ctrl-C) on this machine, so
-    even a trial blocked in time.sleep or I/O ends at once and Sacred records it."""
+    even a trial blocked in time.sleep or I/O ends at once and Sacred records it. A killed
+    driver's local Ray goes down with it and SIGTERMs its workers, sometimes before this
+    worker noticed the lost connection: Ray's handler would raise SystemExit in the run,
+    which Sacred records FAILED."""
     try:
         if signal.SIGINT in signal.sigpending():
             # A stop meant for an earlier trial of this worker arrived after its run ended
             # (blocked, so still pending): take it, or it would interrupt this trial.
             signal.sigwait([signal.SIGINT])
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        term = signal.signal(signal.SIGTERM, _terminated(link, signal.getsignal(signal.SIGTERM)))
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # Ray blocks it
-        return handler, mask
+        return handler, term, mask
     except (ValueError, AttributeError):  # not the main thread, or no signal masks here
         return None
 
 
+def _terminated(link: DriverLink, ray_handler):
+    def on_sigterm(signum, frame):
+        if link.gone():
+            link.lose()  # the run's INTERRUPTED end is written now, as the lost driver's
+            raise KeyboardInterrupt(protocol.LOST_DRIVER)
+        if callable(ray_handler):
+            return ray_handler(signum, frame)
+        signal.signal(signum, ray_handler)  # the default: end the process as it would have
+        os.kill(os.getpid(), signum)
+        return None
+
+    return on_sigterm
+
+
 def _restore_sigint(previous) -> None:
     if previous is not None:
-        handler, mask = previous
+        handler, term, mask = previous
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, term)
 
 
 def _stop_on_lost_driver(ex) -> None:
     """The sweep's driver died: stop this trial as Ctrl-C would, instead of running on for
-    nobody (an orphan's finished run would be run again on --resume)."""
-    os.kill(os.getpid(), signal.SIGINT)
+    nobody (an orphan's finished run would be run again on --resume). On the run's own thread
+    (a SIGTERM found the driver gone) the caller raises the interrupt itself."""
+    if threading.current_thread() is not threading.main_thread():
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[WorkerRecording] = None) -> bytes:
@@ -57,7 +81,7 @@ def run_trial(ref: ExperimentRef, job: RunJob, hub: dict, recording: Optional[Wo
     if observer.link.ask(job.token, BEGUN, node) == HOLD:  # the sweep is paused: the trial waits in the driver
         return protocol.dumps(RunEnd(status="INTERRUPTED", node=node, held=True))
     job.info = {**job.info, "ray": node}
-    previous_sigint = _interruptible()
+    previous_sigint = _interruptible(observer.link)
     try:
         outcome = run_sacred(ref, job, observer, also, RunHooks(lost=_stop_on_lost_driver))
     finally:
