@@ -19,7 +19,7 @@ from .core import RunHooks, node_info, relay_observers, renames_for, run_sacred
 from .observer import DriverLink
 
 
-def _interruptible(link: DriverLink):
+def _interruptible(link: Optional[DriverLink] = None):
     """Let SIGINT raise KeyboardInterrupt during the run (Ray workers ignore it otherwise),
     and take a SIGTERM that comes because the driver is gone as the lost driver's stop.
 
@@ -34,7 +34,9 @@ def _interruptible(link: DriverLink):
             # (blocked, so still pending): take it, or it would interrupt this trial.
             signal.sigwait([signal.SIGINT])
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-        term = signal.signal(signal.SIGTERM, _terminated(link, signal.getsignal(signal.SIGTERM)))
+        term = signal.getsignal(signal.SIGTERM)
+        if link is not None:
+            signal.signal(signal.SIGTERM, _terminated(link, term))
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # Ray blocks it
         return handler, term, mask
     except (ValueError, AttributeError):  # not the main thread, or no signal masks here
