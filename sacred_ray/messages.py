@@ -153,7 +153,8 @@ class Heartbeat:
     info: dict
     beat_time: Any
     result: Any = None
-    metrics: dict = field(default_factory=dict)  # name -> {"steps", "values", "timestamps"}
+    metrics: dict = field(default_factory=dict)  # name -> {"steps", "values", "timestamps"}; when the
+    # worker's own observers record the series and the driver none of it, only the last of each, and "count"
     out: str = ""  # captured output since the last heartbeat (all of it when ``out_replaces``)
     out_replaces: bool = False
 

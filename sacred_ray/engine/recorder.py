@@ -150,7 +150,7 @@ class TrialRecorder:
         for name, series in metrics.items():
             if series["values"]:
                 self.metrics[name] = series["values"][-1]
-                self.metric_steps[name] = self.metric_steps.get(name, 0) + len(series["values"])
+                self.metric_steps[name] = self.metric_steps.get(name, 0) + series.get("count", len(series["values"]))
                 self.last_steps[name] = max(series["steps"][-1], self.last_steps.get(name, -1))
         for obs in self.observers:
             if metrics:

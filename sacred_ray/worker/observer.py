@@ -232,6 +232,12 @@ class RayObserver(RunObserver):
 
     def log_metrics(self, metrics_by_name, info):
         for name, series in metrics_by_name.items():
+            if not self.driver_records:  # this worker's observers have the series: the driver keeps score
+                if series["values"]:
+                    count = self._pending_metrics.get(name, {}).get("count", 0) + len(series["values"])
+                    self._pending_metrics[name] = {field: series[field][-1:] for field in ("steps", "values", "timestamps")}
+                    self._pending_metrics[name]["count"] = count
+                continue
             held = self._pending_metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
             for field in ("steps", "values", "timestamps"):
                 held[field].extend(series[field])
