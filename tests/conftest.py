@@ -53,10 +53,22 @@ def _stop_shared_ray():
 
 def pytest_collection_modifyitems(items):
     """A test on this process's Ray (``ray_session``) is slow, marked or not: its first use
-    starts the Ray (README's fast run, ``-m "not slow"``, starts none)."""
+    starts the Ray (README's fast run, ``-m "not slow"``, starts none).
+
+    Longest first: the suite keeps both cores busy from start to end, and a long test handed out
+    last runs on while the other workers have nothing left. So the ``long`` tests (about 40 s
+    or more in a full run) come first, then the other slow ones, and the quick ones last, where
+    they fill the gaps (``--dist loadgroup`` hands them out in this order, a few at a time)."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    def order(item):
+        long = item.get_closest_marker("long")
+        if long is not None:
+            return 0, -(long.args[0] if long.args else 1)  # long(3) before long(2) before long
+        return (1 if item.get_closest_marker("slow") else 2), 0
+
+    items.sort(key=order)
 
 
 def interruptible():

@@ -74,6 +74,7 @@ grid:
 """
 
 
+@pytest.mark.long(2)
 def test_a_running_sweep_is_watched_paused_widened_cancelled_in_part_and_continued(workdir):
     folder = str(workdir / "sweeps" / "camp")
     # 4 s trials: under load the pause must land before all six started (two at a time)
@@ -226,6 +227,7 @@ tune: {name: tcamp, metric: loss, mode: min, num_samples: 8, search: random, max
 """
 
 
+@pytest.mark.long(2)
 def test_a_running_search_is_watched_cancelled_in_part_paused_and_cancelled(workdir):
     folder = str(workdir / "sweeps" / "tcamp")
     write(workdir / "space.yaml", SPACE)

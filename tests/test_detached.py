@@ -70,6 +70,7 @@ def cli(folder, *args, timeout=90):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.long
 def test_a_submitted_sweep_is_seen_and_cancelled_from_a_shell_that_cannot_see_its_folder(workdir, tmp_path, head,
                                                                                          monkeypatch):
     cluster, jobs = head

@@ -160,6 +160,7 @@ def _wait_for_ledger(workdir, lines, timeout=120):
     raise AssertionError("the sweep did not get going")
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_resume_completes_each_trial_once(workdir):
     write(workdir / "grid.yaml", GRID)
@@ -213,6 +214,7 @@ def test_ctrl_c_counts_running_and_queued_trials_as_they_are(workdir):
     assert "6 trials: " in out and "FAILED" not in out.split("6 trials: ")[1]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_sigterm_exits_143_and_a_killed_drivers_trials_stop_and_resume_once(workdir):
     write(workdir / "grid.yaml", GRID)

@@ -183,6 +183,7 @@ def main(x):
     assert results == [101.0, 102.0]
 
 
+@pytest.mark.long
 def test_a_second_sweep_of_the_same_name_while_the_first_runs_hands_it_over_or_is_refused(workdir):
     """Two sweeps of one name at once used to lose the first one's summary. The same ray_sweep
     again hands its trials to the running one (all are in it: nothing to add); a tune_with of
@@ -274,6 +275,7 @@ if __name__ == "__main__":
     assert alone.returncode == 0 and "after the run: Run" in alone.stdout
 
 
+@pytest.mark.long(3)
 def test_a_million_values_logged_just_before_the_end_all_reach_the_observers(tmp_path):
     """Sacred waits 2 s for a run's last heartbeat: with a million values in it the run was
     COMPLETED first, its metrics.json cut short when the sweep's end stopped the worker, and the
@@ -482,6 +484,7 @@ def test_after_a_resume_of_an_edited_grid_every_record_numbers_a_trial_alike(wor
     assert {float(r["x"]): int(r["index"]) for r in rows} == listed
 
 
+@pytest.mark.long(2)
 def test_failed_trials_reach_the_screen_as_one_line_each_not_as_ray_or_tune_noise(workdir):
     """A worker that dies and a Tune trial that raises are reported by the sweep, a line each:
     Ray's "(raylet) A worker died" paragraph and Tune's traceback per failed trial stay off the

@@ -13,7 +13,8 @@ from conftest import EXPERIMENTS, cli_env, run_cli, write
 from ray.cluster_utils import Cluster
 from test_faults import file_runs
 
-pytestmark = pytest.mark.slow  # every test here starts Ray or a command line
+# every test here starts Ray or a command line; one worker runs them all, with one cluster (the module's fixture)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multinode")]
 
 
 @pytest.fixture(scope="module")

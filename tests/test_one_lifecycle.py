@@ -41,6 +41,7 @@ def _stop_reason_homes(doc, at=""):
     return found
 
 
+@pytest.mark.long
 def test_tune_with_file_storage_is_written_by_the_local_worker_as_ray_sweeps_is(workdir):
     """-F is written by the worker itself for both commands, as for the run alone: the same
     files in each run folder, the same run.json, and the -F folder in meta.options."""
@@ -69,6 +70,7 @@ def test_tune_with_file_storage_is_written_by_the_local_worker_as_ray_sweeps_is(
         assert run["meta"]["sweep"]["attempt"] == 1 and run["meta"]["sweep"]["name"] == "t"
 
 
+@pytest.mark.long
 def test_meta_sweep_has_the_same_fields_for_both_commands_in_mongodb(workdir, tmp_path):
     write(workdir / "grid.yaml", "grid:\n  x: [1.0, 3.0]\nsweep: {name: g}\n")
     write(workdir / "space.yaml", "space:\n  x: {uniform: [0.0, 4.0]}\n"

@@ -22,6 +22,8 @@ def search(ex, tmp_path, seed, scheduler, name, options):
 
     spec = {**SPACE, "tune": {"metric": "score", "mode": "max", "num_samples": 4, "search": {"type": "random", "seed": seed},
                               "scheduler": scheduler, "name": name, "dir": str(tmp_path / name)}}
+    if scheduler == "fifo":  # the same four draws, two at a time: two trial actors (Tune reuses them), not four
+        spec["tune"]["max_concurrent_trials"] = 2
     result = run_tune(ex, spec, options=options, progress=False)
     assert result.exit_code == 0, result.report
     return result
@@ -31,6 +33,7 @@ def gain(lr, step, shift_at=6):  # the experiment's own, as tests/experiments/sh
     return math.exp(-((math.log10(lr) - (-1.0 if step < shift_at else -3.0)) ** 2))
 
 
+@pytest.mark.long(3)
 @pytest.mark.slow
 def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_state(ray_session, tmp_path, mongo_db,
                                                                                        monkeypatch):
@@ -89,6 +92,7 @@ def test_pbt_beats_random_search_and_each_exploit_is_a_new_run_from_the_donors_s
     assert statistics.median(best["pbt"]) > statistics.median(best["random"]), best
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_pb2_from_the_command_line_keeps_new_values_in_bounds_and_writes_its_lineage(tmp_path):
     """PB2 (PBT whose explore step fits a Gaussian process) through the same machinery, with -F."""

@@ -33,6 +33,7 @@ def xs(runs):
     return sorted(r["config"]["x"] for r in runs)
 
 
+@pytest.mark.long
 def test_skip_done_across_sweeps_and_a_run_made_alone_in_file_storage(workdir):
     code, out = cli(workdir, "with", "x=2.0", "-F", "runs")  # a plain Sacred run, no sweep
     assert code == 0, out
@@ -72,6 +73,7 @@ def test_skip_done_across_sweeps_and_a_run_made_alone_in_file_storage(workdir):
     assert "nothing to run" in out and len(file_runs(workdir / "runs")) == 4, out
 
 
+@pytest.mark.long
 def test_same_config_given_differently_and_ignored_keys_are_skipped(workdir):
     code, out = cli(workdir, "with", "x=2.0", "-F", "runs")
     assert code == 0, out
@@ -174,6 +176,7 @@ def test_bad_skip_settings_get_one_line_and_exit_2(workdir):
     assert not (workdir / "runs").exists() or not os.listdir(workdir / "runs")
 
 
+@pytest.mark.long
 def test_trials_handed_to_a_running_skip_done_sweep_are_skipped_when_an_earlier_run_holds_them(workdir):
     from test_campaign import start, status, wait_for
 

@@ -99,6 +99,7 @@ def test_mongo_sweep_lands_in_the_runs_and_metrics_collections(workdir, tmp_path
         assert files[f"artifact://runs/{run['_id']}/out.txt"] == f"artifact of x={run['config']['x']}"
 
 
+@pytest.mark.long
 def test_readme_main_command_runs_the_digits_sweep(tmp_path):
     proc = run_cli([os.path.join(EXAMPLES, "digits.py"), "ray_sweep", "with", os.path.join(EXAMPLES, "grid.yaml"),
                     "-F", "runs"], cwd=tmp_path)

@@ -60,6 +60,7 @@ def _wait(tmp_path, proc, done):
     raise AssertionError("the search never got there")
 
 
+@pytest.mark.long(2)
 @pytest.mark.parametrize("signum,code,reason", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_a_stopped_search_records_the_users_stop_and_resumes_without_rerunning(tmp_path, signum, code, reason):
     write(tmp_path / "curves.py", open(os.path.join(EXPERIMENTS, "curves.py")).read())
@@ -92,6 +93,7 @@ def test_a_stopped_search_records_the_users_stop_and_resumes_without_rerunning(t
     assert len(set(completed)) == 6
 
 
+@pytest.mark.long(2)
 def test_a_killed_drivers_search_ranked_by_result_resumes_without_rerunning_a_completed_trial(tmp_path):
     """``metric: result`` (main's return value, never logged): a trial whose run COMPLETED after
     Tune last saved its own state was run again by --resume once the driver had been killed."""
