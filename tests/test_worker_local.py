@@ -72,7 +72,7 @@ def test_a_changed_sacred_setting_is_honoured(own_getters, monkeypatch):
 
 
 def start(observer, x):
-    local.numbered_from_last(observer)
+    observer = local.local_copy(observer)
     run_id = observer.started_event(
         ex_info={"name": "t", "base_dir": observer.basedir, "sources": [], "dependencies": [], "repositories": [],
                  "mainfile": None},
@@ -108,9 +108,33 @@ def test_a_subclass_numbers_its_runs_its_own_way(tmp_path, monkeypatch):
     class Mine(FileStorageObserver):
         pass
 
-    observer = Mine(str(tmp_path))
-    local.numbered_from_last(observer)
-    assert "_maximum_existing_run_id" not in vars(observer)
+    observer = local.local_copy(Mine(str(tmp_path)))
+    assert type(observer) is Mine  # copied as it is: its own numbering, its own writing
+
+
+def test_a_worker_writes_each_json_file_whole(tmp_path, monkeypatch):
+    """A worker killed while it writes leaves the run's files as they were, never cut short
+    (Sacred's own write empties run.json first)."""
+    monkeypatch.setattr(local, "_last_run_folder", {})
+    observer = local.local_copy(FileStorageObserver(str(tmp_path)))
+    observer.started_event(ex_info={"name": "t", "base_dir": str(tmp_path), "sources": [], "dependencies": [],
+                                    "repositories": [], "mainfile": None}, command="main", host_info={"hostname": "h"},
+                           start_time=datetime.datetime.utcnow(), config={"x": 1}, meta_info={}, _id=None)
+    run_json = tmp_path / "1" / "run.json"
+    before = run_json.read_text()
+    real_dump = json.dump
+
+    def killed_midway(obj, f, **kwargs):
+        f.write("{")
+        raise KeyboardInterrupt  # the process goes down in the middle of the write
+
+    monkeypatch.setattr(json, "dump", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        observer.save_json({"status": "INTERRUPTED"}, "run.json")
+    monkeypatch.setattr(json, "dump", real_dump)
+    assert run_json.read_text() == before  # untouched
+    observer.save_json({"status": "INTERRUPTED"}, "run.json")
+    assert json.loads(run_json.read_text()) == {"status": "INTERRUPTED"}
 
 
 def test_a_worker_far_behind_the_others_looks_instead_of_stepping(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from sacred import Experiment
 
 from ..records import mongo_uri, read_json, redact
 from ..spec import SpecError
+from ..worker.local import local_copy
 
 OBSERVER_FLAGS = ("--mongo_db", "--file_storage", "--sql", "--tiny_db", "--s3", "--gcs")
 
@@ -162,7 +163,7 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
 
     if type(prototype) is not FileStorageObserver:
         return None
-    obs = copy.copy(prototype)
+    obs = local_copy(prototype)
     obs.dir = os.path.join(obs.basedir, str(run_id))
     try:
         with open(os.path.join(obs.dir, "run.json")) as f:
@@ -225,7 +226,10 @@ def _write_json(path: str, obj) -> None:
 
 
 def fresh(observer):
-    """A new instance for one trial: shared connections, private per-run state."""
+    """A new instance for one trial: shared connections, private per-run state (a plain file
+    storage observer writes its files whole, as a worker's does)."""
+    if type(observer) is _file_storage():
+        return local_copy(observer)
     if hasattr(type(observer), "__copy__"):
         return copy.copy(observer)
     clone = copy.copy(observer)
@@ -233,6 +237,12 @@ def fresh(observer):
         if type(value) in (dict, list, set):
             setattr(clone, name, copy.copy(value))
     return clone
+
+
+def _file_storage():
+    from sacred.observers import FileStorageObserver
+
+    return FileStorageObserver
 
 
 def observers_for_trial(prototypes: list) -> list:

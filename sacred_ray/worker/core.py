@@ -11,7 +11,6 @@ observers, its current run. Both callers notice a lost driver through it.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import importlib.util
@@ -28,7 +27,7 @@ from .. import checkpoint
 from ..messages import ExperimentRef, RunEnd, RunJob, WorkerRecording
 from ..protocol import FOLLOW_LOGGING, LOST_DRIVER
 from .guard import guarded
-from .local import made_run_folder, numbered_from_last, remember_host_info
+from .local import local_copy, made_run_folder, remember_host_info
 from .observer import MetaFlags, RayObserver
 
 _EXPERIMENTS: dict = {}  # ExperimentRef -> (Experiment, renames for the driver)
@@ -81,9 +80,7 @@ def relay_observers(hub: dict, token: str, node: dict, recording: Optional[Worke
     the run's start and files. Elsewhere the driver records everything."""
     recording_here = []
     if recording is not None and recording.observers and node.get("node_id") == recording.driver_node:
-        recording_here = [copy.copy(obs) for obs in recording.observers]
-        for obs in recording_here:
-            numbered_from_last(obs)
+        recording_here = [local_copy(obs) for obs in recording.observers]
     priority = recording.driver_priority if recording is not None else None
     observer = RayObserver(hub, token, worker=node, worker_records=bool(recording_here),
                            driver_records=not recording_here or priority is not None,

@@ -10,7 +10,8 @@ more than everything else sacred-ray adds to a short trial:
   the experiment's own host-info getters are still gathered for every run.
 - file storage: ``FileStorageObserver`` lists the whole runs folder to number each run,
   O(runs) per run. A worker remembers the last folder it made there and starts from
-  the next number; Sacred's own loop still skips folders that others made meanwhile.
+  the next number; Sacred's own loop still skips folders that others made meanwhile
+  (``LocalFileStorage``, which also writes each JSON file whole).
 
 The runs recorded are the same as Sacred's; only the work to produce them is saved.
 """
@@ -66,29 +67,55 @@ def remember_host_info() -> None:
             getters[i] = host_info.HostInfoGetter(_Once(getter.getter_function), getter.name)
 
 
-def numbered_from_last(observer) -> None:
-    """Let a worker's copy of a plain FileStorageObserver number its run after the last one
-    this process made in that folder, instead of listing the folder."""
+def local_copy(observer):
+    """This worker's own copy of a file storage observer the driver hands it: a plain
+    ``FileStorageObserver`` becomes a ``LocalFileStorage`` (the same files, written as below);
+    any other is copied as it is."""
     from sacred.observers import FileStorageObserver
 
     if type(observer) is not FileStorageObserver:
-        return
-    base = os.path.abspath(observer.basedir)
-    last = _last_run_folder.get(base)
-    if last is None:
-        return
+        return copy.copy(observer)
+    clone = LocalFileStorage.__new__(LocalFileStorage)
+    clone.__dict__.update(copy.copy(vars(observer)))
+    return clone
 
-    def maximum_existing_run_id() -> int:
-        # Look as Sacred does when the remembered folder is gone (the runs folder was
-        # cleared since: numbering starts over) or when many runs were made since this
-        # worker's last (it ran one long trial meanwhile): Sacred tries last+1, last+2, ...
-        # and gives up after 1000 taken folders.
-        if not os.path.isdir(os.path.join(base, str(last))) or os.path.exists(
+
+def _file_storage_class():
+    from sacred.observers import FileStorageObserver
+
+    return FileStorageObserver
+
+
+class LocalFileStorage(_file_storage_class()):
+    """Sacred's FileStorageObserver, as a worker runs it: it numbers its run after the last one
+    this process made in the folder instead of listing the folder, and writes each JSON file
+    whole (a temporary file renamed over it). A worker can be killed while it writes: its
+    driver's local Ray goes down with a killed driver, in the middle of the worker writing its
+    run's INTERRUPTED end; Sacred's own write truncates first, and left an empty run.json."""
+
+    def _maximum_existing_run_id(self) -> int:
+        base = os.path.abspath(self.basedir)
+        last = _last_run_folder.get(base)
+        # Look as Sacred does when this process made no run here yet, when the remembered folder
+        # is gone (the runs folder was cleared since: numbering starts over) or when many runs were
+        # made since this worker's last (it ran one long trial meanwhile): Sacred tries last+1,
+        # last+2, ... and gives up after 1000 taken folders.
+        if last is None or not os.path.isdir(os.path.join(base, str(last))) or os.path.exists(
                 os.path.join(base, str(last + _FAR_AHEAD))):
-            return FileStorageObserver._maximum_existing_run_id(observer)
+            return super()._maximum_existing_run_id()
         return last
 
-    observer._maximum_existing_run_id = maximum_existing_run_id
+    def save_json(self, obj, filename) -> None:
+        import json
+        import threading
+
+        from sacred.serializer import flatten
+
+        path = os.path.join(self.dir, filename)
+        temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"  # a run's threads write apart
+        with open(temporary, "w") as f:
+            json.dump(flatten(obj), f, sort_keys=True, indent=2)
+        os.replace(temporary, path)
 
 
 def made_run_folder(observer) -> None:
