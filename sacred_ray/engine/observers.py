@@ -18,7 +18,7 @@ from sacred import Experiment
 
 from ..records import mongo_uri, read_json, redact
 from ..spec import SpecError
-from ..worker.local import local_copy
+from ..worker.local import local_copy, plain_file_storage
 
 OBSERVER_FLAGS = ("--mongo_db", "--file_storage", "--sql", "--tiny_db", "--s3", "--gcs")
 
@@ -148,9 +148,7 @@ def worker_can_record(observer) -> bool:
     """Whether a worker on the driver's machine can record with this observer itself: a plain
     FileStorageObserver with an absolute folder (what -F gives) writes the same files there,
     without sending every event to the one driver process first."""
-    from sacred.observers import FileStorageObserver
-
-    return type(observer) is FileStorageObserver and os.path.isabs(observer.basedir)
+    return plain_file_storage(observer) and os.path.isabs(observer.basedir)
 
 
 def reopen_file_run(prototype, run_id) -> Optional[object]:
@@ -159,9 +157,7 @@ def reopen_file_run(prototype, run_id) -> Optional[object]:
     plain FileStorageObserver or the run's folder cannot be read."""
     import json
 
-    from sacred.observers import FileStorageObserver
-
-    if type(prototype) is not FileStorageObserver:
+    if not plain_file_storage(prototype):
         return None
     obs = local_copy(prototype)
     obs.dir = os.path.join(obs.basedir, str(run_id))
@@ -228,7 +224,7 @@ def _write_json(path: str, obj) -> None:
 def fresh(observer):
     """A new instance for one trial: shared connections, private per-run state (a plain file
     storage observer writes its files whole, as a worker's does)."""
-    if type(observer) is _file_storage():
+    if plain_file_storage(observer):
         return local_copy(observer)
     if hasattr(type(observer), "__copy__"):
         return copy.copy(observer)
@@ -237,12 +233,6 @@ def fresh(observer):
         if type(value) in (dict, list, set):
             setattr(clone, name, copy.copy(value))
     return clone
-
-
-def _file_storage():
-    from sacred.observers import FileStorageObserver
-
-    return FileStorageObserver
 
 
 def observers_for_trial(prototypes: list) -> list:

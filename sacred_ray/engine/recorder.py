@@ -15,6 +15,7 @@ import traceback
 from typing import Any, Optional
 
 from ..messages import FileEvent, Final, Heartbeat, RunStart, StartAnswer
+from ..worker.local import plain_file_storage
 
 log = logging.getLogger("sacred_ray")
 
@@ -47,9 +48,7 @@ class RunIds:
 
 def _file_storage_dir(observer) -> Optional[str]:
     """The runs folder of a plain FileStorageObserver (a subclass may number its runs its own way)."""
-    from sacred.observers import FileStorageObserver
-
-    return os.path.abspath(observer.basedir) if type(observer) is FileStorageObserver else None
+    return os.path.abspath(observer.basedir) if plain_file_storage(observer) else None
 
 
 def _largest_run_folder(base: str) -> int:

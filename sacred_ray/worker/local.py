@@ -67,13 +67,19 @@ def remember_host_info() -> None:
             getters[i] = host_info.HostInfoGetter(_Once(getter.getter_function), getter.name)
 
 
+def plain_file_storage(observer) -> bool:
+    """Whether ``observer`` is Sacred's FileStorageObserver itself (or sacred-ray's copy of one),
+    not a subclass that may number or write its runs its own way."""
+    from sacred.observers import FileStorageObserver
+
+    return type(observer) in (FileStorageObserver, LocalFileStorage)
+
+
 def local_copy(observer):
     """This worker's own copy of a file storage observer the driver hands it: a plain
     ``FileStorageObserver`` becomes a ``LocalFileStorage`` (the same files, written as below);
     any other is copied as it is."""
-    from sacred.observers import FileStorageObserver
-
-    if type(observer) is not FileStorageObserver:
+    if not plain_file_storage(observer):
         return copy.copy(observer)
     clone = LocalFileStorage.__new__(LocalFileStorage)
     clone.__dict__.update(copy.copy(vars(observer)))
